@@ -1,0 +1,191 @@
+//! Region facts derived from a phone number: country, NANP area code, state/province and the
+//! IANA time zones, from tables generated out of libphonenumber's data
+//! (`tools/gen_geo_table.py` writes `generated.rs`).
+
+mod generated;
+
+use chrono_tz::Tz;
+
+use crate::phone::E164;
+
+/// Where the tables come from, for `--version` style reports.
+pub const DATA_SOURCE: &str = generated::SOURCE;
+
+/// What the number alone says about where it is. Several states or zones mean the data cannot
+/// tell them apart (e.g. +1 907 is Alaska's two zones; +1 782 is Nova Scotia or PEI).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NumberRegion {
+    /// ISO 3166-1 alpha-2 region, e.g. `US`, `CA`, `PR`, `DE`.
+    pub country: Option<String>,
+    pub area_code: Option<u16>,
+    pub states: Vec<String>,
+    pub zones: Vec<Tz>,
+}
+
+/// Looks up everything the generated tables know about `number`.
+pub fn region_of(number: E164) -> NumberRegion {
+    let digits = number.digits().to_string();
+    let area_code = number.nanp_area_code();
+    let (country, states) = match area_code {
+        Some(npa) => nanp_country_and_states(npa, &digits),
+        None => (country_of_non_nanp(&digits), Vec::new()),
+    };
+    NumberRegion {
+        country,
+        area_code,
+        states,
+        zones: zones_of_digits(&digits),
+    }
+}
+
+fn nanp_country_and_states(npa: u16, digits: &str) -> (Option<String>, Vec<String>) {
+    let Ok(row) = generated::NANP_AREA_CODES.binary_search_by_key(&npa, |&(code, _, _)| code) else {
+        // Toll-free and other non-geographic area codes: still North American, region unknown.
+        return (None, Vec::new());
+    };
+    let (_, country, area_state) = generated::NANP_AREA_CODES[row];
+    let state = longest_prefix(generated::NANP_EXCHANGE_STATES, digits).unwrap_or(area_state);
+    let states = state
+        .split('|')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    (Some(country.to_string()), states)
+}
+
+fn country_of_non_nanp(digits: &str) -> Option<String> {
+    let number = phonenumber::parse(None, format!("+{digits}")).ok()?;
+    number.country().id().map(|id| id.as_ref().to_string())
+}
+
+/// Time zones at the longest prefix the data has for these digits.
+fn zones_of_digits(digits: &str) -> Vec<Tz> {
+    longest_prefix(generated::TZ_PREFIXES, digits)
+        .map(|indices| {
+            indices
+                .iter()
+                .filter_map(|&i| generated::ZONES[i as usize].parse::<Tz>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn longest_prefix<T: Copy>(table: &[(&str, T)], digits: &str) -> Option<T> {
+    (1..=digits.len()).rev().find_map(|len| {
+        let prefix = &digits[..len];
+        table
+            .binary_search_by(|(p, _)| (*p).cmp(prefix))
+            .ok()
+            .map(|i| table[i].1)
+    })
+}
+
+/// Every NANP area code the generated table knows, with its region and state(s).
+pub fn nanp_area_codes() -> impl Iterator<Item = (u16, &'static str, &'static str)> {
+    generated::NANP_AREA_CODES.iter().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(number: &str) -> NumberRegion {
+        region_of(E164::parse(number).unwrap())
+    }
+
+    fn zone_names(r: &NumberRegion) -> Vec<&'static str> {
+        r.zones.iter().map(|z| z.name()).collect()
+    }
+
+    #[test]
+    fn tables_are_sorted_for_binary_search() {
+        assert!(generated::TZ_PREFIXES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(generated::NANP_AREA_CODES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(generated::NANP_EXCHANGE_STATES.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn every_zone_name_is_known_to_chrono_tz() {
+        for name in generated::ZONES {
+            assert!(name.parse::<Tz>().is_ok(), "{name} unknown to chrono-tz");
+        }
+    }
+
+    /// Every area code in libphonenumber's data (as generated) has a region, and every
+    /// geographic one (US/CA and the Caribbean/Pacific members) has a time zone of its own,
+    /// never the dropped whole-NANP fallback.
+    #[test]
+    fn every_nanp_area_code_is_covered() {
+        let mut count = 0;
+        for (npa, country, state) in nanp_area_codes() {
+            count += 1;
+            let digits = format!("1{npa}");
+            let zones = longest_prefix(generated::TZ_PREFIXES, &digits);
+            assert!(zones.is_some(), "area code {npa} ({country}) has no time zone");
+            assert!(zones.unwrap().len() < 5, "area code {npa} got a country-wide zone list");
+            if country == "US" || country == "CA" {
+                assert!(!state.is_empty(), "area code {npa} ({country}) has no state");
+            }
+        }
+        assert!(count > 400, "only {count} area codes generated");
+        // And the reverse: every +1 prefix with a zone of its own belongs to a known area code.
+        for (prefix, _) in generated::TZ_PREFIXES.iter().filter(|(p, _)| p.starts_with('1')) {
+            let npa: u16 = prefix[1..4].parse().unwrap();
+            assert!(
+                generated::NANP_AREA_CODES.iter().any(|&(code, _, _)| code == npa),
+                "zone prefix {prefix} has no area-code row"
+            );
+        }
+    }
+
+    #[test]
+    fn hand_checked_area_codes() {
+        let alaska = region("+19075550100");
+        assert_eq!(alaska.states, ["AK"]);
+        assert_eq!(zone_names(&alaska), ["America/Adak", "America/Anchorage"]);
+
+        let newfoundland = region("+17095550100");
+        assert_eq!(newfoundland.country.as_deref(), Some("CA"));
+        assert_eq!(newfoundland.states, ["NL"]);
+        assert!(zone_names(&newfoundland).contains(&"America/St_Johns"));
+
+        let arizona = region("+15205550100");
+        assert_eq!(arizona.states, ["AZ"]);
+        assert_eq!(zone_names(&arizona), ["America/Phoenix"]);
+
+        // Indiana: 317 is Eastern; 812 is Eastern except exchanges around Evansville (Central).
+        assert_eq!(zone_names(&region("+13175550100")), ["America/New_York"]);
+        assert_eq!(zone_names(&region("+18125550100")), ["America/New_York"]);
+        assert_eq!(zone_names(&region("+18124645555")), ["America/Chicago"]);
+
+        // Caribbean: Jamaica is its own country inside +1, one zone, no state.
+        let jamaica = region("+18762345678");
+        assert_eq!(jamaica.country.as_deref(), Some("JM"));
+        assert!(jamaica.states.is_empty());
+        assert_eq!(zone_names(&jamaica), ["America/Jamaica"]);
+
+        let california = region("+14155550100");
+        assert_eq!(california.country.as_deref(), Some("US"));
+        assert_eq!(california.area_code, Some(415));
+        assert_eq!(zone_names(&california), ["America/Los_Angeles"]);
+    }
+
+    #[test]
+    fn shared_area_code_lists_both_provinces() {
+        assert_eq!(region("+17825550100").states, ["NS", "PE"]);
+    }
+
+    #[test]
+    fn toll_free_has_no_region() {
+        let toll_free = region("+18005550100");
+        assert_eq!(toll_free.country, None);
+        assert!(toll_free.zones.is_empty());
+    }
+
+    #[test]
+    fn non_nanp_numbers_get_country_and_zone() {
+        let berlin = region("+4930901820");
+        assert_eq!(berlin.country.as_deref(), Some("DE"));
+        assert_eq!(zone_names(&berlin), ["Europe/Berlin"]);
+    }
+}
