@@ -1,5 +1,11 @@
 //! callroute: picks the caller ID for every outbound call and explains why.
 //! See ARCHITECTURE.md for the map of the code.
 
+pub mod engine;
+pub mod explain;
 pub mod geo;
+pub mod hours;
+pub mod lead;
 pub mod phone;
+pub mod rules;
+pub mod usage;

@@ -89,7 +89,13 @@ mod tests {
 
     #[test]
     fn rejects_non_e164_forms_with_reason() {
-        for text in ["4155550100", "+1 415 555 0100", "(415) 555-0100", "+1-415-555-0100", "+"] {
+        for text in [
+            "4155550100",
+            "+1 415 555 0100",
+            "(415) 555-0100",
+            "+1-415-555-0100",
+            "+",
+        ] {
             assert!(
                 matches!(E164::parse(text), Err(PhoneError::NotE164(_))),
                 "{text} should be rejected as not E.164"

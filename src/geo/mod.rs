@@ -39,7 +39,8 @@ pub fn region_of(number: E164) -> NumberRegion {
 }
 
 fn nanp_country_and_states(npa: u16, digits: &str) -> (Option<String>, Vec<String>) {
-    let Ok(row) = generated::NANP_AREA_CODES.binary_search_by_key(&npa, |&(code, _, _)| code) else {
+    let Ok(row) = generated::NANP_AREA_CODES.binary_search_by_key(&npa, |&(code, _, _)| code)
+    else {
         // Toll-free and other non-geographic area codes: still North American, region unknown.
         return (None, Vec::new());
     };
@@ -100,8 +101,16 @@ mod tests {
     #[test]
     fn tables_are_sorted_for_binary_search() {
         assert!(generated::TZ_PREFIXES.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(generated::NANP_AREA_CODES.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(generated::NANP_EXCHANGE_STATES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(
+            generated::NANP_AREA_CODES
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0)
+        );
+        assert!(
+            generated::NANP_EXCHANGE_STATES
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0)
+        );
     }
 
     #[test]
@@ -121,18 +130,32 @@ mod tests {
             count += 1;
             let digits = format!("1{npa}");
             let zones = longest_prefix(generated::TZ_PREFIXES, &digits);
-            assert!(zones.is_some(), "area code {npa} ({country}) has no time zone");
-            assert!(zones.unwrap().len() < 5, "area code {npa} got a country-wide zone list");
+            assert!(
+                zones.is_some(),
+                "area code {npa} ({country}) has no time zone"
+            );
+            assert!(
+                zones.unwrap().len() < 5,
+                "area code {npa} got a country-wide zone list"
+            );
             if country == "US" || country == "CA" {
-                assert!(!state.is_empty(), "area code {npa} ({country}) has no state");
+                assert!(
+                    !state.is_empty(),
+                    "area code {npa} ({country}) has no state"
+                );
             }
         }
         assert!(count > 400, "only {count} area codes generated");
         // And the reverse: every +1 prefix with a zone of its own belongs to a known area code.
-        for (prefix, _) in generated::TZ_PREFIXES.iter().filter(|(p, _)| p.starts_with('1')) {
+        for (prefix, _) in generated::TZ_PREFIXES
+            .iter()
+            .filter(|(p, _)| p.starts_with('1'))
+        {
             let npa: u16 = prefix[1..4].parse().unwrap();
             assert!(
-                generated::NANP_AREA_CODES.iter().any(|&(code, _, _)| code == npa),
+                generated::NANP_AREA_CODES
+                    .iter()
+                    .any(|&(code, _, _)| code == npa),
                 "zone prefix {prefix} has no area-code row"
             );
         }

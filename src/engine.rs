@@ -1,0 +1,703 @@
+//! The decision engine: given the compiled rules, a lead, the pool's state and `now`, pick a
+//! caller ID (or say when to retry, or why never) and record why. Pure: no I/O, no clock,
+//! no randomness beyond the pool's seed, so the daemon, `explain` and tests agree.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Offset, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::hours::{Window, next_open_all};
+use crate::lead::Lead;
+use crate::phone::E164;
+use crate::rules::{
+    AttemptRule, Campaign, Facts, Layered, NumberId, NumberInfo, Route, RuleSet, Strategy, Tier,
+};
+use crate::usage::{LimitHit, PoolState, all_free_at};
+
+/// What to do with a lead now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Decision {
+    Dial {
+        from_phone_number: E164,
+        agent: String,
+        model_id: String,
+        route: String,
+        tier: PickedBy,
+    },
+    /// Nothing can change before `until`; try again then.
+    Defer {
+        until: DateTime<Utc>,
+        reason: Reason,
+    },
+    /// This lead cannot be called under these rules and this pool.
+    Reject { reason: Reason },
+}
+
+/// How the caller ID was found: a local-presence tier, or the lead's sticky assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PickedBy {
+    Sticky,
+    AreaCode,
+    State,
+    Timezone,
+    Country,
+    Any,
+}
+
+impl From<Tier> for PickedBy {
+    fn from(tier: Tier) -> PickedBy {
+        match tier {
+            Tier::AreaCode => PickedBy::AreaCode,
+            Tier::State => PickedBy::State,
+            Tier::Timezone => PickedBy::Timezone,
+            Tier::Country => PickedBy::Country,
+            Tier::Any => PickedBy::Any,
+        }
+    }
+}
+
+/// A machine-readable code (bounded: fit for metric labels) and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    UnknownCampaign,
+    NoRouteMatched,
+    NoTimezone,
+    CallingHoursNeverOpen,
+    NotBefore,
+    OutsideCallingHours,
+    LeadAttemptLimit,
+    LeadAttemptCapReached,
+    AllNumbersAtLimit,
+    NoLocalNumber,
+    NoAttachedNumber,
+}
+
+impl Decision {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Decision::Dial { .. } => "dial",
+            Decision::Defer { .. } => "defer",
+            Decision::Reject { .. } => "reject",
+        }
+    }
+}
+
+/// Why the engine decided what it did, step by step.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Trace {
+    pub lead: String,
+    pub now: Option<DateTime<Utc>>,
+    pub campaign: Option<String>,
+    pub routes: Vec<RouteCheck>,
+    pub calling_hours: Option<HoursCheck>,
+    pub lead_attempts: Vec<LimitHit>,
+    pub sticky: Option<String>,
+    pub tiers: Vec<TierCheck>,
+    pub excluded: Vec<Exclusion>,
+    pub picked: Option<Pick>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteCheck {
+    pub route: String,
+    pub defined_at: String,
+    pub matched: bool,
+    /// The first `when` key the lead did not satisfy.
+    pub mismatch: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HoursCheck {
+    pub zones: Vec<String>,
+    pub states: Vec<String>,
+    pub open_now: bool,
+    pub next_open: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TierCheck {
+    pub tier: Tier,
+    pub candidates: usize,
+    pub eligible: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exclusion {
+    pub number: E164,
+    pub tier: Tier,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pick {
+    pub number: E164,
+    pub by: PickedBy,
+    pub strategy: Option<Strategy>,
+    pub why: String,
+}
+
+fn reason(code: ReasonCode, message: impl Into<String>) -> Reason {
+    Reason {
+        code,
+        message: message.into(),
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Decides what to do with `lead` at `now`.
+pub fn decide(
+    rules: &RuleSet,
+    lead: &Lead,
+    pool: &PoolState,
+    now: DateTime<Utc>,
+) -> (Decision, Trace) {
+    let mut trace = Trace {
+        lead: lead.key.clone(),
+        now: Some(now),
+        ..Trace::default()
+    };
+    let decision = decide_traced(rules, lead, pool, now, &mut trace);
+    (decision, trace)
+}
+
+fn decide_traced(
+    rules: &RuleSet,
+    lead: &Lead,
+    pool: &PoolState,
+    now: DateTime<Utc>,
+    trace: &mut Trace,
+) -> Decision {
+    let Some(campaign) = rules.campaign(&lead.campaign) else {
+        return Decision::Reject {
+            reason: reason(
+                ReasonCode::UnknownCampaign,
+                format!("campaign `{}` is not in the rules", lead.campaign),
+            ),
+        };
+    };
+    trace.campaign = Some(campaign.name.clone());
+    let Some(route) = match_route(campaign, lead, trace) else {
+        return Decision::Reject {
+            reason: reason(
+                ReasonCode::NoRouteMatched,
+                format!("no route of campaign `{}` matches this lead", campaign.name),
+            ),
+        };
+    };
+
+    // When may this lead be called at all?
+    if lead.zones.is_empty() {
+        return Decision::Reject {
+            reason: reason(
+                ReasonCode::NoTimezone,
+                format!(
+                    "no time zone is known for {}; give the lead a `timezone`",
+                    lead.phone
+                ),
+            ),
+        };
+    }
+    let constraints = hours_constraints(&rules.calling_hours, lead);
+    let earliest = lead.not_before.map_or(now, |t| t.max(now));
+    let opens = next_open_all(&constraints, earliest);
+    trace.calling_hours = Some(HoursCheck {
+        zones: lead.zones.iter().map(|z| z.name().to_string()).collect(),
+        states: lead.compliance_states.clone(),
+        open_now: opens == Some(now),
+        next_open: opens,
+    });
+    let Some(opens) = opens else {
+        return Decision::Reject {
+            reason: reason(
+                ReasonCode::CallingHoursNeverOpen,
+                "the lead's calling hours never open (no allowed day, or its zones' windows never overlap)",
+            ),
+        };
+    };
+    if opens > now {
+        let (code, message) = if earliest > now && opens == earliest {
+            (
+                ReasonCode::NotBefore,
+                format!(
+                    "the lead asks not to be called before {}",
+                    rfc3339(earliest)
+                ),
+            )
+        } else {
+            (
+                ReasonCode::OutsideCallingHours,
+                format!(
+                    "outside calling hours in {}; next window opens {}",
+                    zone_list(&lead.zones),
+                    rfc3339(opens)
+                ),
+            )
+        };
+        return Decision::Defer {
+            until: opens,
+            reason: reason(code, message),
+        };
+    }
+
+    let history = pool.lead_history(&lead.key);
+    if let Some(history) = history {
+        let hits: Vec<LimitHit> = attempt_rules(&rules.lead_attempts, lead)
+            .iter()
+            .flat_map(|rule| history.hits(rule, now))
+            .collect();
+        if !hits.is_empty() {
+            trace.lead_attempts = hits.clone();
+            let summary = hits
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return match all_free_at(&hits).and_then(|free| next_open_all(&constraints, free)) {
+                Some(until) => Decision::Defer {
+                    until,
+                    reason: reason(
+                        ReasonCode::LeadAttemptLimit,
+                        format!("lead attempt limit: {summary}"),
+                    ),
+                },
+                None => Decision::Reject {
+                    reason: reason(
+                        ReasonCode::LeadAttemptCapReached,
+                        format!("lead attempt cap reached: {summary}"),
+                    ),
+                },
+            };
+        }
+    }
+
+    pick_number(rules, campaign, route, lead, pool, now, &constraints, trace)
+}
+
+fn match_route<'r>(campaign: &'r Campaign, lead: &Lead, trace: &mut Trace) -> Option<&'r Route> {
+    let facts = Facts {
+        brand: lead.brand.as_deref().or(campaign.brand.as_deref()),
+        country: lead.country.as_deref(),
+        states: &lead.states,
+        area_code: lead.area_code,
+        zones: &lead.zones,
+        labels: &lead.labels,
+    };
+    for route in &campaign.routes {
+        let mismatch = route.when.first_mismatch(&facts);
+        trace.routes.push(RouteCheck {
+            route: route.name.clone(),
+            defined_at: route.defined_at.clone(),
+            matched: mismatch.is_none(),
+            mismatch,
+        });
+        if mismatch.is_none() {
+            return Some(route);
+        }
+    }
+    None
+}
+
+/// One (window, zone) pair per compliance state and zone: all must be open.
+fn hours_constraints(hours: &Layered<crate::rules::HoursRule>, lead: &Lead) -> Vec<(Window, Tz)> {
+    let country = lead.country.as_deref();
+    let windows: Vec<Window> = if lead.compliance_states.is_empty() {
+        vec![hours.resolve(country, None)]
+    } else {
+        lead.compliance_states
+            .iter()
+            .map(|s| hours.resolve(country, Some(s)))
+            .collect()
+    };
+    windows
+        .iter()
+        .flat_map(|w| lead.zones.iter().map(move |&z| (w.clone(), z)))
+        .collect()
+}
+
+fn attempt_rules(layered: &Layered<AttemptRule>, lead: &Lead) -> Vec<AttemptRule> {
+    let resolve = |state: Option<&String>| {
+        let mut rule = layered.default;
+        let layers = [
+            lead.country.as_ref().and_then(|c| layered.countries.get(c)),
+            state.and_then(|s| layered.states.get(s)),
+        ];
+        for layer in layers.into_iter().flatten() {
+            rule.per_24h = layer.per_24h.or(rule.per_24h);
+            rule.max_total = layer.max_total.or(rule.max_total);
+            rule.min_gap = layer.min_gap.or(rule.min_gap);
+        }
+        rule
+    };
+    if lead.compliance_states.is_empty() {
+        vec![resolve(None)]
+    } else {
+        lead.compliance_states
+            .iter()
+            .map(|s| resolve(Some(s)))
+            .collect()
+    }
+}
+
+fn zone_list(zones: &[Tz]) -> String {
+    zones
+        .iter()
+        .map(|z| z.name())
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// Sticky assignment first, then each local-presence tier in order.
+#[allow(clippy::too_many_arguments)]
+fn pick_number(
+    rules: &RuleSet,
+    campaign: &Campaign,
+    route: &Route,
+    lead: &Lead,
+    pool: &PoolState,
+    now: DateTime<Utc>,
+    constraints: &[(Window, Tz)],
+    trace: &mut Trace,
+) -> Decision {
+    let dial = |number: E164, by: PickedBy| Decision::Dial {
+        from_phone_number: number,
+        agent: campaign.agent.clone(),
+        model_id: campaign.model_id.clone(),
+        route: route.name.clone(),
+        tier: by,
+    };
+    let usable = |info: &NumberInfo| -> Result<(), String> {
+        if !pool.is_attached(&campaign.model_id, info.number) {
+            return Err(format!("not attached to agent `{}`", campaign.agent));
+        }
+        let hits = limit_hits(route, info, pool, now);
+        if hits.is_empty() {
+            Ok(())
+        } else {
+            Err(hits
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "))
+        }
+    };
+
+    if let Some(ttl) = route.sticky {
+        trace.sticky = Some(match pool.lead_history(&lead.key).and_then(|h| h.last()) {
+            None => "no earlier call to this lead".to_string(),
+            Some((number, at)) => {
+                let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+                let member = rules
+                    .number(number)
+                    .filter(|info| route.selection.member_set.contains(&id_of(rules, info)));
+                match member {
+                    _ if now - at >= ttl => format!("{number} expired (last used {})", rfc3339(at)),
+                    None => format!("{number} is no longer selected by route `{}`", route.name),
+                    Some(info) => match usable(info) {
+                        Ok(()) => {
+                            trace.picked = Some(Pick {
+                                number,
+                                by: PickedBy::Sticky,
+                                strategy: None,
+                                why: format!("kept from the call at {}", rfc3339(at)),
+                            });
+                            return dial(number, PickedBy::Sticky);
+                        }
+                        Err(why) => format!("{number} unavailable: {why}"),
+                    },
+                }
+            }
+        });
+    }
+
+    let mut seen: HashSet<NumberId> = HashSet::new();
+    let mut earliest_free: Option<DateTime<Utc>> = None;
+    let mut any_candidate = false;
+    for &tier in &route.tiers {
+        let candidates = tier_candidates(rules, route, tier, lead, now);
+        let mut eligible = Vec::new();
+        let mut attached = Vec::new();
+        let mut count = 0;
+        for id in candidates {
+            if !seen.insert(id) {
+                continue;
+            }
+            count += 1;
+            let info = &rules.numbers[id as usize];
+            if !pool.is_attached(&campaign.model_id, info.number) {
+                trace.excluded.push(Exclusion {
+                    number: info.number,
+                    tier,
+                    reason: format!("not attached to agent `{}`", campaign.agent),
+                });
+                continue;
+            }
+            attached.push(info);
+            let hits = limit_hits(route, info, pool, now);
+            if hits.is_empty() {
+                eligible.push(info);
+            } else {
+                if let Some(free) = all_free_at(&hits) {
+                    earliest_free = Some(earliest_free.map_or(free, |e| e.min(free)));
+                }
+                trace.excluded.push(Exclusion {
+                    number: info.number,
+                    tier,
+                    reason: hits
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        any_candidate |= count > 0;
+        trace.tiers.push(TierCheck {
+            tier,
+            candidates: count,
+            eligible: eligible.len(),
+        });
+        if let Some((info, why)) = choose(route.strategy, &eligible, &attached, lead, pool, now) {
+            trace.picked = Some(Pick {
+                number: info.number,
+                by: tier.into(),
+                strategy: Some(route.strategy),
+                why,
+            });
+            return dial(info.number, tier.into());
+        }
+    }
+
+    if let Some(free) = earliest_free {
+        let until = next_open_all(constraints, free).unwrap_or(free);
+        return Decision::Defer {
+            until,
+            reason: reason(
+                ReasonCode::AllNumbersAtLimit,
+                format!(
+                    "every eligible number of route `{}` is at a limit; the first frees {}",
+                    route.name,
+                    rfc3339(free)
+                ),
+            ),
+        };
+    }
+    if !any_candidate {
+        let tiers: Vec<&str> = route
+            .tiers
+            .iter()
+            .map(|t| Tier::NAMES[*t as usize])
+            .collect();
+        return Decision::Reject {
+            reason: reason(
+                ReasonCode::NoLocalNumber,
+                format!(
+                    "route `{}` has no number in the lead's {} (add `any` to local_presence to fall back)",
+                    route.name,
+                    tiers.join("/")
+                ),
+            ),
+        };
+    }
+    Decision::Reject {
+        reason: reason(
+            ReasonCode::NoAttachedNumber,
+            format!(
+                "none of the numbers route `{}` selects is attached to agent `{}`",
+                route.name, campaign.agent
+            ),
+        ),
+    }
+}
+
+fn id_of(rules: &RuleSet, info: &NumberInfo) -> NumberId {
+    rules.number_ids[&info.number]
+}
+
+fn limit_hits(
+    route: &Route,
+    info: &NumberInfo,
+    pool: &PoolState,
+    now: DateTime<Utc>,
+) -> Vec<LimitHit> {
+    match pool.number_usage(info.number) {
+        Some(usage) => usage.hits(&route.limits_for(info), info.day_zone, now),
+        None => Vec::new(),
+    }
+}
+
+/// The route's numbers that share `tier` with the lead, from the route's indexes.
+fn tier_candidates(
+    rules: &RuleSet,
+    route: &Route,
+    tier: Tier,
+    lead: &Lead,
+    now: DateTime<Utc>,
+) -> Vec<NumberId> {
+    let selection = &route.selection;
+    let found: Vec<NumberId> = match tier {
+        Tier::AreaCode => lead
+            .area_code
+            .and_then(|code| selection.by_area_code.get(&code))
+            .cloned()
+            .unwrap_or_default(),
+        Tier::State => lead
+            .states
+            .iter()
+            .filter_map(|s| selection.by_state.get(s))
+            .flatten()
+            .copied()
+            .collect(),
+        Tier::Timezone => {
+            // "Same time zone" means the same clock now: America/Detroit is New York's zone.
+            let offsets: Vec<i32> = lead.zones.iter().map(|z| utc_offset(*z, now)).collect();
+            let mut ids: Vec<NumberId> = selection
+                .by_zone
+                .iter()
+                .filter(|(zone, _)| offsets.contains(&utc_offset(**zone, now)))
+                .flat_map(|(_, ids)| ids.iter().copied())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        }
+        Tier::Country => lead
+            .country
+            .as_ref()
+            .and_then(|c| selection.by_country.get(c))
+            .cloned()
+            .unwrap_or_default(),
+        Tier::Any => selection.members.clone(),
+    };
+    debug_assert!(found.iter().all(|&id| (id as usize) < rules.numbers.len()));
+    found
+}
+
+fn utc_offset(zone: Tz, now: DateTime<Utc>) -> i32 {
+    now.with_timezone(&zone).offset().fix().local_minus_utc()
+}
+
+/// A stable 64-bit hash of (lead, number), the same on every machine and run.
+fn lead_number_hash(seed: u64, lead: &Lead, number: E164, salt: u64) -> u64 {
+    let mut bytes = Vec::with_capacity(lead.key.len() + 16);
+    bytes.extend_from_slice(lead.key.as_bytes());
+    bytes.extend_from_slice(&number.digits().to_le_bytes());
+    bytes.extend_from_slice(&salt.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, seed)
+}
+
+/// Seed of the rendezvous hash: fixed, so sticky choices survive restarts and reseeding.
+const RENDEZVOUS_SEED: u64 = 0x6361_6c6c_726f_7574;
+
+/// Weighted rendezvous (highest random weight) score: each number's share of first picks is
+/// proportional to its weight, and removing a number only moves the leads it had.
+pub fn rendezvous_score(lead: &Lead, info: &NumberInfo) -> f64 {
+    let hash = lead_number_hash(RENDEZVOUS_SEED, lead, info.number, 0);
+    // Map to (0, 1): never 0, so ln is finite.
+    let unit = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -(info.weight as f64) / unit.ln()
+}
+
+fn choose<'a>(
+    strategy: Strategy,
+    eligible: &[&'a NumberInfo],
+    attached: &[&'a NumberInfo],
+    lead: &Lead,
+    pool: &PoolState,
+    now: DateTime<Utc>,
+) -> Option<(&'a NumberInfo, String)> {
+    if eligible.is_empty() {
+        return None;
+    }
+    let last_used = |info: &NumberInfo| pool.number_usage(info.number).and_then(|u| u.last_used());
+    let tie = |info: &NumberInfo| lead_number_hash(RENDEZVOUS_SEED, lead, info.number, 1);
+    let picked = match strategy {
+        Strategy::LeastRecentlyUsed => {
+            let info = *eligible.iter().min_by_key(|i| (last_used(i), tie(i)))?;
+            let why = match last_used(info) {
+                Some(t) => format!(
+                    "least recently used of {} (last used {})",
+                    eligible.len(),
+                    rfc3339(t)
+                ),
+                None => format!("never used, of {} eligible", eligible.len()),
+            };
+            (info, why)
+        }
+        Strategy::RoundRobin => {
+            // The rotation continues after the number of this tier used most recently.
+            let previous = attached
+                .iter()
+                .filter(|i| last_used(i).is_some())
+                .max_by_key(|i| last_used(i))
+                .map(|i| i.number);
+            let mut ordered: Vec<&&NumberInfo> = eligible.iter().collect();
+            ordered.sort_by_key(|i| i.number);
+            let info = match previous {
+                Some(prev) => ordered.iter().find(|i| i.number > prev).or(ordered.first()),
+                None => ordered.first(),
+            };
+            let info = **info?;
+            let why = match previous {
+                Some(prev) => format!("next in rotation after {prev}"),
+                None => "first in rotation".to_string(),
+            };
+            (info, why)
+        }
+        Strategy::Weighted => {
+            let load = |info: &NumberInfo| {
+                let used = pool
+                    .number_usage(info.number)
+                    .map_or(0, |u| u.uses_24h(now));
+                used as f64 / info.weight as f64
+            };
+            let info = *eligible.iter().min_by(|a, b| {
+                load(a)
+                    .total_cmp(&load(b))
+                    .then_with(|| last_used(a).cmp(&last_used(b)))
+                    .then_with(|| tie(a).cmp(&tie(b)))
+            })?;
+            (
+                info,
+                format!(
+                    "lowest calls per weight in 24 h ({:.2}, weight {})",
+                    load(info),
+                    info.weight
+                ),
+            )
+        }
+        Strategy::Random => {
+            let salt = now.timestamp_millis() as u64;
+            let info = *eligible
+                .iter()
+                .max_by_key(|i| lead_number_hash(pool.seed(), lead, i.number, salt))?;
+            (info, format!("seeded random pick among {}", eligible.len()))
+        }
+        Strategy::Rendezvous => {
+            let info = *eligible
+                .iter()
+                .max_by(|a, b| rendezvous_score(lead, a).total_cmp(&rendezvous_score(lead, b)))?;
+            (
+                info,
+                format!(
+                    "rendezvous hash of the lead over {} eligible",
+                    eligible.len()
+                ),
+            )
+        }
+    };
+    Some(picked)
+}

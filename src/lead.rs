@@ -1,0 +1,286 @@
+//! Outbound leads: parsing, validation (every problem at once), and the region facts the
+//! engine routes on, derived from the phone number unless the lead states them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::geo::{self, NumberRegion};
+use crate::phone::E164;
+
+/// A lead as it arrives (JSON, a CSV row, ...): strings, not yet checked.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLead {
+    pub id: Option<String>,
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    pub campaign: Option<String>,
+    pub brand: Option<String>,
+    pub state: Option<String>,
+    pub country: Option<String>,
+    pub timezone: Option<String>,
+    pub email: Option<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    pub not_before: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Everything wrong with one lead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("; "))]
+pub struct LeadError {
+    pub problems: Vec<String>,
+}
+
+/// A checked lead with its effective region facts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lead {
+    /// Stable identity: the given `id`, or `<campaign>:<phone>`.
+    pub key: String,
+    pub phone: E164,
+    pub name: String,
+    pub campaign: String,
+    pub brand: Option<String>,
+    pub country: Option<String>,
+    pub area_code: Option<u16>,
+    /// States used for routing: the lead's own `state`, else the ones its number gives.
+    pub states: Vec<String>,
+    /// States whose calling rules apply: the lead's `state` and its number's state(s), since a
+    /// number's area code is presumed to mean a resident (FL, OK) even after a move.
+    pub compliance_states: Vec<String>,
+    /// Zones the lead may be in; a call needs the window open in all of them.
+    #[serde(serialize_with = "zone_names")]
+    pub zones: Vec<Tz>,
+    pub timezone_explicit: bool,
+    pub email: Option<String>,
+    pub variables: BTreeMap<String, String>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub labels: BTreeMap<String, String>,
+}
+
+fn zone_names<S: serde::Serializer>(zones: &[Tz], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(zones.iter().map(|z| z.name()))
+}
+
+impl Lead {
+    /// Parses a JSON object into a lead.
+    pub fn from_json(text: &str) -> Result<Lead, LeadError> {
+        let raw: RawLead = serde_json::from_str(text).map_err(|e| LeadError {
+            problems: vec![format!("not a valid lead object: {e}")],
+        })?;
+        Lead::from_raw(raw)
+    }
+
+    /// Checks every field and reports all problems, not just the first.
+    pub fn from_raw(raw: RawLead) -> Result<Lead, LeadError> {
+        let mut problems = Vec::new();
+        let mut required = |field: &str, value: &Option<String>| -> String {
+            match value.as_deref().map(str::trim) {
+                Some(v) if !v.is_empty() => v.to_string(),
+                _ => {
+                    problems.push(format!("`{field}` is required"));
+                    String::new()
+                }
+            }
+        };
+        let phone_text = required("phone", &raw.phone);
+        let name = required("name", &raw.name);
+        let campaign = required("campaign", &raw.campaign);
+        let phone = if phone_text.is_empty() {
+            None
+        } else {
+            E164::parse(&phone_text)
+                .map_err(|e| problems.push(format!("`phone`: {e}")))
+                .ok()
+        };
+        let upper_code = |field: &str, value: &Option<String>, problems: &mut Vec<String>| {
+            let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
+            let code = value.to_ascii_uppercase();
+            if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+                Some(code)
+            } else {
+                problems.push(format!("`{field}`: `{value}` is not a two-letter code"));
+                None
+            }
+        };
+        let state = upper_code("state", &raw.state, &mut problems);
+        let country = upper_code("country", &raw.country, &mut problems);
+        let timezone = raw
+            .timezone
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .and_then(|t| {
+                t.parse::<Tz>()
+                    .map_err(|_| problems.push(format!("`timezone`: unknown IANA time zone `{t}`")))
+                    .ok()
+            });
+        let email = raw
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        if let Some(email) = email
+            && !email
+                .split_once('@')
+                .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+        {
+            problems.push(format!("`email`: `{email}` is not an e-mail address"));
+        }
+        let not_before = raw
+            .not_before
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .and_then(|t| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|_| {
+                        problems.push(format!("`not_before`: `{t}` is not an RFC 3339 time"))
+                    })
+                    .ok()
+            });
+        let Some(phone) = phone.filter(|_| problems.is_empty()) else {
+            return Err(LeadError { problems });
+        };
+        let region = geo::region_of(phone);
+        let key = match raw.id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+            Some(id) => id.to_string(),
+            None => format!("{campaign}:{phone}"),
+        };
+        Ok(Lead::with_region(
+            LeadFields {
+                key,
+                phone,
+                name,
+                campaign,
+                brand: raw
+                    .brand
+                    .map(|b| b.trim().to_string())
+                    .filter(|b| !b.is_empty()),
+                state,
+                country,
+                timezone,
+                email: email.map(str::to_string),
+                variables: raw.variables,
+                not_before,
+                labels: raw.labels,
+            },
+            region,
+        ))
+    }
+
+    fn with_region(fields: LeadFields, region: NumberRegion) -> Lead {
+        let states = match &fields.state {
+            Some(state) => vec![state.clone()],
+            None => region.states.clone(),
+        };
+        let mut compliance_states = states.clone();
+        for derived in &region.states {
+            if !compliance_states.contains(derived) {
+                compliance_states.push(derived.clone());
+            }
+        }
+        let (zones, timezone_explicit) = match fields.timezone {
+            Some(zone) => (vec![zone], true),
+            None => (region.zones.clone(), false),
+        };
+        Lead {
+            key: fields.key,
+            phone: fields.phone,
+            name: fields.name,
+            campaign: fields.campaign,
+            brand: fields.brand,
+            country: fields.country.or(region.country),
+            area_code: region.area_code,
+            states,
+            compliance_states,
+            zones,
+            timezone_explicit,
+            email: fields.email,
+            variables: fields.variables,
+            not_before: fields.not_before,
+            labels: fields.labels,
+        }
+    }
+}
+
+struct LeadFields {
+    key: String,
+    phone: E164,
+    name: String,
+    campaign: String,
+    brand: Option<String>,
+    state: Option<String>,
+    country: Option<String>,
+    timezone: Option<Tz>,
+    email: Option<String>,
+    variables: BTreeMap<String, String>,
+    not_before: Option<DateTime<Utc>>,
+    labels: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_region_from_the_number() {
+        let lead = Lead::from_json(r#"{"phone":"+14155550123","name":"Ana","campaign":"spring"}"#)
+            .unwrap();
+        assert_eq!(lead.key, "spring:+14155550123");
+        assert_eq!(lead.country.as_deref(), Some("US"));
+        assert_eq!(lead.area_code, Some(415));
+        assert_eq!(lead.states, ["CA"]);
+        assert_eq!(lead.zones, [chrono_tz::America::Los_Angeles]);
+        assert!(!lead.timezone_explicit);
+    }
+
+    #[test]
+    fn explicit_fields_win_but_the_numbers_state_still_binds_compliance() {
+        let lead = Lead::from_json(
+            r#"{"id":"L1","phone":"+13055550123","name":"Bo","campaign":"c","state":"ca","timezone":"America/Los_Angeles"}"#,
+        )
+        .unwrap();
+        assert_eq!(lead.key, "L1");
+        assert_eq!(lead.states, ["CA"]);
+        assert_eq!(lead.compliance_states, ["CA", "FL"]);
+        assert_eq!(lead.zones, [chrono_tz::America::Los_Angeles]);
+        assert!(lead.timezone_explicit);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let err = Lead::from_json(
+            r#"{"phone":"415-555-0123","campaign":"","state":"California","timezone":"Mars/Base","email":"nope","not_before":"tomorrow"}"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "`name` is required",
+            "`campaign` is required",
+            "`phone`",
+            "E.164",
+            "`state`",
+            "Mars/Base",
+            "`email`",
+            "`not_before`",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in {text}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_fields_instead_of_guessing() {
+        let err = Lead::from_json(
+            r#"{"phone":"+14155550123","name":"A","campaign":"c","timezon":"UTC"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("timezon"), "{err}");
+    }
+}

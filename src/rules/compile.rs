@@ -1,0 +1,945 @@
+//! Reads a rules directory, checks everything, and compiles it into a `RuleSet`.
+//!
+//! Parse errors (bad YAML, unknown or duplicate keys, wrong types) stop the file they are in;
+//! every other check runs over all files and reports every problem it finds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, NaiveTime, Weekday};
+use chrono_tz::Tz;
+use serde_saphyr::{Location, Spanned};
+
+use super::diag::{self, Diagnostic, Diagnostics, Reporter, Severity, SourcePos};
+use super::model::*;
+use super::raw::*;
+use crate::geo;
+use crate::phone::E164;
+
+/// A successfully compiled rule set and the warnings found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub rules: RuleSet,
+    pub warnings: Vec<Diagnostic>,
+    pub files: Vec<PathBuf>,
+}
+
+/// The files of a rules directory that belong to the rule set, sorted by name.
+pub fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        // Dotfiles cover vim swap files and emacs/`.#` lock files; `~` is a backup copy.
+        let is_hidden_or_temp =
+            name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
+        if is_yaml && !is_hidden_or_temp && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every rules file of `dir`. Fails with every error found (warnings included).
+pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
+    let dir_pos = SourcePos::start_of(dir);
+    let fail = |message: String| {
+        Diagnostics(vec![Diagnostic {
+            severity: Severity::Error,
+            pos: dir_pos.clone(),
+            message,
+        }])
+    };
+    let files = rule_files(dir).map_err(|e| fail(format!("cannot read rules directory: {e}")))?;
+    if files.is_empty() {
+        return Err(fail(
+            "no rules files (*.yaml, *.yml) in this directory".into(),
+        ));
+    }
+    let mut sources = Vec::new();
+    for path in &files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push((path.clone(), text)),
+            Err(e) => return Err(fail(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+    let source_refs: Vec<(&Path, &str)> = sources
+        .iter()
+        .map(|(p, t)| (p.as_path(), t.as_str()))
+        .collect();
+    let (rules, diagnostics) = compile_sources(&source_refs);
+    let mut diagnostics = Diagnostics(diagnostics);
+    diagnostics.sort();
+    match rules {
+        Some(rules) if !diagnostics.has_errors() => Ok(Loaded {
+            rules,
+            warnings: diagnostics.0,
+            files,
+        }),
+        _ => Err(diagnostics),
+    }
+}
+
+/// Compiles rules from in-memory `(path, text)` pairs (the path is only used in messages).
+pub fn compile_sources(sources: &[(&Path, &str)]) -> (Option<RuleSet>, Vec<Diagnostic>) {
+    let mut out = Vec::new();
+    let mut parsed = Vec::new();
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for (path, text) in sources {
+        hasher.update(
+            path.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        hasher.update(&[0]);
+        hasher.update(text.as_bytes());
+        hasher.update(&[0]);
+        match serde_saphyr::from_str::<Option<RawFile>>(text) {
+            Ok(file) => parsed.push((path.to_path_buf(), file.unwrap_or_default())),
+            Err(e) => out.push(diag::from_yaml_error(path, &e)),
+        }
+    }
+    let parse_failed = !out.is_empty();
+    let mut compiler = Compiler {
+        out,
+        ..Compiler::default()
+    };
+    let rules = compiler.compile(&parsed, hasher.digest());
+    let rules = if parse_failed { None } else { rules };
+    (rules, compiler.out)
+}
+
+#[derive(Default)]
+struct Compiler {
+    out: Vec<Diagnostic>,
+}
+
+/// Remembers the first definition of each name to report duplicates across files.
+#[derive(Default)]
+struct Names(HashMap<String, SourcePos>);
+
+impl Names {
+    fn claim(&mut self, r: &mut Reporter, key: &Spanned<String>, what: &str) -> bool {
+        let pos = r.pos(key.referenced);
+        if let Some(first) = self.0.get(&key.value) {
+            r.error(
+                key,
+                format!("{what} `{}` is already defined at {first}", key.value),
+            );
+            return false;
+        }
+        self.0.insert(key.value.clone(), pos);
+        true
+    }
+}
+
+fn reporter<'a>(file: &'a Path, out: &'a mut Vec<Diagnostic>) -> Reporter<'a> {
+    Reporter { file, out }
+}
+
+fn parse_duration(r: &mut Reporter, text: &Spanned<String>) -> Option<Duration> {
+    match humantime::parse_duration(text.value.trim()) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            r.error(
+                text,
+                format!("duration `{}` must be longer than zero", text.value),
+            );
+            None
+        }
+        Err(_) => {
+            r.error(
+                text,
+                format!(
+                    "bad duration `{}`: expected a number and a unit, e.g. 20s, 15m, 2h, 7d",
+                    text.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn positive(r: &mut Reporter, value: &Option<Spanned<u32>>, key: &str) -> Option<u32> {
+    let value = value.as_ref()?;
+    if value.value == 0 {
+        r.error(
+            value,
+            format!("`{key}: 0` would never allow a call; leave the number out instead"),
+        );
+        return None;
+    }
+    Some(value.value)
+}
+
+fn compile_limits(r: &mut Reporter, raw: &RawLimits) -> Limits {
+    Limits {
+        per_minute: positive(r, &raw.per_minute, "per_minute"),
+        per_hour: positive(r, &raw.per_hour, "per_hour"),
+        per_24h: positive(r, &raw.per_24h, "per_24h"),
+        per_day: positive(r, &raw.per_day, "per_day"),
+        min_gap: raw.min_gap.as_ref().and_then(|g| parse_duration(r, g)),
+    }
+}
+
+fn parse_zone(r: &mut Reporter, text: &str, at: Location) -> Option<Tz> {
+    match text.parse::<Tz>() {
+        Ok(zone) => Some(zone),
+        Err(_) => {
+            r.error_at(
+                at,
+                format!("unknown IANA time zone `{text}` (e.g. America/New_York)"),
+            );
+            None
+        }
+    }
+}
+
+fn is_region_code(text: &str) -> bool {
+    text.len() == 2 && text.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn check_code(r: &mut Reporter, key: &Spanned<String>, what: &str) -> bool {
+    if is_region_code(&key.value) {
+        return true;
+    }
+    r.error(
+        key,
+        format!(
+            "{what} `{}` must be a two-letter upper-case code (e.g. {})",
+            key.value,
+            if what == "country" {
+                "US, CA"
+            } else {
+                "CA, FL, ON"
+            }
+        ),
+    );
+    false
+}
+
+fn parse_time(r: &mut Reporter, text: &Spanned<String>) -> Option<NaiveTime> {
+    match NaiveTime::parse_from_str(text.value.trim(), "%H:%M") {
+        Ok(t) => Some(t),
+        Err(_) => {
+            r.error(
+                text,
+                format!(
+                    "bad time `{}`: expected HH:MM, 24-hour (e.g. 08:00, 20:30)",
+                    text.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn parse_weekday(r: &mut Reporter, text: &Spanned<String>) -> Option<Weekday> {
+    let day = match text.value.to_ascii_lowercase().as_str() {
+        "mon" => Weekday::Mon,
+        "tue" => Weekday::Tue,
+        "wed" => Weekday::Wed,
+        "thu" => Weekday::Thu,
+        "fri" => Weekday::Fri,
+        "sat" => Weekday::Sat,
+        "sun" => Weekday::Sun,
+        _ => {
+            r.error(
+                text,
+                format!(
+                    "unknown weekday `{}`: use mon, tue, wed, thu, fri, sat, sun",
+                    text.value
+                ),
+            );
+            return None;
+        }
+    };
+    Some(day)
+}
+
+fn compile_hours(r: &mut Reporter, raw: &RawHours) -> HoursRule {
+    let mut rule = HoursRule {
+        days: raw
+            .days
+            .as_ref()
+            .map(|days| days.iter().filter_map(|d| parse_weekday(r, d)).collect()),
+        start: raw.start.as_ref().and_then(|t| parse_time(r, t)),
+        end: raw.end.as_ref().and_then(|t| parse_time(r, t)),
+        ..HoursRule::default()
+    };
+    if let (Some(start), Some(end), Some(end_text)) = (rule.start, rule.end, &raw.end)
+        && end <= start
+    {
+        r.error(end_text, format!("calling hours end ({end}) must be after start ({start}); windows cannot cross midnight"));
+    }
+    for (day, hours) in raw.by_day.iter().flat_map(|m| &m.0) {
+        let weekday = parse_weekday(r, day);
+        let (start, end) = (parse_time(r, &hours.start), parse_time(r, &hours.end));
+        if let (Some(start), Some(end)) = (start, end)
+            && end <= start
+        {
+            r.error(
+                &hours.end,
+                format!("calling hours end ({end}) must be after start ({start})"),
+            );
+            continue;
+        }
+        if let (Some(day), Some(start), Some(end)) = (weekday, start, end) {
+            rule.by_day
+                .insert(day.num_days_from_monday() as u8, (start, end));
+        }
+    }
+    for date in raw.blackout_dates.iter().flatten() {
+        match NaiveDate::parse_from_str(date.value.trim(), "%Y-%m-%d") {
+            Ok(d) => rule.blackout_dates.push(d),
+            Err(_) => r.error(
+                date,
+                format!("bad date `{}`: expected YYYY-MM-DD", date.value),
+            ),
+        }
+    }
+    rule
+}
+
+fn compile_attempts(r: &mut Reporter, raw: &RawAttempts) -> AttemptRule {
+    AttemptRule {
+        per_24h: positive(r, &raw.per_24h, "per_24h"),
+        max_total: positive(r, &raw.max_total, "max_total"),
+        min_gap: raw.min_gap.as_ref().and_then(|g| parse_duration(r, g)),
+    }
+}
+
+/// Merges the `default`/`countries`/`states` sections of every file into one `Layered`.
+fn compile_layered<R, T: Default>(
+    compiler_out: &mut Vec<Diagnostic>,
+    files: &[(PathBuf, RawFile)],
+    section: &str,
+    pick: impl Fn(&RawFile) -> Option<&RawOverrides<R>>,
+    compile: impl Fn(&mut Reporter, &R) -> T,
+) -> (Layered<T>, bool) {
+    let mut layered = Layered::default();
+    let mut default_at: Option<SourcePos> = None;
+    let mut countries = Names::default();
+    let mut states = Names::default();
+    for (path, file) in files {
+        let Some(raw) = pick(file) else { continue };
+        let mut r = reporter(path, compiler_out);
+        if let Some(default) = &raw.default {
+            if let Some(first) = &default_at {
+                r.error(
+                    default,
+                    format!("`{section}.default` is already defined at {first}"),
+                );
+            } else {
+                default_at = Some(r.pos(default.referenced));
+                layered.default = compile(&mut r, &default.value);
+            }
+        }
+        for (key, value) in raw.countries.iter().flat_map(|m| &m.0) {
+            if check_code(&mut r, key, "country")
+                && countries.claim(&mut r, key, &format!("{section} for country"))
+            {
+                let compiled = compile(&mut r, value);
+                layered.countries.insert(key.value.clone(), compiled);
+            }
+        }
+        for (key, value) in raw.states.iter().flat_map(|m| &m.0) {
+            if check_code(&mut r, key, "state")
+                && states.claim(&mut r, key, &format!("{section} for state"))
+            {
+                let compiled = compile(&mut r, value);
+                layered.states.insert(key.value.clone(), compiled);
+            }
+        }
+    }
+    (layered, default_at.is_some())
+}
+
+impl Compiler {
+    fn compile(&mut self, files: &[(PathBuf, RawFile)], content_hash: u64) -> Option<RuleSet> {
+        let agents = self.agents(files);
+        let profiles = self.profiles(files);
+        let (numbers, number_ids) = self.numbers(files, &profiles);
+        let (mut calling_hours, hours_given) = compile_layered(
+            &mut self.out,
+            files,
+            "calling_hours",
+            |f| f.calling_hours.as_ref(),
+            compile_hours,
+        );
+        if !hours_given {
+            // The federal TCPA window, every day, when the rules say nothing.
+            calling_hours.default = HoursRule {
+                days: Some(vec![
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                    Weekday::Sat,
+                    Weekday::Sun,
+                ]),
+                start: NaiveTime::from_hms_opt(8, 0, 0),
+                end: NaiveTime::from_hms_opt(21, 0, 0),
+                ..HoursRule::default()
+            };
+        }
+        self.check_hours_layers(files, &calling_hours);
+        let (lead_attempts, _) = compile_layered(
+            &mut self.out,
+            files,
+            "lead_attempts",
+            |f| f.lead_attempts.as_ref(),
+            compile_attempts,
+        );
+        let campaigns = self.campaigns(files, &agents, &numbers, &number_ids);
+        self.warn_unused_numbers(files, &numbers, &campaigns);
+        if self.out.iter().any(|d| d.severity == Severity::Error) {
+            return None;
+        }
+        Some(RuleSet {
+            numbers,
+            number_ids,
+            agents,
+            campaigns,
+            calling_hours,
+            lead_attempts,
+            content_hash,
+        })
+    }
+
+    fn agents(&mut self, files: &[(PathBuf, RawFile)]) -> BTreeMap<String, Agent> {
+        let mut names = Names::default();
+        let mut agents = BTreeMap::new();
+        for (path, file) in files {
+            let mut r = reporter(path, &mut self.out);
+            for (name, raw) in file.agents.iter().flat_map(|m| &m.0) {
+                if !names.claim(&mut r, name, "agent") {
+                    continue;
+                }
+                if raw.model_id.value.trim().is_empty() {
+                    r.error(
+                        &raw.model_id,
+                        format!("agent `{}` has an empty model_id", name.value),
+                    );
+                }
+                agents.insert(
+                    name.value.clone(),
+                    Agent {
+                        name: name.value.clone(),
+                        model_id: raw.model_id.value.trim().to_string(),
+                    },
+                );
+            }
+        }
+        agents
+    }
+
+    fn profiles(&mut self, files: &[(PathBuf, RawFile)]) -> HashMap<String, Limits> {
+        let mut names = Names::default();
+        let mut profiles = HashMap::new();
+        for (path, file) in files {
+            let mut r = reporter(path, &mut self.out);
+            for (name, raw) in file.limits.iter().flat_map(|m| &m.0) {
+                if names.claim(&mut r, name, "limit profile") {
+                    let limits = compile_limits(&mut r, raw);
+                    profiles.insert(name.value.clone(), limits);
+                }
+            }
+        }
+        profiles
+    }
+
+    fn numbers(
+        &mut self,
+        files: &[(PathBuf, RawFile)],
+        profiles: &HashMap<String, Limits>,
+    ) -> (Vec<NumberInfo>, HashMap<E164, NumberId>) {
+        let default_limits = profiles.get("default").copied().unwrap_or_default();
+        let mut numbers = Vec::new();
+        let mut ids = HashMap::new();
+        let mut first_seen: HashMap<E164, SourcePos> = HashMap::new();
+        for (path, file) in files {
+            let mut r = reporter(path, &mut self.out);
+            for (key, raw) in file.numbers.iter().flat_map(|m| &m.0) {
+                let number = match E164::parse(key.value.trim()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        r.error(key, e.to_string());
+                        continue;
+                    }
+                };
+                if let Some(first) = first_seen.get(&number) {
+                    r.error(
+                        key,
+                        format!("number {number} is already defined at {first}"),
+                    );
+                    continue;
+                }
+                first_seen.insert(number, r.pos(key.referenced));
+                let base = match &raw.limit_profile {
+                    Some(name) => match profiles.get(&name.value) {
+                        Some(limits) => default_limits.overlay(*limits),
+                        None => {
+                            r.error(
+                                name,
+                                unknown_name("limit profile", &name.value, profiles.keys()),
+                            );
+                            default_limits
+                        }
+                    },
+                    None => default_limits,
+                };
+                let own_limits = raw
+                    .limits
+                    .as_ref()
+                    .map(|l| compile_limits(&mut r, l))
+                    .unwrap_or_default();
+                let weight = match &raw.weight {
+                    Some(w) if w.value == 0 => {
+                        r.error(w, "weight must be at least 1");
+                        1
+                    }
+                    Some(w) => w.value,
+                    None => 1,
+                };
+                let region = geo::region_of(number);
+                let explicit_zone = raw
+                    .timezone
+                    .as_ref()
+                    .and_then(|z| parse_zone(&mut r, &z.value, z.referenced));
+                let day_zone = explicit_zone
+                    .or_else(|| region.zones.first().copied())
+                    .unwrap_or(Tz::UTC);
+                let mut labels = BTreeMap::new();
+                for (label, value) in raw.labels.iter().flat_map(|m| &m.0) {
+                    if label.value == "brand" {
+                        r.error(label, "`brand` is its own key on a number, not a label");
+                    }
+                    labels.insert(label.value.clone(), value.value.clone());
+                }
+                ids.insert(number, numbers.len() as NumberId);
+                numbers.push(NumberInfo {
+                    number,
+                    brand: raw.brand.as_ref().map(|b| b.value.clone()),
+                    labels,
+                    weight,
+                    region,
+                    day_zone,
+                    limits: base.overlay(own_limits),
+                    own_limits,
+                });
+            }
+        }
+        (numbers, ids)
+    }
+
+    /// A state or country override may set only `end`, so the window's order can only be
+    /// checked once it is merged with the default.
+    fn check_hours_layers(&mut self, files: &[(PathBuf, RawFile)], hours: &Layered<HoursRule>) {
+        for (path, file) in files {
+            let Some(raw) = &file.calling_hours else {
+                continue;
+            };
+            let mut r = reporter(path, &mut self.out);
+            let layers = raw
+                .countries
+                .iter()
+                .flat_map(|m| &m.0)
+                .map(|(k, v)| (k, v, hours.countries.get(&k.value)))
+                .chain(
+                    raw.states
+                        .iter()
+                        .flat_map(|m| &m.0)
+                        .map(|(k, v)| (k, v, hours.states.get(&k.value))),
+                );
+            for (key, raw_layer, compiled) in layers {
+                let Some(compiled) = compiled else { continue };
+                if raw_layer.start.is_some() && raw_layer.end.is_some() {
+                    continue; // already checked within the layer
+                }
+                let start = compiled.start.or(hours.default.start);
+                let end = compiled.end.or(hours.default.end);
+                if let (Some(start), Some(end)) = (start, end)
+                    && end <= start
+                {
+                    r.error(key, format!("calling hours for `{}` end ({end}) before they start ({start}) once merged with the default", key.value));
+                }
+            }
+        }
+    }
+
+    fn campaigns(
+        &mut self,
+        files: &[(PathBuf, RawFile)],
+        agents: &BTreeMap<String, Agent>,
+        numbers: &[NumberInfo],
+        number_ids: &HashMap<E164, NumberId>,
+    ) -> BTreeMap<String, Campaign> {
+        let mut names = Names::default();
+        let mut campaigns = BTreeMap::new();
+        let mut selections: HashMap<String, Arc<Selection>> = HashMap::new();
+        let vocabulary = Vocabulary::of(numbers);
+        for (path, file) in files {
+            let mut r = reporter(path, &mut self.out);
+            for (name, raw) in file.campaigns.iter().flat_map(|m| &m.0) {
+                if !names.claim(&mut r, name, "campaign") {
+                    continue;
+                }
+                let agent = agents.get(&raw.agent.value);
+                if agent.is_none() {
+                    r.error(
+                        &raw.agent,
+                        unknown_name("agent", &raw.agent.value, agents.keys()),
+                    );
+                }
+                if raw.routes.value.is_empty() {
+                    r.error(
+                        &raw.routes,
+                        format!(
+                            "campaign `{}` has no routes: every lead would be rejected",
+                            name.value
+                        ),
+                    );
+                }
+                let mut route_names = Names::default();
+                let mut routes: Vec<Route> = Vec::new();
+                for (index, raw_route) in raw.routes.value.iter().enumerate() {
+                    let route_name = match &raw_route.value.name {
+                        Some(n) => {
+                            route_names.claim(&mut r, n, "route");
+                            n.value.clone()
+                        }
+                        None => format!("#{}", index + 1),
+                    };
+                    let defined_at = r.pos(raw_route.referenced);
+                    let route = compile_route(
+                        &mut r,
+                        &raw_route.value,
+                        route_name,
+                        format!("{}:{}", defined_at.file.display(), defined_at.line),
+                        numbers,
+                        number_ids,
+                        &vocabulary,
+                        &mut selections,
+                    );
+                    if let Some(route) = route {
+                        if let Some(shadow) = routes
+                            .iter()
+                            .find(|earlier| earlier.when.is_always() || earlier.when == route.when)
+                        {
+                            r.out.push(Diagnostic {
+                                severity: Severity::Warning,
+                                pos: defined_at.clone(),
+                                message: format!(
+                                    "route `{}` of campaign `{}` can never match: route `{}` ({}) above it matches every lead it would",
+                                    route.name, name.value, shadow.name, shadow.defined_at
+                                ),
+                            });
+                        }
+                        routes.push(route);
+                    }
+                }
+                if let Some(agent) = agent {
+                    campaigns.insert(
+                        name.value.clone(),
+                        Campaign {
+                            name: name.value.clone(),
+                            agent: agent.name.clone(),
+                            model_id: agent.model_id.clone(),
+                            brand: raw.brand.as_ref().map(|b| b.value.clone()),
+                            prompt: raw.prompt.clone(),
+                            greeting: raw.greeting.clone(),
+                            routes,
+                        },
+                    );
+                }
+            }
+        }
+        campaigns
+    }
+
+    fn warn_unused_numbers(
+        &mut self,
+        files: &[(PathBuf, RawFile)],
+        numbers: &[NumberInfo],
+        campaigns: &BTreeMap<String, Campaign>,
+    ) {
+        let used: HashSet<NumberId> = campaigns
+            .values()
+            .flat_map(|c| &c.routes)
+            .flat_map(|route| route.selection.members.iter().copied())
+            .collect();
+        for (path, file) in files {
+            for (key, _) in file.numbers.iter().flat_map(|m| &m.0) {
+                let Ok(number) = E164::parse(key.value.trim()) else {
+                    continue;
+                };
+                let Some(id) = numbers.iter().position(|n| n.number == number) else {
+                    continue;
+                };
+                if !used.contains(&(id as NumberId)) {
+                    self.out.push(Diagnostic {
+                        severity: Severity::Warning,
+                        pos: SourcePos::new(path, key.referenced),
+                        message: format!(
+                            "number {number} is selected by no route and will never be used"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The brands and labels the pool actually has, to catch typos in matchers.
+struct Vocabulary {
+    brands: HashSet<String>,
+    labels: HashMap<String, HashSet<String>>,
+}
+
+impl Vocabulary {
+    fn of(numbers: &[NumberInfo]) -> Vocabulary {
+        let mut labels: HashMap<String, HashSet<String>> = HashMap::new();
+        for n in numbers {
+            for (k, v) in &n.labels {
+                labels.entry(k.clone()).or_default().insert(v.clone());
+            }
+        }
+        Vocabulary {
+            brands: numbers.iter().filter_map(|n| n.brand.clone()).collect(),
+            labels,
+        }
+    }
+}
+
+fn unknown_name<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let mut known: Vec<&String> = known.collect();
+    known.sort();
+    if known.is_empty() {
+        format!("unknown {what} `{name}` (none is defined)")
+    } else {
+        let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        format!("unknown {what} `{name}` (defined: {})", list.join(", "))
+    }
+}
+
+/// Compiles a matcher; `for_numbers` also checks brands and labels against the pool.
+fn compile_condition(
+    r: &mut Reporter,
+    raw: &RawMatcher,
+    vocabulary: Option<&Vocabulary>,
+) -> Condition {
+    let list = |v: &Option<Spanned<OneOrMany>>| v.as_ref().map(|s| s.value.0.clone());
+    let mut condition = Condition {
+        brand: list(&raw.brand),
+        country: list(&raw.country),
+        state: list(&raw.state),
+        ..Condition::default()
+    };
+    for (key, values) in [("country", &raw.country), ("state", &raw.state)] {
+        if let Some(values) = values {
+            for v in &values.value.0 {
+                if !is_region_code(v) {
+                    r.error(
+                        values,
+                        format!("{key} `{v}` must be a two-letter upper-case code"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(codes) = &raw.area_code {
+        let mut parsed = Vec::new();
+        for code in &codes.value.0 {
+            match code.parse::<u16>() {
+                Ok(c) if (200..=999).contains(&c) => parsed.push(c),
+                _ => r.error(
+                    codes,
+                    format!("area code `{code}` must be three digits, 200 to 999"),
+                ),
+            }
+        }
+        condition.area_code = Some(parsed);
+    }
+    if let Some(zones) = &raw.timezone {
+        condition.timezone = Some(
+            zones
+                .value
+                .0
+                .iter()
+                .filter_map(|z| parse_zone(r, z, zones.referenced))
+                .collect(),
+        );
+    }
+    for (key, values) in raw.labels.iter().flat_map(|m| &m.0) {
+        if let Some(vocabulary) = vocabulary {
+            match vocabulary.labels.get(&key.value) {
+                None => r.error(
+                    key,
+                    unknown_name("label", &key.value, vocabulary.labels.keys()),
+                ),
+                Some(known) => {
+                    for v in &values.value.0 {
+                        if !known.contains(v) {
+                            r.error(values, format!("no number has label {}={v}", key.value));
+                        }
+                    }
+                }
+            }
+        }
+        condition
+            .labels
+            .push((key.value.clone(), values.value.0.clone()));
+    }
+    if let (Some(vocabulary), Some(brands)) = (vocabulary, &raw.brand) {
+        for brand in &brands.value.0 {
+            if !vocabulary.brands.contains(brand) {
+                r.error(
+                    brands,
+                    unknown_name("brand", brand, vocabulary.brands.iter()),
+                );
+            }
+        }
+    }
+    condition
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_route(
+    r: &mut Reporter,
+    raw: &RawRoute,
+    name: String,
+    defined_at: String,
+    numbers: &[NumberInfo],
+    number_ids: &HashMap<E164, NumberId>,
+    vocabulary: &Vocabulary,
+    selections: &mut HashMap<String, Arc<Selection>>,
+) -> Option<Route> {
+    let errors_before = r.out.len();
+    let when = compile_condition(r, &raw.when, None);
+    let members: Vec<NumberId> = match &raw.numbers.value {
+        RawSelector::Keyword(word) if word == "all" => (0..numbers.len() as NumberId).collect(),
+        RawSelector::Keyword(word) => {
+            r.error(
+                &raw.numbers,
+                format!("`numbers: {word}`: expected `all`, a list of numbers, or a matcher"),
+            );
+            Vec::new()
+        }
+        RawSelector::List(list) => {
+            let mut ids = Vec::new();
+            for text in list {
+                match E164::parse(text.value.trim()) {
+                    Ok(n) => match number_ids.get(&n) {
+                        Some(&id) => ids.push(id),
+                        None => {
+                            r.error(text, format!("number {n} is not defined under `numbers:`"))
+                        }
+                    },
+                    Err(e) => r.error(text, e.to_string()),
+                }
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        }
+        RawSelector::Matcher(matcher) => {
+            let condition = compile_condition(r, matcher, Some(vocabulary));
+            numbers
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| condition.first_mismatch(&number_facts(n)).is_none())
+                .map(|(i, _)| i as NumberId)
+                .collect()
+        }
+    };
+    if members.is_empty() && r.out.len() == errors_before {
+        r.error(&raw.numbers, format!("route `{name}` selects no numbers"));
+    }
+    let mut tiers = Vec::new();
+    for tier in raw.local_presence.iter().flatten() {
+        match Tier::parse(&tier.value) {
+            Some(t) if tiers.contains(&t) => {
+                r.error(tier, format!("tier `{}` is listed twice", tier.value))
+            }
+            Some(_) if tiers.contains(&Tier::Any) => r.error(
+                tier,
+                "`any` must be the last tier: nothing after it is ever reached",
+            ),
+            Some(t) => tiers.push(t),
+            None => r.error(
+                tier,
+                format!(
+                    "unknown local_presence tier `{}` (expected one of {})",
+                    tier.value,
+                    Tier::NAMES.join(", ")
+                ),
+            ),
+        }
+    }
+    if raw.local_presence.is_none() {
+        tiers.push(Tier::Any);
+    }
+    let sticky = raw.sticky.as_ref().and_then(|s| parse_duration(r, s));
+    let strategy = match &raw.strategy {
+        Some(s) => Strategy::parse(&s.value).unwrap_or_else(|| {
+            r.error(
+                s,
+                format!(
+                    "unknown strategy `{}` (expected one of {})",
+                    s.value,
+                    Strategy::NAMES.join(", ")
+                ),
+            );
+            Strategy::LeastRecentlyUsed
+        }),
+        None if raw.sticky.is_some() => Strategy::Rendezvous,
+        None => Strategy::LeastRecentlyUsed,
+    };
+    let limits = raw
+        .limits
+        .as_ref()
+        .map(|l| compile_limits(r, l))
+        .unwrap_or_default();
+    if r.out[errors_before..]
+        .iter()
+        .any(|d| d.severity == Severity::Error)
+    {
+        return None;
+    }
+    let key = format!("{members:?}");
+    let selection = selections
+        .entry(key)
+        .or_insert_with(|| Arc::new(Selection::new(members, numbers)))
+        .clone();
+    Some(Route {
+        name,
+        defined_at,
+        when,
+        selection,
+        tiers,
+        strategy,
+        strategy_explicit: raw.strategy.is_some(),
+        sticky,
+        limits,
+    })
+}
+
+/// What a number matcher is tested against.
+pub(crate) fn number_facts(n: &NumberInfo) -> Facts<'_> {
+    Facts {
+        brand: n.brand.as_deref(),
+        country: n.region.country.as_deref(),
+        states: &n.region.states,
+        area_code: n.region.area_code,
+        zones: &n.region.zones,
+        labels: &n.labels,
+    }
+}

@@ -1,0 +1,10 @@
+//! The rules language: raw YAML types, validation, and the compiled `RuleSet`.
+
+mod compile;
+pub mod diag;
+mod model;
+mod raw;
+
+pub use compile::{Loaded, compile_sources, load_dir, rule_files};
+pub use diag::{Diagnostic, Diagnostics, Severity, SourcePos};
+pub use model::*;

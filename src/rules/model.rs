@@ -1,0 +1,374 @@
+//! The compiled, immutable rule set the engine runs on. Built only by `compile.rs`, after
+//! every check passed; nothing here can be invalid.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, NaiveTime, Weekday};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::geo::NumberRegion;
+use crate::phone::E164;
+
+/// Index of a number in `RuleSet::numbers`.
+pub type NumberId = u32;
+
+#[derive(Debug)]
+pub struct RuleSet {
+    pub(crate) numbers: Vec<NumberInfo>,
+    pub(crate) number_ids: HashMap<E164, NumberId>,
+    pub(crate) agents: BTreeMap<String, Agent>,
+    pub(crate) campaigns: BTreeMap<String, Campaign>,
+    pub(crate) calling_hours: Layered<HoursRule>,
+    pub(crate) lead_attempts: Layered<AttemptRule>,
+    /// xxh3 of the files' names and contents: equal hashes mean identical rules.
+    pub content_hash: u64,
+}
+
+impl RuleSet {
+    pub fn numbers(&self) -> impl Iterator<Item = &NumberInfo> {
+        self.numbers.iter()
+    }
+
+    pub fn number(&self, number: E164) -> Option<&NumberInfo> {
+        self.number_ids
+            .get(&number)
+            .map(|&id| &self.numbers[id as usize])
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> {
+        self.agents.values()
+    }
+
+    pub fn campaign(&self, name: &str) -> Option<&Campaign> {
+        self.campaigns.get(name)
+    }
+
+    pub fn campaigns(&self) -> impl Iterator<Item = &Campaign> {
+        self.campaigns.values()
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.agents.get(name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub model_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NumberInfo {
+    pub number: E164,
+    pub brand: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub weight: u32,
+    pub region: NumberRegion,
+    /// Zone in which `per_day` counts calendar days.
+    pub day_zone: Tz,
+    /// The default profile, or the number's `limit_profile`, with its own `limits` on top.
+    pub limits: Limits,
+    /// Only the windows the number sets itself (a route may not loosen these).
+    pub own_limits: Limits,
+}
+
+/// Per-number usage windows. `None` means no limit on that window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub per_minute: Option<u32>,
+    pub per_hour: Option<u32>,
+    pub per_24h: Option<u32>,
+    pub per_day: Option<u32>,
+    #[serde(with = "humantime_serde_opt")]
+    pub min_gap: Option<Duration>,
+}
+
+impl Limits {
+    /// `self` with every window `over` sets replaced.
+    pub fn overlay(self, over: Limits) -> Limits {
+        Limits {
+            per_minute: over.per_minute.or(self.per_minute),
+            per_hour: over.per_hour.or(self.per_hour),
+            per_24h: over.per_24h.or(self.per_24h),
+            per_day: over.per_day.or(self.per_day),
+            min_gap: over.min_gap.or(self.min_gap),
+        }
+    }
+
+    /// The stricter value of every window set in either.
+    pub fn strictest(self, other: Limits) -> Limits {
+        fn lower(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        Limits {
+            per_minute: lower(self.per_minute, other.per_minute),
+            per_hour: lower(self.per_hour, other.per_hour),
+            per_24h: lower(self.per_24h, other.per_24h),
+            per_day: lower(self.per_day, other.per_day),
+            min_gap: match (self.min_gap, other.min_gap) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        *self == Limits::default()
+    }
+}
+
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(
+        value: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.collect_str(&humantime::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Campaign {
+    pub name: String,
+    pub agent: String,
+    pub model_id: String,
+    /// Brand of leads that do not name one.
+    pub brand: Option<String>,
+    pub prompt: Option<String>,
+    pub greeting: Option<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// `file:line` of the route, for traces and warnings.
+    pub defined_at: String,
+    pub when: Condition,
+    pub selection: Arc<Selection>,
+    pub tiers: Vec<Tier>,
+    pub strategy: Strategy,
+    pub strategy_explicit: bool,
+    pub sticky: Option<Duration>,
+    pub limits: Limits,
+}
+
+impl Route {
+    /// The limits that apply to `number` when dialed through this route: the number's own
+    /// and the route's windows both override the profile, and where both set one the
+    /// stricter wins.
+    pub fn limits_for(&self, number: &NumberInfo) -> Limits {
+        number
+            .limits
+            .overlay(self.limits.strictest(number.own_limits))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    RoundRobin,
+    LeastRecentlyUsed,
+    Weighted,
+    Random,
+    /// Sticky routes without an explicit strategy: weighted rendezvous hashing on the lead.
+    Rendezvous,
+}
+
+impl Strategy {
+    pub const NAMES: &'static [&'static str] =
+        &["round_robin", "least_recently_used", "weighted", "random"];
+
+    pub fn parse(name: &str) -> Option<Strategy> {
+        Some(match name {
+            "round_robin" => Strategy::RoundRobin,
+            "least_recently_used" => Strategy::LeastRecentlyUsed,
+            "weighted" => Strategy::Weighted,
+            "random" => Strategy::Random,
+            _ => return None,
+        })
+    }
+}
+
+/// Local-presence tiers, tried in the order a route lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    AreaCode,
+    State,
+    Timezone,
+    Country,
+    Any,
+}
+
+impl Tier {
+    pub const NAMES: &'static [&'static str] =
+        &["area_code", "state", "timezone", "country", "any"];
+
+    pub fn parse(name: &str) -> Option<Tier> {
+        Some(match name {
+            "area_code" => Tier::AreaCode,
+            "state" => Tier::State,
+            "timezone" => Tier::Timezone,
+            "country" => Tier::Country,
+            "any" => Tier::Any,
+            _ => return None,
+        })
+    }
+}
+
+/// A conjunction of set-membership tests. Empty means "always".
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+pub struct Condition {
+    pub brand: Option<Vec<String>>,
+    pub country: Option<Vec<String>>,
+    pub state: Option<Vec<String>>,
+    pub area_code: Option<Vec<u16>>,
+    pub timezone: Option<Vec<Tz>>,
+    pub labels: Vec<(String, Vec<String>)>,
+}
+
+impl Condition {
+    pub fn is_always(&self) -> bool {
+        *self == Condition::default()
+    }
+}
+
+/// Facts a condition is tested against (a lead's or a number's).
+pub struct Facts<'a> {
+    pub brand: Option<&'a str>,
+    pub country: Option<&'a str>,
+    pub states: &'a [String],
+    pub area_code: Option<u16>,
+    pub zones: &'a [Tz],
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+impl Condition {
+    /// `None` when it matches, or the first key that does not.
+    pub fn first_mismatch(&self, facts: &Facts) -> Option<&'static str> {
+        fn has(set: &Option<Vec<String>>, value: Option<&str>) -> bool {
+            set.as_ref()
+                .is_none_or(|set| value.is_some_and(|v| set.iter().any(|s| s == v)))
+        }
+        if !has(&self.brand, facts.brand) {
+            return Some("brand");
+        }
+        if !has(&self.country, facts.country) {
+            return Some("country");
+        }
+        if let Some(states) = &self.state
+            && !facts.states.iter().any(|s| states.contains(s))
+        {
+            return Some("state");
+        }
+        if let Some(codes) = &self.area_code
+            && !facts.area_code.is_some_and(|c| codes.contains(&c))
+        {
+            return Some("area_code");
+        }
+        if let Some(zones) = &self.timezone
+            && !facts.zones.iter().any(|z| zones.contains(z))
+        {
+            return Some("timezone");
+        }
+        for (key, values) in &self.labels {
+            if !facts.labels.get(key).is_some_and(|v| values.contains(v)) {
+                return Some("labels");
+            }
+        }
+        None
+    }
+}
+
+/// The numbers a route may use, indexed for each local-presence tier so that finding the
+/// local candidates costs the size of the tier, not of the pool.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub members: Vec<NumberId>,
+    pub member_set: HashSet<NumberId>,
+    pub by_area_code: HashMap<u16, Vec<NumberId>>,
+    pub by_state: HashMap<String, Vec<NumberId>>,
+    pub by_zone: HashMap<Tz, Vec<NumberId>>,
+    pub by_country: HashMap<String, Vec<NumberId>>,
+}
+
+impl Selection {
+    pub fn new(members: Vec<NumberId>, numbers: &[NumberInfo]) -> Selection {
+        let mut selection = Selection {
+            member_set: members.iter().copied().collect(),
+            ..Selection::default()
+        };
+        for &id in &members {
+            let info = &numbers[id as usize];
+            if let Some(code) = info.region.area_code {
+                selection.by_area_code.entry(code).or_default().push(id);
+            }
+            for state in &info.region.states {
+                selection
+                    .by_state
+                    .entry(state.clone())
+                    .or_default()
+                    .push(id);
+            }
+            for zone in zone_list(info) {
+                selection.by_zone.entry(zone).or_default().push(id);
+            }
+            if let Some(country) = &info.region.country {
+                selection
+                    .by_country
+                    .entry(country.clone())
+                    .or_default()
+                    .push(id);
+            }
+        }
+        selection.members = members;
+        selection
+    }
+}
+
+/// The zones a number is in: its region's, or the zone it was given in the rules.
+pub fn zone_list(info: &NumberInfo) -> Vec<Tz> {
+    if info.region.zones.is_empty() {
+        vec![info.day_zone]
+    } else {
+        info.region.zones.clone()
+    }
+}
+
+/// A default with per-country and per-state overrides; the most specific set field wins.
+#[derive(Debug, Default)]
+pub struct Layered<T> {
+    pub default: T,
+    pub countries: HashMap<String, T>,
+    pub states: HashMap<String, T>,
+}
+
+/// Calling hours as written in one layer; unset fields fall through to the layer below.
+#[derive(Debug, Clone, Default)]
+pub struct HoursRule {
+    pub days: Option<Vec<Weekday>>,
+    pub start: Option<NaiveTime>,
+    pub end: Option<NaiveTime>,
+    pub by_day: BTreeMap<u8, (NaiveTime, NaiveTime)>,
+    pub blackout_dates: Vec<NaiveDate>,
+}
+
+/// Per-lead attempt limits as written in one layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttemptRule {
+    pub per_24h: Option<u32>,
+    pub max_total: Option<u32>,
+    pub min_gap: Option<Duration>,
+}

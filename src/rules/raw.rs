@@ -1,0 +1,243 @@
+//! The rules files exactly as written: serde types with a source location on every value a
+//! later check may need to point at. Nothing here is validated beyond YAML shape; see
+//! `compile.rs` for the meaning.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// One rules file. Every section is optional; the files of a directory are merged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub agents: Option<SpannedMap<RawAgent>>,
+    pub numbers: Option<SpannedMap<RawNumber>>,
+    pub limits: Option<SpannedMap<RawLimits>>,
+    pub calling_hours: Option<RawOverrides<RawHours>>,
+    pub lead_attempts: Option<RawOverrides<RawAttempts>>,
+    pub campaigns: Option<SpannedMap<RawCampaign>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub model_id: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNumber {
+    pub brand: Option<Spanned<String>>,
+    pub weight: Option<Spanned<u32>>,
+    pub labels: Option<SpannedMap<Spanned<String>>>,
+    pub limit_profile: Option<Spanned<String>>,
+    pub limits: Option<RawLimits>,
+    /// Zone for `per_day` counting and the time-zone tier, when the number's own is unknown.
+    pub timezone: Option<Spanned<String>>,
+}
+
+/// Per-number usage windows; every window set is enforced at once.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub per_minute: Option<Spanned<u32>>,
+    pub per_hour: Option<Spanned<u32>>,
+    pub per_24h: Option<Spanned<u32>>,
+    pub per_day: Option<Spanned<u32>>,
+    pub min_gap: Option<Spanned<String>>,
+}
+
+/// A policy with a default and per-country / per-state overrides (field by field).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverrides<T> {
+    pub default: Option<Spanned<T>>,
+    pub countries: Option<SpannedMap<T>>,
+    pub states: Option<SpannedMap<T>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHours {
+    pub days: Option<Vec<Spanned<String>>>,
+    pub start: Option<Spanned<String>>,
+    pub end: Option<Spanned<String>>,
+    pub by_day: Option<SpannedMap<RawDayHours>>,
+    pub blackout_dates: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDayHours {
+    pub start: Spanned<String>,
+    pub end: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttempts {
+    pub per_24h: Option<Spanned<u32>>,
+    pub max_total: Option<Spanned<u32>>,
+    pub min_gap: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCampaign {
+    pub agent: Spanned<String>,
+    /// Brand of leads that do not name one.
+    pub brand: Option<Spanned<String>>,
+    pub prompt: Option<String>,
+    pub greeting: Option<String>,
+    pub routes: Spanned<Vec<Spanned<RawRoute>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub when: RawMatcher,
+    pub numbers: Spanned<RawSelector>,
+    pub local_presence: Option<Vec<Spanned<String>>>,
+    pub strategy: Option<Spanned<String>>,
+    pub sticky: Option<Spanned<String>>,
+    pub limits: Option<RawLimits>,
+}
+
+/// Conditions on region and labels, used both for a route's `when` (against the lead) and for
+/// a route's `numbers` (against the pool). Every key given must match.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatcher {
+    pub brand: Option<Spanned<OneOrMany>>,
+    pub country: Option<Spanned<OneOrMany>>,
+    pub state: Option<Spanned<OneOrMany>>,
+    pub area_code: Option<Spanned<OneOrMany>>,
+    pub timezone: Option<Spanned<OneOrMany>>,
+    pub labels: Option<SpannedMap<Spanned<OneOrMany>>>,
+}
+
+/// `numbers:` of a route: `all`, an explicit list, or a matcher over the numbers' metadata.
+#[derive(Debug)]
+pub enum RawSelector {
+    Keyword(String),
+    List(Vec<Spanned<String>>),
+    Matcher(RawMatcher),
+}
+
+impl<'de> Deserialize<'de> for RawSelector {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SelectorVisitor;
+        impl<'de> Visitor<'de> for SelectorVisitor {
+            type Value = RawSelector;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`all`, a list of E.164 numbers, or a matcher like `{ brand: acme }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSelector, E> {
+                Ok(RawSelector::Keyword(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawSelector, A::Error> {
+                Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawSelector::List)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawSelector, A::Error> {
+                Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawSelector::Matcher)
+            }
+        }
+        deserializer.deserialize_any(SelectorVisitor)
+    }
+}
+
+/// A scalar or a list of scalars (`state: CA` or `state: [CA, NV]`); numbers become strings
+/// so that `area_code: 415` works unquoted.
+#[derive(Debug, Default)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarOrSeq;
+        impl<'de> Visitor<'de> for ScalarOrSeq {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_string()]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_string()]))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut values = Vec::new();
+                while let Some(value) = seq.next_element::<Scalar>()? {
+                    values.push(value.0);
+                }
+                Ok(OneOrMany(values))
+            }
+        }
+        deserializer.deserialize_any(ScalarOrSeq)
+    }
+}
+
+/// One scalar, as text.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a single value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// A YAML mapping kept in file order, with the location of every key (for "duplicate name"
+/// and "unknown reference" errors that must point at the key).
+#[derive(Debug)]
+pub struct SpannedMap<V>(pub Vec<(Spanned<String>, V)>);
+
+impl<V> Default for SpannedMap<V> {
+    fn default() -> Self {
+        SpannedMap(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SpannedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = SpannedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SpannedMap<V>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(SpannedMap(entries))
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
+    }
+}

@@ -1,0 +1,391 @@
+//! Pool state: which numbers each agent has attached, and the recent use of every number and
+//! lead. The engine reads it; `record` is the only way it changes, so the daemon, `explain`
+//! and tests all account for a call the same way.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::hours::first_instant_at_or_after;
+use crate::lead::Lead;
+use crate::phone::E164;
+use crate::rules::{AttemptRule, Limits, RuleSet};
+
+/// How long individual uses are kept: the longest window that counts them (a local calendar
+/// day lasts up to 25 hours).
+const RETENTION: Duration = Duration::hours(26);
+
+#[derive(Debug, Clone, Default)]
+pub struct PoolState {
+    seed: u64,
+    attached: HashMap<String, HashSet<E164>>,
+    numbers: HashMap<E164, NumberUsage>,
+    leads: HashMap<String, LeadHistory>,
+}
+
+/// Recent uses of one caller ID, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct NumberUsage {
+    uses: VecDeque<DateTime<Utc>>,
+    last_used: Option<DateTime<Utc>>,
+}
+
+/// Recent attempts to one lead, and the caller ID it last saw.
+#[derive(Debug, Clone, Default)]
+pub struct LeadHistory {
+    attempts: VecDeque<DateTime<Utc>>,
+    total: u32,
+    last: Option<(E164, DateTime<Utc>)>,
+}
+
+/// A usage window of a caller ID or a lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitWindow {
+    PerMinute,
+    PerHour,
+    Per24h,
+    PerDay,
+    MinGap,
+    MaxTotal,
+}
+
+impl LimitWindow {
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitWindow::PerMinute => "per_minute",
+            LimitWindow::PerHour => "per_hour",
+            LimitWindow::Per24h => "per_24h",
+            LimitWindow::PerDay => "per_day",
+            LimitWindow::MinGap => "min_gap",
+            LimitWindow::MaxTotal => "max_total",
+        }
+    }
+}
+
+/// One window that is full, and when it frees up (`None`: never, e.g. a lifetime cap).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitHit {
+    pub window: LimitWindow,
+    pub limit: String,
+    pub used: u32,
+    pub frees_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.window {
+            LimitWindow::MinGap => write!(f, "min_gap {} not yet passed", self.limit)?,
+            _ => write!(f, "{} {}/{}", self.window.name(), self.used, self.limit)?,
+        }
+        match self.frees_at {
+            Some(t) => write!(
+                f,
+                " (frees {})",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => write!(f, " (never frees)"),
+        }
+    }
+}
+
+/// The instant every hit has freed up; `None` if one never does.
+pub fn all_free_at(hits: &[LimitHit]) -> Option<DateTime<Utc>> {
+    hits.iter()
+        .try_fold(DateTime::<Utc>::MIN_UTC, |latest, hit| {
+            hit.frees_at.map(|t| t.max(latest))
+        })
+}
+
+impl PoolState {
+    /// `seed` drives the `random` strategy; the same seed gives the same choices.
+    pub fn new(seed: u64) -> PoolState {
+        PoolState {
+            seed,
+            ..PoolState::default()
+        }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Replaces the numbers attached to the agent with this `model_id`.
+    pub fn set_attached(&mut self, model_id: &str, numbers: impl IntoIterator<Item = E164>) {
+        self.attached
+            .insert(model_id.to_string(), numbers.into_iter().collect());
+    }
+
+    /// Treats every number named in the rules as attached to every agent (what `explain`
+    /// assumes unless told otherwise).
+    pub fn attach_all(&mut self, rules: &RuleSet) {
+        let all: HashSet<E164> = rules.numbers().map(|n| n.number).collect();
+        for agent in rules.agents() {
+            self.attached.insert(agent.model_id.clone(), all.clone());
+        }
+    }
+
+    pub fn is_attached(&self, model_id: &str, number: E164) -> bool {
+        self.attached
+            .get(model_id)
+            .is_some_and(|set| set.contains(&number))
+    }
+
+    pub fn attached(&self, model_id: &str) -> impl Iterator<Item = E164> + '_ {
+        self.attached.get(model_id).into_iter().flatten().copied()
+    }
+
+    /// Accounts for a call to `lead` from `number` placed at `at`.
+    pub fn record(&mut self, number: E164, lead: &Lead, at: DateTime<Utc>) {
+        let usage = self.numbers.entry(number).or_default();
+        insert_sorted(&mut usage.uses, at);
+        usage.last_used = usage.last_used.max(Some(at));
+        prune(&mut usage.uses, at);
+
+        let history = self.leads.entry(lead.key.clone()).or_default();
+        insert_sorted(&mut history.attempts, at);
+        prune(&mut history.attempts, at);
+        history.total += 1;
+        if history.last.is_none_or(|(_, last_at)| at >= last_at) {
+            history.last = Some((number, at));
+        }
+    }
+
+    pub fn number_usage(&self, number: E164) -> Option<&NumberUsage> {
+        self.numbers.get(&number)
+    }
+
+    pub fn lead_history(&self, lead_key: &str) -> Option<&LeadHistory> {
+        self.leads.get(lead_key)
+    }
+}
+
+fn insert_sorted(times: &mut VecDeque<DateTime<Utc>>, at: DateTime<Utc>) {
+    let index = times.partition_point(|&t| t <= at);
+    times.insert(index, at);
+}
+
+fn prune(times: &mut VecDeque<DateTime<Utc>>, newest: DateTime<Utc>) {
+    let newest = times.back().copied().unwrap_or(newest).max(newest);
+    while times.front().is_some_and(|&t| t <= newest - RETENTION) {
+        times.pop_front();
+    }
+}
+
+/// Uses in the rolling window `(now - width, now]` against `limit`.
+fn rolling(
+    times: &VecDeque<DateTime<Utc>>,
+    window: LimitWindow,
+    width: Duration,
+    limit: Option<u32>,
+    now: DateTime<Utc>,
+) -> Option<LimitHit> {
+    let limit = limit?;
+    let first = times.partition_point(|&t| t <= now - width);
+    let end = times.partition_point(|&t| t <= now);
+    let used = (end - first) as u32;
+    (used >= limit).then(|| LimitHit {
+        window,
+        limit: limit.to_string(),
+        used,
+        // Once the oldest use that keeps the count at the limit leaves the window.
+        frees_at: Some(times[end - limit as usize] + width),
+    })
+}
+
+fn gap(
+    last: Option<DateTime<Utc>>,
+    min_gap: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+) -> Option<LimitHit> {
+    let (last, min_gap) = (last?, min_gap?);
+    let frees_at = last + Duration::from_std(min_gap).ok()?;
+    (frees_at > now).then(|| LimitHit {
+        window: LimitWindow::MinGap,
+        limit: humantime::format_duration(min_gap).to_string(),
+        used: 1,
+        frees_at: Some(frees_at),
+    })
+}
+
+impl NumberUsage {
+    pub fn last_used(&self) -> Option<DateTime<Utc>> {
+        self.last_used
+    }
+
+    /// Uses in the 24 hours up to `now`.
+    pub fn uses_24h(&self, now: DateTime<Utc>) -> u32 {
+        let first = self
+            .uses
+            .partition_point(|&t| t <= now - Duration::hours(24));
+        let end = self.uses.partition_point(|&t| t <= now);
+        (end - first) as u32
+    }
+
+    /// Every window of `limits` that is full at `now`; empty when the number may be used.
+    pub fn hits(&self, limits: &Limits, day_zone: Tz, now: DateTime<Utc>) -> Vec<LimitHit> {
+        let mut hits: Vec<LimitHit> = [
+            rolling(
+                &self.uses,
+                LimitWindow::PerMinute,
+                Duration::minutes(1),
+                limits.per_minute,
+                now,
+            ),
+            rolling(
+                &self.uses,
+                LimitWindow::PerHour,
+                Duration::hours(1),
+                limits.per_hour,
+                now,
+            ),
+            rolling(
+                &self.uses,
+                LimitWindow::Per24h,
+                Duration::hours(24),
+                limits.per_24h,
+                now,
+            ),
+            gap(self.last_used, limits.min_gap, now),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if let Some(limit) = limits.per_day {
+            let today = now.with_timezone(&day_zone).date_naive();
+            let day_start =
+                first_instant_at_or_after(day_zone, today.and_time(chrono::NaiveTime::MIN));
+            let next_day_start = today.succ_opt().and_then(|d| {
+                first_instant_at_or_after(day_zone, d.and_time(chrono::NaiveTime::MIN))
+            });
+            if let Some(day_start) = day_start {
+                let first = self.uses.partition_point(|&t| t < day_start);
+                let end = self.uses.partition_point(|&t| t <= now);
+                let used = end.saturating_sub(first) as u32;
+                if used >= limit {
+                    hits.push(LimitHit {
+                        window: LimitWindow::PerDay,
+                        limit: format!("{limit} ({})", day_zone.name()),
+                        used,
+                        frees_at: next_day_start,
+                    });
+                }
+            }
+        }
+        hits
+    }
+}
+
+impl LeadHistory {
+    pub fn total(&self) -> u32 {
+        self.total
+    }
+
+    pub fn last(&self) -> Option<(E164, DateTime<Utc>)> {
+        self.last
+    }
+
+    /// Every attempt limit the lead has reached at `now`.
+    pub fn hits(&self, rule: &AttemptRule, now: DateTime<Utc>) -> Vec<LimitHit> {
+        let mut hits: Vec<LimitHit> = [
+            rolling(
+                &self.attempts,
+                LimitWindow::Per24h,
+                Duration::hours(24),
+                rule.per_24h,
+                now,
+            ),
+            gap(self.last.map(|(_, t)| t), rule.min_gap, now),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if let Some(max) = rule.max_total
+            && self.total >= max
+        {
+            hits.push(LimitHit {
+                window: LimitWindow::MaxTotal,
+                limit: max.to_string(),
+                used: self.total,
+                frees_at: None,
+            });
+        }
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lead() -> Lead {
+        Lead::from_json(r#"{"phone":"+14155550123","name":"A","campaign":"c"}"#).unwrap()
+    }
+
+    fn t(minute: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-04T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + Duration::minutes(minute)
+    }
+
+    #[test]
+    fn rolling_windows_report_when_they_free() {
+        let number = E164::parse("+14155550100").unwrap();
+        let mut pool = PoolState::new(1);
+        let limits = Limits {
+            per_hour: Some(3),
+            ..Limits::default()
+        };
+        for minute in [0, 10, 20] {
+            pool.record(number, &lead(), t(minute));
+        }
+        let usage = pool.number_usage(number).unwrap();
+        let hits = usage.hits(&limits, Tz::UTC, t(30));
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].window, LimitWindow::PerHour);
+        assert_eq!(hits[0].frees_at, Some(t(60)));
+        assert!(
+            usage.hits(&limits, Tz::UTC, t(60)).is_empty(),
+            "the 12:00 use left the window at 13:00"
+        );
+    }
+
+    #[test]
+    fn min_gap_and_calendar_day() {
+        let number = E164::parse("+14155550100").unwrap();
+        let mut pool = PoolState::new(1);
+        pool.record(number, &lead(), t(0));
+        let limits = Limits {
+            min_gap: Some(std::time::Duration::from_secs(20)),
+            per_day: Some(1),
+            ..Limits::default()
+        };
+        let hits =
+            pool.number_usage(number)
+                .unwrap()
+                .hits(&limits, chrono_tz::America::Los_Angeles, t(0));
+        let windows: Vec<_> = hits.iter().map(|h| h.window).collect();
+        assert_eq!(windows, [LimitWindow::MinGap, LimitWindow::PerDay]);
+        // 12:00 UTC is 04:00 in Los Angeles (PST): the local day ends at 08:00 UTC next day.
+        assert_eq!(hits[1].frees_at, Some(t(20 * 60)));
+    }
+
+    #[test]
+    fn lead_lifetime_cap_never_frees() {
+        let number = E164::parse("+14155550100").unwrap();
+        let mut pool = PoolState::new(1);
+        let lead = lead();
+        pool.record(number, &lead, t(0));
+        pool.record(number, &lead, t(300));
+        let rule = AttemptRule {
+            max_total: Some(2),
+            ..AttemptRule::default()
+        };
+        let hits = pool.lead_history(&lead.key).unwrap().hits(&rule, t(5000));
+        assert_eq!(hits[0].window, LimitWindow::MaxTotal);
+        assert_eq!(all_free_at(&hits), None);
+    }
+}
