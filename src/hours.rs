@@ -133,19 +133,21 @@ mod tests {
     use chrono_tz::{America, Australia, Europe};
 
     fn weekdays_8_to_21() -> Window {
-        let mut layered = Layered::<HoursRule>::default();
-        layered.default = HoursRule {
-            days: Some(vec![
-                Weekday::Mon,
-                Weekday::Tue,
-                Weekday::Wed,
-                Weekday::Thu,
-                Weekday::Fri,
-                Weekday::Sat,
-            ]),
-            start: NaiveTime::from_hms_opt(8, 0, 0),
-            end: NaiveTime::from_hms_opt(21, 0, 0),
-            ..HoursRule::default()
+        let mut layered = Layered {
+            default: HoursRule {
+                days: Some(vec![
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                    Weekday::Sat,
+                ]),
+                start: NaiveTime::from_hms_opt(8, 0, 0),
+                end: NaiveTime::from_hms_opt(21, 0, 0),
+                ..HoursRule::default()
+            },
+            ..Layered::default()
         };
         layered.states.insert(
             "FL".into(),
@@ -186,12 +188,14 @@ mod tests {
 
     #[test]
     fn state_override_merges_field_by_field() {
-        let mut layered = Layered::<HoursRule>::default();
-        layered.default = HoursRule {
-            days: Some(vec![Weekday::Mon]),
-            start: NaiveTime::from_hms_opt(8, 0, 0),
-            end: NaiveTime::from_hms_opt(21, 0, 0),
-            ..HoursRule::default()
+        let mut layered = Layered {
+            default: HoursRule {
+                days: Some(vec![Weekday::Mon]),
+                start: NaiveTime::from_hms_opt(8, 0, 0),
+                end: NaiveTime::from_hms_opt(21, 0, 0),
+                ..HoursRule::default()
+            },
+            ..Layered::default()
         };
         layered.states.insert(
             "FL".into(),

@@ -234,8 +234,8 @@ fn replay_history(pool: &mut PoolState, lead: &Lead, path: &Path) -> anyhow::Res
         let place = || format!("{}:{}", path.display(), index + 1);
         let call: PastCall =
             serde_json::from_str(&line).with_context(|| format!("{}: not a past call", place()))?;
-        let number = E164::parse(&call.from_phone_number).with_context(|| place())?;
-        let at = parse_time(&call.at).with_context(|| place())?;
+        let number = E164::parse(&call.from_phone_number).with_context(place)?;
+        let at = parse_time(&call.at).with_context(place)?;
         let called = match call.lead {
             Some(value) => Lead::from_json(&value.to_string())
                 .map_err(|e| anyhow!("{}: bad lead: {e}", place()))?,

@@ -50,7 +50,7 @@ impl E164 {
     /// The three-digit NANP area code (NPA), if this is a +1 number.
     pub fn nanp_area_code(self) -> Option<u16> {
         self.is_nanp()
-            .then(|| ((self.0 / 10_000_000) % 1000) as u16)
+            .then_some(((self.0 / 10_000_000) % 1000) as u16)
     }
 }
 

@@ -106,10 +106,7 @@ pub fn compile_sources(sources: &[(&Path, &str)]) -> (Option<RuleSet>, Vec<Diagn
         }
     }
     let parse_failed = !out.is_empty();
-    let mut compiler = Compiler {
-        out,
-        ..Compiler::default()
-    };
+    let mut compiler = Compiler { out };
     let rules = compiler.compile(&parsed, hasher.digest());
     let rules = if parse_failed { None } else { rules };
     (rules, compiler.out)

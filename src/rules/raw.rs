@@ -125,7 +125,7 @@ pub struct RawMatcher {
 pub enum RawSelector {
     Keyword(String),
     List(Vec<Spanned<String>>),
-    Matcher(RawMatcher),
+    Matcher(Box<RawMatcher>),
 }
 
 impl<'de> Deserialize<'de> for RawSelector {
@@ -145,7 +145,7 @@ impl<'de> Deserialize<'de> for RawSelector {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawSelector, A::Error> {
                 Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawSelector::Matcher)
+                    .map(|m| RawSelector::Matcher(Box::new(m)))
             }
         }
         deserializer.deserialize_any(SelectorVisitor)
