@@ -701,3 +701,396 @@ fn choose<'a>(
     };
     Some(picked)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::rules::compile_sources;
+
+    const RULES: &str = r#"
+agents: { sales: { model_id: m-1 } }
+limits:
+  default: { per_hour: 2, min_gap: 60s }
+numbers:
+  "+14155550100": { brand: acme }
+  "+14155550101": { brand: acme, weight: 3 }
+  "+12135550103": { brand: acme }
+  "+13055550105": { brand: acme }
+  "+12125550107": { brand: acme }
+calling_hours:
+  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: "08:00", end: "21:00" }
+  states: { FL: { end: "20:00" } }
+lead_attempts:
+  default: { per_24h: 5 }
+  states: { FL: { per_24h: 3 } }
+campaigns:
+  local:
+    agent: sales
+    routes:
+      - name: local
+        numbers: all
+        local_presence: [area_code, state, timezone, any]
+  rotate:
+    agent: sales
+    routes:
+      - numbers: ["+14155550100", "+14155550101", "+12135550103"]
+        strategy: round_robin
+  weighted:
+    agent: sales
+    routes:
+      - numbers: ["+14155550100", "+14155550101"]
+        strategy: weighted
+  sticky:
+    agent: sales
+    routes:
+      - numbers: all
+        sticky: 7d
+  strictly-local:
+    agent: sales
+    routes:
+      - numbers: all
+        local_presence: [area_code]
+"#;
+
+    fn rules() -> RuleSet {
+        let (rules, diagnostics) = compile_sources(&[(Path::new("t.yaml"), RULES)]);
+        assert!(
+            diagnostics
+                .iter()
+                .all(|d| d.severity == crate::rules::Severity::Warning),
+            "{diagnostics:?}"
+        );
+        rules.unwrap()
+    }
+
+    fn lead(phone: &str, campaign: &str) -> Lead {
+        Lead::from_json(&format!(
+            r#"{{"phone":"{phone}","name":"N","campaign":"{campaign}"}}"#
+        ))
+        .unwrap()
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn pool(rules: &RuleSet) -> PoolState {
+        let mut pool = PoolState::new(7);
+        pool.attach_all(rules);
+        pool
+    }
+
+    fn dialed(decision: &Decision) -> (String, PickedBy) {
+        match decision {
+            Decision::Dial {
+                from_phone_number,
+                tier,
+                ..
+            } => (from_phone_number.to_string(), *tier),
+            other => panic!("expected a dial, got {other:?}"),
+        }
+    }
+
+    const NOON_PACIFIC: &str = "2026-03-04T12:00:00-08:00";
+
+    #[test]
+    fn local_presence_prefers_the_same_area_code_then_state() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        let sf = lead("+14155550123", "local");
+        let (decision, trace) = decide(&rules, &sf, &pool, at(NOON_PACIFIC));
+        let (number, tier) = dialed(&decision);
+        assert!(number.starts_with("+1415"), "{number}");
+        assert_eq!(tier, PickedBy::AreaCode);
+        assert_eq!(trace.tiers[0].candidates, 2);
+
+        // Both 415 numbers busy (min_gap): the same-state 213 number is next.
+        let now = at(NOON_PACIFIC);
+        for n in ["+14155550100", "+14155550101"] {
+            pool.record(E164::parse(n).unwrap(), &lead("+14155550999", "local"), now);
+        }
+        let (decision, trace) = decide(&rules, &sf, &pool, now);
+        assert_eq!(dialed(&decision), ("+12135550103".into(), PickedBy::State));
+        assert_eq!(trace.excluded.len(), 2);
+        assert!(
+            trace.excluded[0].reason.contains("min_gap"),
+            "{:?}",
+            trace.excluded
+        );
+    }
+
+    #[test]
+    fn same_clock_counts_as_same_time_zone() {
+        let rules = rules();
+        // Detroit (313) has no number of its own; New York (212) shares its clock.
+        let detroit = lead("+13135550123", "local");
+        let (decision, _) = decide(
+            &rules,
+            &detroit,
+            &pool(&rules),
+            at("2026-03-04T12:00:00-05:00"),
+        );
+        assert_eq!(dialed(&decision).1, PickedBy::Timezone);
+    }
+
+    #[test]
+    fn outside_hours_defers_until_the_window_opens() {
+        let rules = rules();
+        let (decision, _) = decide(
+            &rules,
+            &lead("+14155550123", "local"),
+            &pool(&rules),
+            at("2026-03-04T22:00:00-08:00"),
+        );
+        assert_eq!(
+            decision,
+            Decision::Defer {
+                until: at("2026-03-05T08:00:00-08:00"),
+                reason: reason(
+                    ReasonCode::OutsideCallingHours,
+                    "outside calling hours in America/Los_Angeles; next window opens 2026-03-05T16:00:00Z"
+                ),
+            }
+        );
+        // Florida closes at 20:00.
+        let (decision, _) = decide(
+            &rules,
+            &lead("+13055550123", "local"),
+            &pool(&rules),
+            at("2026-03-04T20:30:00-05:00"),
+        );
+        assert!(
+            matches!(decision, Decision::Defer { until, .. } if until == at("2026-03-05T08:00:00-05:00"))
+        );
+    }
+
+    #[test]
+    fn unknown_campaign_and_unattached_pool_are_rejected() {
+        let rules = rules();
+        let (decision, _) = decide(
+            &rules,
+            &lead("+14155550123", "nope"),
+            &pool(&rules),
+            at(NOON_PACIFIC),
+        );
+        assert!(
+            matches!(decision, Decision::Reject { reason } if reason.code == ReasonCode::UnknownCampaign)
+        );
+
+        let mut empty = PoolState::new(1);
+        empty.set_attached("m-1", []);
+        let (decision, trace) = decide(
+            &rules,
+            &lead("+14155550123", "local"),
+            &empty,
+            at(NOON_PACIFIC),
+        );
+        assert!(
+            matches!(decision, Decision::Reject { reason } if reason.code == ReasonCode::NoAttachedNumber)
+        );
+        assert!(
+            trace
+                .excluded
+                .iter()
+                .all(|e| e.reason.contains("not attached"))
+        );
+
+        let (decision, _) = decide(
+            &rules,
+            &lead("+15125550123", "strictly-local"),
+            &pool(&rules),
+            at(NOON_PACIFIC),
+        );
+        assert!(
+            matches!(decision, Decision::Reject { reason } if reason.code == ReasonCode::NoLocalNumber)
+        );
+    }
+
+    #[test]
+    fn all_numbers_at_limit_defers_until_the_first_frees() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        let t0 = at(NOON_PACIFIC);
+        let filler = lead("+15125550999", "local");
+        // Every number used twice (per_hour: 2): the earliest frees an hour after its first use.
+        for (i, n) in rules
+            .numbers()
+            .map(|n| n.number)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .enumerate()
+        {
+            pool.record(n, &filler, t0 + chrono::Duration::minutes(i as i64));
+            pool.record(n, &filler, t0 + chrono::Duration::minutes(10));
+        }
+        let now = t0 + chrono::Duration::minutes(20);
+        let (decision, trace) = decide(&rules, &lead("+14155550123", "local"), &pool, now);
+        assert_eq!(
+            decision,
+            Decision::Defer {
+                until: t0 + chrono::Duration::minutes(60),
+                reason: reason(
+                    ReasonCode::AllNumbersAtLimit,
+                    "every eligible number of route `local` is at a limit; the first frees 2026-03-04T21:00:00Z"
+                ),
+            }
+        );
+        assert_eq!(trace.excluded.len(), 5);
+    }
+
+    #[test]
+    fn florida_leads_get_three_attempts_a_day() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        let fl = lead("+13055550123", "local");
+        let mut now = at("2026-03-04T09:00:00-05:00");
+        for _ in 0..3 {
+            let (decision, _) = decide(&rules, &fl, &pool, now);
+            let (number, _) = dialed(&decision);
+            pool.record(E164::parse(&number).unwrap(), &fl, now);
+            now += chrono::Duration::hours(1);
+        }
+        let (decision, trace) = decide(&rules, &fl, &pool, now);
+        assert!(
+            matches!(&decision, Decision::Defer { until, reason }
+            if reason.code == ReasonCode::LeadAttemptLimit && *until == at("2026-03-05T09:00:00-05:00")),
+            "{decision:?}"
+        );
+        assert_eq!(trace.lead_attempts.len(), 1);
+    }
+
+    #[test]
+    fn round_robin_cycles_in_number_order() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        let mut now = at(NOON_PACIFIC);
+        let mut order = Vec::new();
+        for i in 0..6 {
+            let lead = lead(&format!("+1512555{:04}", 100 + i), "rotate");
+            let (decision, _) = decide(&rules, &lead, &pool, now);
+            let (number, _) = dialed(&decision);
+            pool.record(E164::parse(&number).unwrap(), &lead, now);
+            order.push(number);
+            now += chrono::Duration::minutes(2);
+        }
+        assert_eq!(
+            order,
+            [
+                "+12135550103",
+                "+14155550100",
+                "+14155550101",
+                "+12135550103",
+                "+14155550100",
+                "+14155550101"
+            ]
+        );
+    }
+
+    #[test]
+    fn weighted_shares_follow_weights() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        let mut now = at(NOON_PACIFIC);
+        let mut heavy = 0;
+        for i in 0..8 {
+            let lead = lead(&format!("+1512555{:04}", 100 + i), "weighted");
+            let (decision, _) = decide(&rules, &lead, &pool, now);
+            let (number, _) = dialed(&decision);
+            heavy += usize::from(number == "+14155550101");
+            pool.record(E164::parse(&number).unwrap(), &lead, now);
+            now += chrono::Duration::seconds(61);
+            if i % 2 == 1 {
+                now += chrono::Duration::hours(1); // keep per_hour out of the way
+            }
+        }
+        assert_eq!(heavy, 6, "weight 3 vs 1 gives 6 of 8 calls");
+    }
+
+    #[test]
+    fn sticky_lead_keeps_its_number_while_it_is_usable() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        let lead = lead("+15125550123", "sticky");
+        let t0 = at(NOON_PACIFIC);
+        let (first, _) = decide(&rules, &lead, &pool, t0);
+        let (number, _) = dialed(&first);
+        let number = E164::parse(&number).unwrap();
+        pool.record(number, &lead, t0);
+        let later = t0 + chrono::Duration::hours(3);
+        let (again, trace) = decide(&rules, &lead, &pool, later);
+        assert_eq!(dialed(&again), (number.to_string(), PickedBy::Sticky));
+        assert!(trace.picked.unwrap().why.contains("kept"));
+
+        // Detached upstream: the lead moves, and says why.
+        let others: Vec<E164> = rules
+            .numbers()
+            .map(|n| n.number)
+            .filter(|&n| n != number)
+            .collect();
+        pool.set_attached("m-1", others);
+        let (moved, trace) = decide(&rules, &lead, &pool, later);
+        assert_ne!(dialed(&moved).0, number.to_string());
+        assert!(trace.sticky.unwrap().contains("not attached"));
+
+        // Past the TTL, the assignment expires.
+        pool.attach_all(&rules);
+        let (expired, trace) = decide(&rules, &lead, &pool, t0 + chrono::Duration::days(8));
+        assert_ne!(dialed(&expired).1, PickedBy::Sticky);
+        assert!(trace.sticky.unwrap().contains("expired"));
+    }
+
+    #[test]
+    fn random_is_deterministic_for_a_seed() {
+        let text = RULES.replace("strategy: weighted", "strategy: random");
+        let (rules, _) = compile_sources(&[(Path::new("t.yaml"), text.as_str())]);
+        let rules = rules.unwrap();
+        let picks = |seed: u64| -> Vec<String> {
+            let mut pool = PoolState::new(seed);
+            pool.attach_all(&rules);
+            (0..20)
+                .map(|i| {
+                    dialed(
+                        &decide(
+                            &rules,
+                            &lead(&format!("+1512555{:04}", 100 + i), "weighted"),
+                            &pool,
+                            at(NOON_PACIFIC),
+                        )
+                        .0,
+                    )
+                    .0
+                })
+                .collect()
+        };
+        assert_eq!(picks(1), picks(1));
+        assert_ne!(picks(1), picks(2));
+    }
+
+    #[test]
+    fn not_before_defers_to_that_moment() {
+        let rules = rules();
+        let lead = Lead::from_json(r#"{"phone":"+14155550123","name":"N","campaign":"local","not_before":"2026-03-04T14:00:00-08:00"}"#).unwrap();
+        let (decision, _) = decide(&rules, &lead, &pool(&rules), at(NOON_PACIFIC));
+        assert!(
+            matches!(decision, Decision::Defer { until, reason } if reason.code == ReasonCode::NotBefore && until == at("2026-03-04T14:00:00-08:00"))
+        );
+    }
+
+    #[test]
+    fn lead_without_a_known_zone_is_rejected() {
+        let rules = rules();
+        let (decision, _) = decide(
+            &rules,
+            &lead("+18005550123", "local"),
+            &pool(&rules),
+            at(NOON_PACIFIC),
+        );
+        assert!(
+            matches!(decision, Decision::Reject { reason } if reason.code == ReasonCode::NoTimezone)
+        );
+    }
+}

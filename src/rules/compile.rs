@@ -940,3 +940,221 @@ pub(crate) fn number_facts(n: &NumberInfo) -> Facts<'_> {
         labels: &n.labels,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOL: &str = r#"
+agents:
+  sales: { model_id: m-1 }
+numbers:
+  "+14155550100": { brand: acme, labels: { line: premium } }
+  "+13055550105": { brand: acme }
+limits:
+  default: { per_minute: 2, min_gap: 20s }
+"#;
+
+    fn compile(files: &[(&str, &str)]) -> (Option<RuleSet>, Vec<String>) {
+        let sources: Vec<(&Path, &str)> = files.iter().map(|(p, t)| (Path::new(*p), *t)).collect();
+        let (rules, diagnostics) = compile_sources(&sources);
+        (rules, diagnostics.iter().map(ToString::to_string).collect())
+    }
+
+    fn assert_reported(messages: &[String], expected: &str) {
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "expected a diagnostic containing {expected:?}, got:\n{}",
+            messages.join("\n")
+        );
+    }
+
+    #[test]
+    fn valid_rules_compile_without_diagnostics() {
+        let campaigns = "campaigns:\n  c:\n    agent: sales\n    routes:\n      - numbers: all\n";
+        let (rules, messages) = compile(&[("pool.yaml", POOL), ("c.yaml", campaigns)]);
+        assert!(messages.is_empty(), "{messages:?}");
+        let rules = rules.unwrap();
+        assert_eq!(
+            rules.campaign("c").unwrap().routes[0]
+                .selection
+                .members
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_position() {
+        let broken = r#"
+campaigns:
+  c:
+    agent: salez
+    routes:
+      - numbers: { brand: acme, labels: { colour: red } }
+        strategy: fastest
+        sticky: 7 fortnights
+        local_presence: [any, state]
+      - numbers: ["4155550100", "+12125550107"]
+        when: { timezone: Mars/Olympus, area_code: 99 }
+        limits: { per_hour: 0 }
+numbers:
+  "+1415555": { brand: acme }
+  "+13055550106": { limit_profile: gentle }
+calling_hours:
+  default: { start: "21:00", end: "08:00", days: [mon, funday] }
+  states: { fl: { end: "20:00" } }
+"#;
+        let (rules, messages) = compile(&[("pool.yaml", POOL), ("broken.yaml", broken)]);
+        assert!(rules.is_none());
+        for expected in [
+            "broken.yaml:4:12: unknown agent `salez` (defined: `sales`)",
+            "broken.yaml:6:43: unknown label `colour` (defined: `line`)",
+            "broken.yaml:7:19: unknown strategy `fastest`",
+            "broken.yaml:8:17: bad duration `7 fortnights`",
+            "broken.yaml:9:31: `any` must be the last tier",
+            "broken.yaml:10:19: `4155550100` is not in E.164 form",
+            "broken.yaml:10:33: number +12125550107 is not defined under `numbers:`",
+            "broken.yaml:11:27: unknown IANA time zone `Mars/Olympus`",
+            "broken.yaml:11:52: area code `99` must be three digits",
+            "broken.yaml:12:29: `per_hour: 0` would never allow a call",
+            "broken.yaml:14:3: `+1415555` is not",
+            "broken.yaml:15:36: unknown limit profile `gentle` (defined: `default`)",
+            "broken.yaml:17:35: calling hours end (08:00:00) must be after start (21:00:00)",
+            "broken.yaml:17:56: unknown weekday `funday`",
+            "broken.yaml:18:13: state `fl` must be a two-letter upper-case code",
+        ] {
+            assert_reported(&messages, expected);
+        }
+    }
+
+    #[test]
+    fn parse_errors_stop_only_their_own_file() {
+        let unknown_key = "agents:\n  other: { model_id: m-2, modle: x }\n";
+        let duplicate_key = "numbers:\n  \"+12125550107\": {}\n  \"+12125550107\": {}\n";
+        let semantic = "campaigns:\n  c:\n    agent: nobody\n    routes: []\n";
+        let (rules, messages) = compile(&[
+            ("pool.yaml", POOL),
+            ("a.yaml", unknown_key),
+            ("b.yaml", duplicate_key),
+            ("c.yaml", semantic),
+        ]);
+        assert!(rules.is_none());
+        assert_reported(&messages, "a.yaml:2:27: unknown field `modle`");
+        assert_reported(&messages, "b.yaml:3:3: duplicate key `+12125550107`");
+        assert_reported(&messages, "c.yaml:3:12: unknown agent `nobody`");
+        assert_reported(&messages, "c.yaml:4:13: campaign `c` has no routes");
+    }
+
+    #[test]
+    fn names_are_unique_across_files() {
+        let again = "agents:\n  sales: { model_id: m-9 }\nnumbers:\n  \"+14155550100\": {}\n";
+        let (_, messages) = compile(&[("pool.yaml", POOL), ("again.yaml", again)]);
+        assert_reported(
+            &messages,
+            "again.yaml:2:3: agent `sales` is already defined at pool.yaml:3:3",
+        );
+        assert_reported(
+            &messages,
+            "again.yaml:4:3: number +14155550100 is already defined at pool.yaml:5:3",
+        );
+    }
+
+    #[test]
+    fn warns_about_dead_routes_and_unused_numbers() {
+        let campaigns = r#"
+campaigns:
+  c:
+    agent: sales
+    routes:
+      - numbers: ["+14155550100"]
+      - when: { state: FL }
+        numbers: all
+"#;
+        let (rules, messages) = compile(&[("pool.yaml", POOL), ("c.yaml", campaigns)]);
+        assert!(
+            rules.is_some(),
+            "warnings must not block loading: {messages:?}"
+        );
+        assert_reported(
+            &messages,
+            "c.yaml:7:9: warning: route `#2` of campaign `c` can never match: route `#1`",
+        );
+        let (_, messages) = compile(&[
+            ("pool.yaml", POOL),
+            (
+                "c.yaml",
+                &campaigns.replace("      - when: { state: FL }\n        numbers: all\n", ""),
+            ),
+        ]);
+        assert_reported(
+            &messages,
+            "pool.yaml:6:3: warning: number +13055550105 is selected by no route",
+        );
+    }
+
+    #[test]
+    fn state_override_is_checked_against_the_default_it_merges_with() {
+        let hours = "calling_hours:\n  default: { days: [mon], start: \"08:00\", end: \"21:00\" }\n  states:\n    FL: { end: \"07:00\" }\n";
+        let (_, messages) = compile(&[("pool.yaml", POOL), ("h.yaml", hours)]);
+        assert_reported(
+            &messages,
+            "h.yaml:4:5: calling hours for `FL` end (07:00:00) before they start (08:00:00)",
+        );
+    }
+
+    #[test]
+    fn limits_from_profile_number_and_route_combine() {
+        let text = r#"
+agents: { a: { model_id: m } }
+limits:
+  default: { per_hour: 40, per_24h: 150 }
+  warmup: { per_24h: 30 }
+numbers:
+  "+14155550100": { limit_profile: warmup, limits: { per_hour: 10 } }
+campaigns:
+  c:
+    agent: a
+    routes:
+      - numbers: all
+        limits: { per_hour: 20, per_minute: 1 }
+"#;
+        let (rules, messages) = compile(&[("r.yaml", text)]);
+        assert!(messages.is_empty(), "{messages:?}");
+        let rules = rules.unwrap();
+        let number = rules.numbers().next().unwrap();
+        let route = &rules.campaign("c").unwrap().routes[0];
+        let limits = route.limits_for(number);
+        assert_eq!(limits.per_24h, Some(30), "profile overrides the default");
+        assert_eq!(
+            limits.per_hour,
+            Some(10),
+            "stricter of number (10) and route (20)"
+        );
+        assert_eq!(limits.per_minute, Some(1), "route adds a window");
+    }
+
+    #[test]
+    fn editor_and_hidden_files_are_not_rules() {
+        let dir = std::env::temp_dir().join(format!("callroute-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "a.yaml",
+            "b.yml",
+            ".hidden.yaml",
+            ".a.yaml.swp",
+            "a.yaml~",
+            "#a.yaml#",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        let names: Vec<String> = rule_files(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(names, ["a.yaml", "b.yml"]);
+    }
+}
