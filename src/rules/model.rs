@@ -38,6 +38,10 @@ impl RuleSet {
             .map(|&id| &self.numbers[id as usize])
     }
 
+    pub fn number_id(&self, number: E164) -> Option<NumberId> {
+        self.number_ids.get(&number).copied()
+    }
+
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
         self.agents.values()
     }

@@ -1,0 +1,164 @@
+//! The built `callroute` binary on the shipped example rules and on broken copies of them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn callroute(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_callroute"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run callroute")
+}
+
+fn explain_json(lead: &str, at: &str) -> Value {
+    let out = callroute(&["explain", "--rules", "rules", "--lead", lead, "--at", at, "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("explain prints JSON")
+}
+
+/// A scratch copy of `rules/` that is removed on drop.
+struct ScratchRules(PathBuf);
+
+impl ScratchRules {
+    fn new(name: &str) -> ScratchRules {
+        let dir = std::env::temp_dir().join(format!("callroute-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+        ScratchRules(dir)
+    }
+}
+
+impl Drop for ScratchRules {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_rules_without_warnings() {
+    let out = callroute(&["check", "rules"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok:"));
+    assert!(out.stderr.is_empty(), "warnings: {}", String::from_utf8_lossy(&out.stderr));
+    let out = callroute(&["check", "--rules", "rules"]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn check_exits_78_with_every_error_located() {
+    let scratch = ScratchRules::new("broken");
+    std::fs::write(
+        scratch.0.join("zz-broken.yaml"),
+        "campaigns:\n  extra:\n    agent: nobody\n    routes:\n      - numbers: { brand: acme }\n        strategy: sideways\n",
+    )
+    .unwrap();
+    let out = callroute(&["check", scratch.0.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = scratch.0.join("zz-broken.yaml");
+    assert!(stderr.contains(&format!("{}:3:12: unknown agent `nobody`", file.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}:6:19: unknown strategy `sideways`", file.display())), "{stderr}");
+    assert!(stderr.contains("2 errors"), "{stderr}");
+}
+
+#[test]
+fn check_reports_yaml_syntax_errors_with_position() {
+    let scratch = ScratchRules::new("syntax");
+    std::fs::write(scratch.0.join("bad.yaml"), "agents:\n  x: { model_id: [\n").unwrap();
+    let out = callroute(&["check", scratch.0.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}:2:", scratch.0.join("bad.yaml").display())), "{stderr}");
+}
+
+#[test]
+fn california_lead_gets_a_california_number() {
+    let json = explain_json(r#"{"phone":"+14155550123","name":"Ana","campaign":"spring-promo"}"#, "2026-03-04T10:00:00-08:00");
+    assert_eq!(json["outcome"], "dial");
+    assert_eq!(json["route"], "west-coast");
+    assert_eq!(json["tier"], "area_code");
+    let from = json["from_phone_number"].as_str().unwrap();
+    assert!(from.starts_with("+1415") || from.starts_with("+1628"), "{from}");
+    assert!(json["trace"]["routes"].is_array());
+}
+
+#[test]
+fn california_lead_falls_back_to_another_california_number_when_local_ones_are_detached() {
+    let out = callroute(&[
+        "explain", "--rules", "rules", "--format", "json", "--at", "2026-03-04T10:00:00-08:00",
+        "--lead", r#"{"phone":"+14155550123","name":"Ana","campaign":"spring-promo"}"#,
+        "--attached", "+12135550103,+17025550104",
+    ]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["from_phone_number"], "+12135550103");
+    assert_eq!(json["tier"], "state");
+}
+
+#[test]
+fn lead_at_22_local_is_deferred_to_the_next_window() {
+    let json = explain_json(r#"{"phone":"+14155550123","name":"Ana","campaign":"spring-promo"}"#, "2026-03-04T22:00:00-08:00");
+    assert_eq!(json["outcome"], "defer");
+    assert_eq!(json["until"], "2026-03-05T16:00:00Z"); // Thursday 08:00 in Los Angeles
+    assert_eq!(json["reason_code"], "outside_calling_hours");
+    assert_eq!(json["from_phone_number"], Value::Null);
+}
+
+#[test]
+fn unknown_campaign_is_rejected() {
+    let json = explain_json(r#"{"phone":"+14155550123","name":"Ana","campaign":"winter"}"#, "2026-03-04T10:00:00-08:00");
+    assert_eq!(json["outcome"], "reject");
+    assert_eq!(json["reason_code"], "unknown_campaign");
+    assert!(json["reason"].as_str().unwrap().contains("winter"));
+}
+
+#[test]
+fn text_output_explains_the_pick() {
+    let out = callroute(&[
+        "explain", "--rules", "rules", "--at", "2026-03-04T10:00:00-05:00",
+        "--lead", r#"{"phone":"+13055550123","name":"Bo","campaign":"spring-promo"}"#,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("DIAL from +13055550105"), "{text}");
+    assert!(text.contains("skipped: `state` does not match"), "{text}");
+    assert!(text.contains("picked   +13055550105 by weighted"), "{text}");
+}
+
+#[test]
+fn history_replay_shows_limits_and_stickiness() {
+    let scratch = ScratchRules::new("history");
+    let history = scratch.0.join("history.jsonl");
+    // The Miami number was used by another lead 10 s ago (min_gap 20s); this lead was called
+    // from New York yesterday, and the national route is sticky for 7 days.
+    std::fs::write(
+        &history,
+        concat!(
+            r#"{"from_phone_number":"+12125550107","at":"2026-03-03T10:00:00-05:00"}"#, "\n",
+            r#"{"from_phone_number":"+13055550105","at":"2026-03-04T09:59:50-05:00","lead":{"phone":"+13055550999","name":"X","campaign":"spring-promo"}}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let out = callroute(&[
+        "explain", "--rules", "rules", "--format", "json", "--at", "2026-03-04T10:00:00-05:00",
+        "--lead", r#"{"phone":"+13055550123","name":"Bo","campaign":"spring-promo"}"#,
+        "--history", history.to_str().unwrap(),
+    ]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["outcome"], "dial", "{json}");
+    assert_eq!(json["from_phone_number"], "+12125550107");
+    assert_eq!(json["tier"], "sticky");
+}
+
+#[test]
+fn bad_lead_exits_65_with_every_problem() {
+    let out = callroute(&["explain", "--rules", "rules", "--lead", r#"{"phone":"555-0123","campaign":"spring-promo"}"#]);
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`name` is required") && stderr.contains("E.164"), "{stderr}");
+}
