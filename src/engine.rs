@@ -2,7 +2,8 @@
 //! caller ID (or say when to retry, or why never) and record why. Pure: no I/O, no clock,
 //! no randomness beyond the pool's seed, so the daemon, `explain` and tests agree.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Offset, Utc};
 use chrono_tz::Tz;
@@ -110,8 +111,8 @@ pub struct Trace {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteCheck {
-    pub route: String,
-    pub defined_at: String,
+    pub route: Arc<str>,
+    pub defined_at: Arc<str>,
     pub matched: bool,
     /// The first `when` key the lead did not satisfy.
     pub mismatch: Option<&'static str>,
@@ -296,6 +297,7 @@ fn match_route<'r>(campaign: &'r Campaign, lead: &Lead, trace: &mut Trace) -> Op
         zones: &lead.zones,
         labels: &lead.labels,
     };
+    trace.routes.reserve(campaign.routes.len());
     for route in &campaign.routes {
         let mismatch = route.when.first_mismatch(&facts);
         trace.routes.push(RouteCheck {
@@ -376,7 +378,7 @@ fn pick_number(
         from_phone_number: number,
         agent: campaign.agent.clone(),
         model_id: campaign.model_id.clone(),
-        route: route.name.clone(),
+        route: route.name.to_string(),
         tier: by,
     };
     let usable = |info: &NumberInfo| -> Result<(), String> {
@@ -423,7 +425,7 @@ fn pick_number(
         });
     }
 
-    let mut seen: HashSet<NumberId> = HashSet::new();
+    let mut seen: HashSet<NumberId> = HashSet::default();
     let mut earliest_free: Option<DateTime<Utc>> = None;
     let mut any_candidate = false;
     for &tier in &route.tiers {
@@ -592,11 +594,11 @@ fn utc_offset(zone: Tz, now: DateTime<Utc>) -> i32 {
 
 /// A stable 64-bit hash of (lead, number), the same on every machine and run.
 fn lead_number_hash(seed: u64, lead: &Lead, number: E164, salt: u64) -> u64 {
-    let mut bytes = Vec::with_capacity(lead.key.len() + 16);
-    bytes.extend_from_slice(lead.key.as_bytes());
-    bytes.extend_from_slice(&number.digits().to_le_bytes());
-    bytes.extend_from_slice(&salt.to_le_bytes());
-    xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, seed)
+    let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(seed);
+    hasher.update(lead.key.as_bytes());
+    hasher.update(&number.digits().to_le_bytes());
+    hasher.update(&salt.to_le_bytes());
+    hasher.digest()
 }
 
 /// Seed of the rendezvous hash: fixed, so sticky choices survive restarts and reseeding.

@@ -55,7 +55,7 @@ pub fn to_json(decision: &Decision, trace: &Trace) -> Value {
         .routes
         .iter()
         .find(|r| r.matched)
-        .map(|r| r.route.clone());
+        .map(|r| r.route.to_string());
     json!({
         "outcome": decision.outcome(),
         "from_phone_number": from,

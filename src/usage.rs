@@ -2,7 +2,9 @@
 //! lead. The engine reads it; `record` is the only way it changes, so the daemon, `explain`
 //! and tests all account for a call the same way.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -253,7 +255,20 @@ impl NumberUsage {
         .into_iter()
         .flatten()
         .collect();
-        if let Some(limit) = limits.per_day {
+        // A local day lasts at most 25 h: with fewer uses than that in 25 h, today cannot be
+        // full, and the time-zone arithmetic below can be skipped.
+        let per_day = limits.per_day.filter(|&limit| {
+            self.uses.len() >= limit as usize
+                && rolling(
+                    &self.uses,
+                    LimitWindow::PerDay,
+                    Duration::hours(25),
+                    Some(limit),
+                    now,
+                )
+                .is_some()
+        });
+        if let Some(limit) = per_day {
             let today = now.with_timezone(&day_zone).date_naive();
             let day_start =
                 first_instant_at_or_after(day_zone, today.and_time(chrono::NaiveTime::MIN));

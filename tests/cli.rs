@@ -14,8 +14,14 @@ fn callroute(args: &[&str]) -> Output {
 }
 
 fn explain_json(lead: &str, at: &str) -> Value {
-    let out = callroute(&["explain", "--rules", "rules", "--lead", lead, "--at", at, "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = callroute(&[
+        "explain", "--rules", "rules", "--lead", lead, "--at", at, "--format", "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("explain prints JSON")
 }
 
@@ -27,7 +33,8 @@ impl ScratchRules {
         let dir = std::env::temp_dir().join(format!("callroute-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).unwrap() {
+        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).unwrap()
+        {
             let path = entry.unwrap().path();
             std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
         }
@@ -44,9 +51,18 @@ impl Drop for ScratchRules {
 #[test]
 fn check_accepts_the_shipped_rules_without_warnings() {
     let out = callroute(&["check", "rules"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok:"));
-    assert!(out.stderr.is_empty(), "warnings: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "warnings: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = callroute(&["check", "--rules", "rules"]);
     assert_eq!(out.status.code(), Some(0));
 }
@@ -63,8 +79,17 @@ fn check_exits_78_with_every_error_located() {
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let file = scratch.0.join("zz-broken.yaml");
-    assert!(stderr.contains(&format!("{}:3:12: unknown agent `nobody`", file.display())), "{stderr}");
-    assert!(stderr.contains(&format!("{}:6:19: unknown strategy `sideways`", file.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:3:12: unknown agent `nobody`", file.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}:6:19: unknown strategy `sideways`",
+            file.display()
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 errors"), "{stderr}");
 }
 
@@ -75,26 +100,43 @@ fn check_reports_yaml_syntax_errors_with_position() {
     let out = callroute(&["check", scratch.0.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("{}:2:", scratch.0.join("bad.yaml").display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:2:", scratch.0.join("bad.yaml").display())),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn california_lead_gets_a_california_number() {
-    let json = explain_json(r#"{"phone":"+14155550123","name":"Ana","campaign":"spring-promo"}"#, "2026-03-04T10:00:00-08:00");
+    let json = explain_json(
+        r#"{"phone":"+14155550123","name":"Ana","campaign":"spring-promo"}"#,
+        "2026-03-04T10:00:00-08:00",
+    );
     assert_eq!(json["outcome"], "dial");
     assert_eq!(json["route"], "west-coast");
     assert_eq!(json["tier"], "area_code");
     let from = json["from_phone_number"].as_str().unwrap();
-    assert!(from.starts_with("+1415") || from.starts_with("+1628"), "{from}");
+    assert!(
+        from.starts_with("+1415") || from.starts_with("+1628"),
+        "{from}"
+    );
     assert!(json["trace"]["routes"].is_array());
 }
 
 #[test]
 fn california_lead_falls_back_to_another_california_number_when_local_ones_are_detached() {
     let out = callroute(&[
-        "explain", "--rules", "rules", "--format", "json", "--at", "2026-03-04T10:00:00-08:00",
-        "--lead", r#"{"phone":"+14155550123","name":"Ana","campaign":"spring-promo"}"#,
-        "--attached", "+12135550103,+17025550104",
+        "explain",
+        "--rules",
+        "rules",
+        "--format",
+        "json",
+        "--at",
+        "2026-03-04T10:00:00-08:00",
+        "--lead",
+        r#"{"phone":"+14155550123","name":"Ana","campaign":"spring-promo"}"#,
+        "--attached",
+        "+12135550103,+17025550104",
     ]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["from_phone_number"], "+12135550103");
@@ -103,7 +145,10 @@ fn california_lead_falls_back_to_another_california_number_when_local_ones_are_d
 
 #[test]
 fn lead_at_22_local_is_deferred_to_the_next_window() {
-    let json = explain_json(r#"{"phone":"+14155550123","name":"Ana","campaign":"spring-promo"}"#, "2026-03-04T22:00:00-08:00");
+    let json = explain_json(
+        r#"{"phone":"+14155550123","name":"Ana","campaign":"spring-promo"}"#,
+        "2026-03-04T22:00:00-08:00",
+    );
     assert_eq!(json["outcome"], "defer");
     assert_eq!(json["until"], "2026-03-05T16:00:00Z"); // Thursday 08:00 in Los Angeles
     assert_eq!(json["reason_code"], "outside_calling_hours");
@@ -112,7 +157,10 @@ fn lead_at_22_local_is_deferred_to_the_next_window() {
 
 #[test]
 fn unknown_campaign_is_rejected() {
-    let json = explain_json(r#"{"phone":"+14155550123","name":"Ana","campaign":"winter"}"#, "2026-03-04T10:00:00-08:00");
+    let json = explain_json(
+        r#"{"phone":"+14155550123","name":"Ana","campaign":"winter"}"#,
+        "2026-03-04T10:00:00-08:00",
+    );
     assert_eq!(json["outcome"], "reject");
     assert_eq!(json["reason_code"], "unknown_campaign");
     assert!(json["reason"].as_str().unwrap().contains("winter"));
@@ -121,8 +169,13 @@ fn unknown_campaign_is_rejected() {
 #[test]
 fn text_output_explains_the_pick() {
     let out = callroute(&[
-        "explain", "--rules", "rules", "--at", "2026-03-04T10:00:00-05:00",
-        "--lead", r#"{"phone":"+13055550123","name":"Bo","campaign":"spring-promo"}"#,
+        "explain",
+        "--rules",
+        "rules",
+        "--at",
+        "2026-03-04T10:00:00-05:00",
+        "--lead",
+        r#"{"phone":"+13055550123","name":"Bo","campaign":"spring-promo"}"#,
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("DIAL from +13055550105"), "{text}");
@@ -145,9 +198,17 @@ fn history_replay_shows_limits_and_stickiness() {
     )
     .unwrap();
     let out = callroute(&[
-        "explain", "--rules", "rules", "--format", "json", "--at", "2026-03-04T10:00:00-05:00",
-        "--lead", r#"{"phone":"+13055550123","name":"Bo","campaign":"spring-promo"}"#,
-        "--history", history.to_str().unwrap(),
+        "explain",
+        "--rules",
+        "rules",
+        "--format",
+        "json",
+        "--at",
+        "2026-03-04T10:00:00-05:00",
+        "--lead",
+        r#"{"phone":"+13055550123","name":"Bo","campaign":"spring-promo"}"#,
+        "--history",
+        history.to_str().unwrap(),
     ]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["outcome"], "dial", "{json}");
@@ -157,8 +218,17 @@ fn history_replay_shows_limits_and_stickiness() {
 
 #[test]
 fn bad_lead_exits_65_with_every_problem() {
-    let out = callroute(&["explain", "--rules", "rules", "--lead", r#"{"phone":"555-0123","campaign":"spring-promo"}"#]);
+    let out = callroute(&[
+        "explain",
+        "--rules",
+        "rules",
+        "--lead",
+        r#"{"phone":"555-0123","campaign":"spring-promo"}"#,
+    ]);
     assert_eq!(out.status.code(), Some(65));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("`name` is required") && stderr.contains("E.164"), "{stderr}");
+    assert!(
+        stderr.contains("`name` is required") && stderr.contains("E.164"),
+        "{stderr}"
+    );
 }

@@ -8,15 +8,20 @@ use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
 
-use callroute::engine::{decide, Decision};
+use callroute::engine::{Decision, decide};
 use callroute::lead::Lead;
 use callroute::phone::E164;
-use callroute::rules::{compile_sources, RuleSet};
+use callroute::rules::{RuleSet, compile_sources};
 use callroute::usage::PoolState;
 
 /// Area codes across zones, including Alaska (two zones) and Arizona (no DST).
 const AREA_CODES: &[u16] = &[415, 213, 305, 212, 312, 907, 602, 702, 512, 617];
-const LEAD_ZONES: &[Option<&str>] = &[None, Some("America/New_York"), Some("Europe/Berlin"), Some("Australia/Lord_Howe")];
+const LEAD_ZONES: &[Option<&str>] = &[
+    None,
+    Some("America/New_York"),
+    Some("Europe/Berlin"),
+    Some("Australia/Lord_Howe"),
+];
 const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const STRATEGIES: &[&str] = &["round_robin", "least_recently_used", "weighted", "random"];
 /// Days just before DST changes: US spring/fall, EU spring/fall, Lord Howe fall/spring.
@@ -48,11 +53,35 @@ struct Scenario {
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
-        prop::collection::vec((prop::sample::select(AREA_CODES), 100u16..200, any::<bool>()), 2..12),
+        prop::collection::vec(
+            (prop::sample::select(AREA_CODES), 100u16..200, any::<bool>()),
+            2..12,
+        ),
         (1u32..4, 2u32..12, 3u32..40, 3u32..40, 0u32..300, 1u32..6),
-        (0u32..12 * 60, 60u32..14 * 60, prop::collection::vec(any::<bool>(), 7)),
-        prop::collection::vec((0u8..3, 0u8..3, prop::collection::vec(0u8..5, 0..4), 0u8..4, any::<bool>()), 1..4),
-        prop::collection::vec((0..AREA_CODES.len(), 1000u16..1100, 0..LEAD_ZONES.len(), 0u32..1800), 20..120),
+        (
+            0u32..12 * 60,
+            60u32..14 * 60,
+            prop::collection::vec(any::<bool>(), 7),
+        ),
+        prop::collection::vec(
+            (
+                0u8..3,
+                0u8..3,
+                prop::collection::vec(0u8..5, 0..4),
+                0u8..4,
+                any::<bool>(),
+            ),
+            1..4,
+        ),
+        prop::collection::vec(
+            (
+                0..AREA_CODES.len(),
+                1000u16..1100,
+                0..LEAD_ZONES.len(),
+                0u32..1800,
+            ),
+            20..120,
+        ),
         0..CLOCK_STARTS.len(),
     )
         .prop_map(|(numbers, limits, hours, routes, leads, clock)| Scenario {
@@ -89,12 +118,25 @@ impl Scenario {
             self.per_hour,
             self.per_24h,
             self.per_day,
-            if self.min_gap_s > 0 { format!(", min_gap: {}s", self.min_gap_s) } else { String::new() }
+            if self.min_gap_s > 0 {
+                format!(", min_gap: {}s", self.min_gap_s)
+            } else {
+                String::new()
+            }
         );
         for (area, line, brand_a) in &self.numbers {
-            y += &format!("  \"{}\": {{ brand: {} }}\n", number_text(*area, *line), if *brand_a { "a" } else { "b" });
+            y += &format!(
+                "  \"{}\": {{ brand: {} }}\n",
+                number_text(*area, *line),
+                if *brand_a { "a" } else { "b" }
+            );
         }
-        let days: Vec<&str> = DAYS.iter().zip(&self.days).filter(|(_, on)| **on).map(|(d, _)| *d).collect();
+        let days: Vec<&str> = DAYS
+            .iter()
+            .zip(&self.days)
+            .filter(|(_, on)| **on)
+            .map(|(d, _)| *d)
+            .collect();
         let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
         y += &format!(
             "calling_hours:\n  default: {{ days: [{}], start: \"{}\", end: \"{}\" }}\n",
@@ -102,9 +144,16 @@ impl Scenario {
             hm(self.start_minutes),
             hm(self.end_minutes())
         );
-        y += &format!("lead_attempts:\n  default: {{ per_24h: {} }}\n", self.lead_per_24h);
+        y += &format!(
+            "lead_attempts:\n  default: {{ per_24h: {} }}\n",
+            self.lead_per_24h
+        );
         y += "campaigns:\n  c:\n    agent: a\n    routes:\n";
-        let numbers: Vec<String> = self.numbers.iter().map(|(a, l, _)| format!("\"{}\"", number_text(*a, *l))).collect();
+        let numbers: Vec<String> = self
+            .numbers
+            .iter()
+            .map(|(a, l, _)| format!("\"{}\"", number_text(*a, *l)))
+            .collect();
         for (when, selector, tiers, strategy, sticky) in &self.routes {
             let when = ["{}", "{ brand: a }", "{ state: [CA, FL, NY] }"][*when as usize];
             let selector = match selector {
@@ -119,7 +168,10 @@ impl Scenario {
                     tier_names.push(name);
                 }
             }
-            y += &format!("      - when: {when}\n        numbers: {selector}\n        strategy: {}\n", STRATEGIES[*strategy as usize]);
+            y += &format!(
+                "      - when: {when}\n        numbers: {selector}\n        strategy: {}\n",
+                STRATEGIES[*strategy as usize]
+            );
             if !tier_names.is_empty() {
                 y += &format!("        local_presence: [{}]\n", tier_names.join(", "));
             }
@@ -132,8 +184,14 @@ impl Scenario {
 
     fn lead(&self, index: usize) -> Lead {
         let (area, line, zone, _) = self.leads[index];
-        let zone = LEAD_ZONES[zone].map(|z| format!(r#","timezone":"{z}""#)).unwrap_or_default();
-        let brand = if index % 3 == 0 { r#","brand":"a""# } else { "" };
+        let zone = LEAD_ZONES[zone]
+            .map(|z| format!(r#","timezone":"{z}""#))
+            .unwrap_or_default();
+        let brand = if index % 3 == 0 {
+            r#","brand":"a""#
+        } else {
+            ""
+        };
         Lead::from_json(&format!(
             r#"{{"id":"L{}","phone":"+1{}555{line:04}","name":"N","campaign":"c"{zone}{brand}}}"#,
             line % 40, // repeats ids, so the same lead is redialed
@@ -152,7 +210,9 @@ fn compile(yaml: &str) -> RuleSet {
 fn window_open(s: &Scenario, zone: Tz, at: DateTime<Utc>) -> bool {
     let local = at.with_timezone(&zone);
     let minute = local.hour() * 60 + local.minute();
-    s.days[local.weekday().num_days_from_monday() as usize] && minute >= s.start_minutes && minute < s.end_minutes()
+    s.days[local.weekday().num_days_from_monday() as usize]
+        && minute >= s.start_minutes
+        && minute < s.end_minutes()
 }
 
 proptest! {
@@ -179,7 +239,7 @@ proptest! {
                         prop_assert!(window_open(&s, *zone, now), "dialed {} at {now} outside hours in {zone}", lead.key);
                     }
                     let campaign = rules.campaign("c").unwrap();
-                    let route = campaign.routes.iter().find(|r| r.name == route).unwrap();
+                    let route = campaign.routes.iter().find(|r| *r.name == *route).unwrap();
                     let id = rules.number_id(number).unwrap();
                     prop_assert!(route.selection.member_set.contains(&id), "{number} not in route {}", route.name);
                     pool.record(number, &lead, now);
@@ -271,12 +331,32 @@ fn redial_keeps_the_recorded_number_when_others_come_and_go() {
     let mut pool = PoolState::new(1);
     pool.attach_all(&rules);
     let t0: DateTime<Utc> = "2026-03-04T20:00:00Z".parse().unwrap();
-    let Decision::Dial { from_phone_number: first, .. } = decide(&rules, &lead, &pool, t0).0 else { panic!() };
+    let Decision::Dial {
+        from_phone_number: first,
+        ..
+    } = decide(&rules, &lead, &pool, t0).0
+    else {
+        panic!()
+    };
     pool.record(first, &lead, t0);
-    let others: Vec<E164> = rules.numbers().map(|n| n.number).filter(|&n| n != first).collect();
-    for attached in [vec![first], vec![first, others[0]], vec![first, others[1]], [vec![first], others.clone()].concat()] {
+    let others: Vec<E164> = rules
+        .numbers()
+        .map(|n| n.number)
+        .filter(|&n| n != first)
+        .collect();
+    for attached in [
+        vec![first],
+        vec![first, others[0]],
+        vec![first, others[1]],
+        [vec![first], others.clone()].concat(),
+    ] {
         pool.set_attached("m", attached);
-        let Decision::Dial { from_phone_number, .. } = decide(&rules, &lead, &pool, t0 + Duration::hours(5)).0 else { panic!() };
+        let Decision::Dial {
+            from_phone_number, ..
+        } = decide(&rules, &lead, &pool, t0 + Duration::hours(5)).0
+        else {
+            panic!()
+        };
         assert_eq!(from_phone_number, first);
     }
 }

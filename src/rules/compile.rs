@@ -917,8 +917,8 @@ fn compile_route(
         .or_insert_with(|| Arc::new(Selection::new(members, numbers)))
         .clone();
     Some(Route {
-        name,
-        defined_at,
+        name: name.into(),
+        defined_at: defined_at.into(),
         when,
         selection,
         tiers,

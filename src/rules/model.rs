@@ -156,9 +156,10 @@ pub struct Campaign {
 
 #[derive(Debug)]
 pub struct Route {
-    pub name: String,
+    /// Shared with every trace that mentions the route, so tracing costs no copies.
+    pub name: Arc<str>,
     /// `file:line` of the route, for traces and warnings.
-    pub defined_at: String,
+    pub defined_at: Arc<str>,
     pub when: Condition,
     pub selection: Arc<Selection>,
     pub tiers: Vec<Tier>,
