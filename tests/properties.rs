@@ -84,21 +84,27 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         ),
         0..CLOCK_STARTS.len(),
     )
-        .prop_map(|(numbers, limits, hours, routes, leads, clock)| Scenario {
-            numbers,
-            per_minute: limits.0,
-            per_hour: limits.1,
-            per_24h: limits.2,
-            per_day: limits.3,
-            min_gap_s: limits.4,
-            lead_per_24h: limits.5,
-            start_minutes: hours.0,
-            length_minutes: hours.1,
-            days: hours.2,
-            routes,
-            leads,
-            clock,
-        })
+        .prop_map(
+            |(mut numbers, limits, hours, routes, leads, clock)| Scenario {
+                numbers: {
+                    numbers.sort();
+                    numbers.dedup_by_key(|(area, line, _)| (*area, *line));
+                    numbers
+                },
+                per_minute: limits.0,
+                per_hour: limits.1,
+                per_24h: limits.2,
+                per_day: limits.3,
+                min_gap_s: limits.4,
+                lead_per_24h: limits.5,
+                start_minutes: hours.0,
+                length_minutes: hours.1,
+                days: hours.2,
+                routes,
+                leads,
+                clock,
+            },
+        )
 }
 
 fn number_text(area: u16, line: u16) -> String {
@@ -187,7 +193,7 @@ impl Scenario {
         let zone = LEAD_ZONES[zone]
             .map(|z| format!(r#","timezone":"{z}""#))
             .unwrap_or_default();
-        let brand = if index % 3 == 0 {
+        let brand = if index.is_multiple_of(3) {
             r#","brand":"a""#
         } else {
             ""
