@@ -2,6 +2,7 @@
 //! IANA time zones, from tables generated out of libphonenumber's data
 //! (`tools/gen_geo_table.py` writes `generated.rs`).
 
+#[rustfmt::skip]
 mod generated;
 
 use chrono_tz::Tz;
