@@ -98,5 +98,20 @@ fn bench_decide(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decide);
+/// Compiling the largest rule set: what a reload of it costs.
+fn bench_compile(c: &mut Criterion) {
+    let text = rules_text(10_000);
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    group.bench_function("10000_numbers_1000_routes", |b| {
+        b.iter(|| {
+            compile_sources(&[(Path::new("bench.yaml"), text.as_str())])
+                .0
+                .unwrap()
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_decide, bench_compile);
 criterion_main!(benches);

@@ -396,7 +396,7 @@ impl Compiler {
             compile_attempts,
         );
         let campaigns = self.campaigns(files, &agents, &numbers, &number_ids);
-        self.warn_unused_numbers(files, &numbers, &campaigns);
+        self.warn_unused_numbers(files, &number_ids, &campaigns);
         if self.out.iter().any(|d| d.severity == Severity::Error) {
             return None;
         }
@@ -581,7 +581,7 @@ impl Compiler {
     ) -> BTreeMap<String, Campaign> {
         let mut names = Names::default();
         let mut campaigns = BTreeMap::new();
-        let mut selections: HashMap<String, Arc<Selection>> = HashMap::new();
+        let mut selections = SelectionCache::default();
         let vocabulary = Vocabulary::of(numbers);
         for (path, file) in files {
             let mut r = reporter(path, &mut self.out);
@@ -665,12 +665,14 @@ impl Compiler {
     fn warn_unused_numbers(
         &mut self,
         files: &[(PathBuf, RawFile)],
-        numbers: &[NumberInfo],
+        number_ids: &HashMap<E164, NumberId>,
         campaigns: &BTreeMap<String, Campaign>,
     ) {
+        let mut distinct: HashSet<*const Selection> = HashSet::new();
         let used: HashSet<NumberId> = campaigns
             .values()
             .flat_map(|c| &c.routes)
+            .filter(|route| distinct.insert(Arc::as_ptr(&route.selection)))
             .flat_map(|route| route.selection.members.iter().copied())
             .collect();
         for (path, file) in files {
@@ -678,10 +680,10 @@ impl Compiler {
                 let Ok(number) = E164::parse(key.value.trim()) else {
                     continue;
                 };
-                let Some(id) = numbers.iter().position(|n| n.number == number) else {
+                let Some(id) = number_ids.get(&number) else {
                     continue;
                 };
-                if !used.contains(&(id as NumberId)) {
+                if !used.contains(id) {
                     self.out.push(Diagnostic {
                         severity: Severity::Warning,
                         pos: SourcePos::new(path, key.referenced),
@@ -693,6 +695,14 @@ impl Compiler {
             }
         }
     }
+}
+
+/// Routes often select the same numbers: evaluate each matcher once and share each
+/// distinct set (with its indexes) between the routes that select it.
+#[derive(Default)]
+struct SelectionCache {
+    by_condition: HashMap<Condition, Vec<NumberId>>,
+    by_members: HashMap<Vec<NumberId>, Arc<Selection>>,
 }
 
 /// The brands and labels the pool actually has, to catch typos in matchers.
@@ -817,7 +827,7 @@ fn compile_route(
     numbers: &[NumberInfo],
     number_ids: &HashMap<E164, NumberId>,
     vocabulary: &Vocabulary,
-    selections: &mut HashMap<String, Arc<Selection>>,
+    selections: &mut SelectionCache,
 ) -> Option<Route> {
     let errors_before = r.out.len();
     let when = compile_condition(r, &raw.when, None);
@@ -849,12 +859,18 @@ fn compile_route(
         }
         RawSelector::Matcher(matcher) => {
             let condition = compile_condition(r, matcher, Some(vocabulary));
-            numbers
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| condition.first_mismatch(&number_facts(n)).is_none())
-                .map(|(i, _)| i as NumberId)
-                .collect()
+            selections
+                .by_condition
+                .entry(condition)
+                .or_insert_with_key(|condition| {
+                    numbers
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| condition.first_mismatch(&number_facts(n)).is_none())
+                        .map(|(i, _)| i as NumberId)
+                        .collect()
+                })
+                .clone()
         }
     };
     if members.is_empty() && r.out.len() == errors_before {
@@ -911,10 +927,10 @@ fn compile_route(
     {
         return None;
     }
-    let key = format!("{members:?}");
     let selection = selections
-        .entry(key)
-        .or_insert_with(|| Arc::new(Selection::new(members, numbers)))
+        .by_members
+        .entry(members)
+        .or_insert_with_key(|members| Arc::new(Selection::new(members.clone(), numbers)))
         .clone();
     Some(Route {
         name: name.into(),
