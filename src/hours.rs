@@ -132,31 +132,27 @@ mod tests {
     use chrono::Weekday;
     use chrono_tz::{America, Australia, Europe};
 
-    fn weekdays_8_to_21() -> Window {
+    fn hm(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    /// Given days 08:00-21:00, with Florida closing at 20:00.
+    fn layered(days: &[Weekday]) -> Layered<HoursRule> {
         let mut layered = Layered {
-            default: HoursRule {
-                days: Some(vec![
-                    Weekday::Mon,
-                    Weekday::Tue,
-                    Weekday::Wed,
-                    Weekday::Thu,
-                    Weekday::Fri,
-                    Weekday::Sat,
-                ]),
-                start: NaiveTime::from_hms_opt(8, 0, 0),
-                end: NaiveTime::from_hms_opt(21, 0, 0),
-                ..HoursRule::default()
-            },
+            default: HoursRule::daily(days, hm(8, 0), hm(21, 0)),
             ..Layered::default()
         };
-        layered.states.insert(
-            "FL".into(),
-            HoursRule {
-                end: NaiveTime::from_hms_opt(20, 0, 0),
-                ..HoursRule::default()
-            },
-        );
-        layered.resolve(Some("US"), None)
+        let florida = HoursRule {
+            end: Some(hm(20, 0)),
+            ..HoursRule::default()
+        };
+        layered.states.insert("FL".into(), florida);
+        layered
+    }
+
+    fn weekdays_8_to_21() -> Window {
+        use Weekday::*;
+        layered(&[Mon, Tue, Wed, Thu, Fri, Sat]).resolve(Some("US"), None)
     }
 
     fn utc(text: &str) -> DateTime<Utc> {
@@ -188,30 +184,8 @@ mod tests {
 
     #[test]
     fn state_override_merges_field_by_field() {
-        let mut layered = Layered {
-            default: HoursRule {
-                days: Some(vec![Weekday::Mon]),
-                start: NaiveTime::from_hms_opt(8, 0, 0),
-                end: NaiveTime::from_hms_opt(21, 0, 0),
-                ..HoursRule::default()
-            },
-            ..Layered::default()
-        };
-        layered.states.insert(
-            "FL".into(),
-            HoursRule {
-                end: NaiveTime::from_hms_opt(20, 0, 0),
-                ..HoursRule::default()
-            },
-        );
-        let fl = layered.resolve(Some("US"), Some("FL"));
-        assert_eq!(
-            fl.days[0],
-            Some((
-                NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
-                NaiveTime::from_hms_opt(20, 0, 0).unwrap()
-            ))
-        );
+        let fl = layered(&[Weekday::Mon]).resolve(Some("US"), Some("FL"));
+        assert_eq!(fl.days[0], Some((hm(8, 0), hm(20, 0))));
         assert_eq!(fl.days[1], None);
     }
 

@@ -372,8 +372,8 @@ impl Compiler {
         );
         if !hours_given {
             // The federal TCPA window, every day, when the rules say nothing.
-            calling_hours.default = HoursRule {
-                days: Some(vec![
+            calling_hours.default = HoursRule::daily(
+                &[
                     Weekday::Mon,
                     Weekday::Tue,
                     Weekday::Wed,
@@ -381,11 +381,10 @@ impl Compiler {
                     Weekday::Fri,
                     Weekday::Sat,
                     Weekday::Sun,
-                ]),
-                start: NaiveTime::from_hms_opt(8, 0, 0),
-                end: NaiveTime::from_hms_opt(21, 0, 0),
-                ..HoursRule::default()
-            };
+                ],
+                NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default(),
+                NaiveTime::from_hms_opt(21, 0, 0).unwrap_or_default(),
+            );
         }
         self.check_hours_layers(files, &calling_hours);
         let (lead_attempts, _) = compile_layered(

@@ -370,6 +370,18 @@ pub struct HoursRule {
     pub blackout_dates: Vec<NaiveDate>,
 }
 
+impl HoursRule {
+    /// Open from `start` to `end` on each of `days`.
+    pub fn daily(days: &[Weekday], start: NaiveTime, end: NaiveTime) -> HoursRule {
+        HoursRule {
+            days: Some(days.to_vec()),
+            start: Some(start),
+            end: Some(end),
+            ..HoursRule::default()
+        }
+    }
+}
+
 /// Per-lead attempt limits as written in one layer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AttemptRule {
