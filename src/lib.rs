@@ -8,4 +8,5 @@ pub mod hours;
 pub mod lead;
 pub mod phone;
 pub mod rules;
+pub mod synthflow;
 pub mod usage;

@@ -1,0 +1,210 @@
+//! JSON shapes of the endpoints callroute uses. Responses are parsed defensively: envelopes
+//! and field names differ between pages of the documentation, so both forms are accepted.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Body of `POST /v2/calls`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CallRequest {
+    pub model_id: String,
+    pub phone: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_variables: Vec<KeyValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<String>,
+}
+
+/// `custom_variables` item: the `[{"key","value"}]` form the current API reference uses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+/// One number of an agent's outbound pool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachedNumber {
+    pub number: String,
+    #[serde(default)]
+    pub sid: Option<String>,
+    #[serde(default)]
+    pub slug: Option<String>,
+}
+
+/// A call as `GET /v2/calls/{id}` or `GET /v2/calls` describe it, fields unified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub model_id: Option<String>,
+    /// `status` (get) or `call_status` (list).
+    pub status: String,
+    /// `phone_number_from` or `agent_phone_number`.
+    pub from_phone_number: Option<String>,
+    /// `phone_number_to` or `lead_phone_number`.
+    pub to_phone_number: Option<String>,
+    /// Epoch milliseconds (sent as a string).
+    pub start_time_ms: Option<i64>,
+    pub end_call_reason: Option<String>,
+    pub error_message: Option<String>,
+    pub duration_s: Option<i64>,
+}
+
+impl CallRecord {
+    /// Statuses after which nothing more happens to the call.
+    pub fn is_terminal(&self) -> bool {
+        is_terminal_status(&self.status)
+    }
+
+    pub fn from_json(item: &Value) -> Option<CallRecord> {
+        let text = |keys: &[&str]| {
+            keys.iter().find_map(|k| match item.get(*k) {
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        Some(CallRecord {
+            call_id: text(&["call_id"])?,
+            model_id: text(&["model_id"]),
+            status: text(&["status", "call_status"]).unwrap_or_else(|| "unknown".into()),
+            from_phone_number: text(&["phone_number_from", "agent_phone_number"]),
+            to_phone_number: text(&["phone_number_to", "lead_phone_number"]),
+            start_time_ms: text(&["start_time"]).and_then(|t| t.parse().ok()),
+            end_call_reason: text(&["end_call_reason"]),
+            error_message: text(&["error_message"]),
+            duration_s: item.get("duration").and_then(Value::as_i64),
+        })
+    }
+
+    pub fn to_get_json(&self) -> Value {
+        serde_json::json!({
+            "call_id": self.call_id,
+            "model_id": self.model_id,
+            "status": self.status,
+            "phone_number_from": self.from_phone_number,
+            "phone_number_to": self.to_phone_number,
+            "start_time": self.start_time_ms.map(|t| t.to_string()),
+            "end_call_reason": self.end_call_reason,
+            "error_message": self.error_message.clone().unwrap_or_default(),
+            "duration": self.duration_s.unwrap_or(0),
+            "type_of_call": "outbound",
+        })
+    }
+
+    pub fn to_list_json(&self) -> Value {
+        serde_json::json!({
+            "call_id": self.call_id,
+            "model_id": self.model_id,
+            "call_status": self.status,
+            "agent_phone_number": self.from_phone_number,
+            "lead_phone_number": self.to_phone_number,
+            "start_time": self.start_time_ms.map(|t| t.to_string()),
+            "end_call_reason": self.end_call_reason,
+            "error_message": self.error_message,
+            "duration": self.duration_s.unwrap_or(0),
+            "type_of_call": "outbound",
+        })
+    }
+}
+
+pub fn is_terminal_status(status: &str) -> bool {
+    matches!(
+        status,
+        "completed"
+            | "no-answer"
+            | "busy"
+            | "failed"
+            | "canceled"
+            | "user-canceled"
+            | "hangup_on_voicemail"
+            | "left_voicemail"
+            | "spam"
+    )
+}
+
+/// `response.<key>` of the `{status, response}` envelope, or the body itself when unwrapped.
+pub fn envelope<'a>(body: &'a Value, key: &str) -> Option<&'a Value> {
+    body.get("response")
+        .and_then(|r| r.get(key))
+        .or_else(|| body.get(key))
+}
+
+/// An item list that may be sent as a list or (older captures) as a single object.
+pub fn one_or_many(value: Option<&Value>) -> Vec<&Value> {
+    match value {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(item @ Value::Object(_)) => vec![item],
+        _ => Vec::new(),
+    }
+}
+
+/// The human-readable reason in an error body: `detail.description`, `detail` text,
+/// `message` or `error`, else the raw body.
+pub fn error_reason(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let found = parsed.as_ref().and_then(|v| {
+        v.pointer("/detail/description")
+            .or_else(|| v.get("detail").filter(|d| d.is_string()))
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("error"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    found.unwrap_or_else(|| {
+        let trimmed = body.trim();
+        if trimmed.is_empty() {
+            "(empty body)".to_string()
+        } else {
+            trimmed.chars().take(300).collect()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn call_records_from_get_and_list_shapes_agree() {
+        let get = json!({"call_id":"c1","status":"completed","phone_number_from":"+1415","phone_number_to":"+1212","start_time":"1761150177868"});
+        let list = json!({"call_id":"c1","call_status":"completed","agent_phone_number":"+1415","lead_phone_number":"+1212","start_time":"1761150177868"});
+        assert_eq!(CallRecord::from_json(&get), CallRecord::from_json(&list));
+        let record = CallRecord::from_json(&get).unwrap();
+        assert_eq!(record.start_time_ms, Some(1_761_150_177_868));
+        assert!(record.is_terminal());
+    }
+
+    #[test]
+    fn envelopes_and_single_objects_are_accepted() {
+        let new = json!({"status":"ok","response":{"assistants":[{"model_id":"a"}]}});
+        let old = json!({"status":"success","response":{"assistants":{"model_id":"a"}}});
+        assert_eq!(one_or_many(envelope(&new, "assistants")).len(), 1);
+        assert_eq!(one_or_many(envelope(&old, "assistants")).len(), 1);
+    }
+
+    #[test]
+    fn error_reasons_from_every_documented_shape() {
+        assert_eq!(
+            error_reason(
+                r#"{"detail":{"status":"x","description":"Invalid phone","request_id":"r","category":"c"}}"#
+            ),
+            "Invalid phone"
+        );
+        assert_eq!(
+            error_reason(r#"{"error":"nope","message":"Not allowed"}"#),
+            "Not allowed"
+        );
+        assert_eq!(error_reason(""), "(empty body)");
+    }
+}
