@@ -8,5 +8,6 @@ pub mod hours;
 pub mod lead;
 pub mod phone;
 pub mod rules;
+pub mod store;
 pub mod synthflow;
 pub mod usage;

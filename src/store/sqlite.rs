@@ -1,0 +1,425 @@
+//! The embedded SQLite store (WAL). One writer at a time is SQLite's nature; batching keeps
+//! enqueue of a million rows to seconds.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{
+    Attempt, AttemptStatus, EnqueueCounts, LeadState, NotPlaced, Store, StoreError, StoredLead,
+};
+use crate::lead::RawLead;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS leads (
+    id TEXT PRIMARY KEY,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    due_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    call_id TEXT,
+    reason TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leads_by_due ON leads (state, due_at);
+CREATE INDEX IF NOT EXISTS leads_by_call ON leads (call_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    lead_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    route TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    call_id TEXT,
+    response TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_at ON attempts (at);
+CREATE INDEX IF NOT EXISTS attempts_by_status ON attempts (status);
+";
+
+/// Rows per INSERT statement when enqueueing (5 parameters each, far below SQLite's limit).
+const ENQUEUE_CHUNK: usize = 500;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn db(error: sqlx::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `sqlite://PATH`, or `sqlite::memory:` for tests.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| StoreError::BadUrl(url.to_string()))?;
+        let options = SqliteConnectOptions::from_str(&format!("sqlite:{path}"))
+            .map_err(|_| StoreError::BadUrl(url.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode, NORMAL survives a killed process; only power loss may drop the
+            // last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let in_memory = path.contains(":memory:");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { 4 })
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(db)?;
+        Ok(SqliteStore { pool })
+    }
+
+    fn lead_from_row(row: &SqliteRow) -> Result<StoredLead, StoreError> {
+        let id: String = row.get("id");
+        let payload: String = row.get("payload");
+        let raw: RawLead = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt {
+            lead: id.clone(),
+            reason: e.to_string(),
+        })?;
+        let state: String = row.get("state");
+        Ok(StoredLead {
+            state: LeadState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+                lead: id.clone(),
+                reason: format!("state `{state}`"),
+            })?,
+            due_at: time(row.get("due_at")),
+            attempts: row.get::<i64, _>("attempts") as u32,
+            call_id: row.get("call_id"),
+            reason: row.get("reason"),
+            raw,
+            id,
+        })
+    }
+
+    fn attempt_from_row(row: &SqliteRow) -> Attempt {
+        let status: String = row.get("status");
+        Attempt {
+            id: row.get("id"),
+            lead_id: row.get("lead_id"),
+            model_id: row.get("model_id"),
+            from_number: row.get("from_number"),
+            route: row.get("route"),
+            at: time(row.get("at")),
+            status: AttemptStatus::parse(&status).unwrap_or(AttemptStatus::Sent),
+            call_id: row.get("call_id"),
+        }
+    }
+
+    async fn set_state(
+        &self,
+        lead_id: &str,
+        state: LeadState,
+        due_at: Option<DateTime<Utc>>,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, updated_at = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(due_at.map(ms))
+            .bind(reason)
+            .bind(ms(now))
+            .bind(lead_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+const ATTEMPT_COLUMNS: &str = "id, lead_id, model_id, from_number, route, at, status, call_id";
+
+impl Store for SqliteStore {
+    async fn enqueue(
+        &self,
+        leads: &[(String, RawLead)],
+        now: DateTime<Utc>,
+    ) -> Result<EnqueueCounts, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut accepted = 0;
+        for chunk in leads.chunks(ENQUEUE_CHUNK) {
+            let placeholders = vec!["(?, ?, 'queued', ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT OR IGNORE INTO leads (id, payload, state, due_at, created_at, updated_at) VALUES {placeholders}"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (id, raw) in chunk {
+                let due = raw
+                    .not_before
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map_or(ms(now), |t| ms(t.with_timezone(&Utc)).max(ms(now)));
+                let payload = serde_json::to_string(raw).map_err(|e| StoreError::Corrupt {
+                    lead: id.clone(),
+                    reason: e.to_string(),
+                })?;
+                query = query
+                    .bind(id.clone())
+                    .bind(payload)
+                    .bind(due)
+                    .bind(ms(now))
+                    .bind(ms(now));
+            }
+            accepted += query.execute(&mut *tx).await.map_err(db)?.rows_affected();
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(EnqueueCounts {
+            accepted,
+            duplicate: leads.len() as u64 - accepted,
+        })
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StoredLead>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE leads SET state = 'claimed', updated_at = ?1
+             WHERE id IN (SELECT id FROM leads WHERE state IN ('queued', 'deferred') AND due_at <= ?1
+                          ORDER BY due_at LIMIT ?2)
+             RETURNING id, payload, state, due_at, attempts, call_id, reason",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut leads: Vec<StoredLead> = rows
+            .iter()
+            .map(SqliteStore::lead_from_row)
+            .collect::<Result<_, _>>()?;
+        leads.sort_by_key(|l| l.due_at);
+        Ok(leads)
+    }
+
+    async fn release_claims(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE leads SET state = 'queued', updated_at = ? WHERE state = 'claimed'",
+        )
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn defer(
+        &self,
+        lead_id: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_state(lead_id, LeadState::Deferred, Some(until), Some(reason), now)
+            .await
+    }
+
+    async fn reject(
+        &self,
+        lead_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_state(lead_id, LeadState::Rejected, None, Some(reason), now)
+            .await
+    }
+
+    async fn begin_attempt(
+        &self,
+        lead_id: &str,
+        model_id: &str,
+        from_number: &str,
+        route: &str,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO attempts (lead_id, model_id, from_number, route, at, status, updated_at) VALUES (?, ?, ?, ?, ?, 'sent', ?) RETURNING id",
+        )
+        .bind(lead_id)
+        .bind(model_id)
+        .bind(from_number)
+        .bind(route)
+        .bind(ms(at))
+        .bind(ms(at))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("UPDATE leads SET state = 'dialing', attempts = attempts + 1, reason = NULL, updated_at = ? WHERE id = ?")
+            .bind(ms(at))
+            .bind(lead_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(id)
+    }
+
+    async fn attempt_placed(
+        &self,
+        attempt_id: i64,
+        call_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let lead_id: String = sqlx::query_scalar("UPDATE attempts SET status = 'placed', call_id = ?, updated_at = ? WHERE id = ? RETURNING lead_id")
+            .bind(call_id)
+            .bind(ms(now))
+            .bind(attempt_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE leads SET state = 'placed', call_id = ?, updated_at = ? WHERE id = ?")
+            .bind(call_id)
+            .bind(ms(now))
+            .bind(&lead_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn attempt_not_placed(
+        &self,
+        attempt_id: i64,
+        next: &NotPlaced,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (state, due, reason) = match next {
+            NotPlaced::Retry { due_at, reason } => (LeadState::Queued, Some(ms(*due_at)), reason),
+            NotPlaced::Fail { reason } => (LeadState::Failed, None, reason),
+        };
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let lead_id: String = sqlx::query_scalar("UPDATE attempts SET status = 'not_placed', response = ?, updated_at = ? WHERE id = ? RETURNING lead_id")
+            .bind(reason)
+            .bind(ms(now))
+            .bind(attempt_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, updated_at = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(due)
+            .bind(reason)
+            .bind(ms(now))
+            .bind(&lead_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn complete(
+        &self,
+        call_id: &str,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE leads SET state = 'completed', reason = ?, updated_at = ? WHERE call_id = ? AND state = 'placed'")
+            .bind(outcome)
+            .bind(ms(now))
+            .bind(call_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn in_doubt(&self) -> Result<Vec<Attempt>, StoreError> {
+        let sql =
+            format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE status = 'sent' ORDER BY id");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+    }
+
+    async fn live_calls(&self) -> Result<Vec<Attempt>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM attempts a JOIN leads l ON l.call_id = a.call_id WHERE a.status = 'placed' AND l.state = 'placed' ORDER BY a.id",
+            ATTEMPT_COLUMNS
+                .split(", ")
+                .map(|c| format!("a.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+    }
+
+    async fn attempts_since(&self, since: DateTime<Utc>) -> Result<Vec<Attempt>, StoreError> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE at >= ? AND status != 'not_placed' ORDER BY at"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(ms(since))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+    }
+
+    async fn lead(&self, lead_id: &str) -> Result<Option<StoredLead>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, payload, state, due_at, attempts, call_id, reason FROM leads WHERE id = ?",
+        )
+        .bind(lead_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(SqliteStore::lead_from_row).transpose()
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(due_at) FROM leads WHERE state IN ('queued', 'deferred')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(next.map(time))
+    }
+
+    async fn counts(&self) -> Result<Vec<(LeadState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM leads GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut counts: Vec<(LeadState, u64)> = LeadState::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in rows {
+            let state: String = row.get("state");
+            if let Some(entry) = counts.iter_mut().find(|(s, _)| s.as_str() == state) {
+                entry.1 = row.get::<i64, _>("n") as u64;
+            }
+        }
+        Ok(counts)
+    }
+}
