@@ -1,6 +1,7 @@
 //! callroute: picks the caller ID for every outbound call and explains why.
 //! See ARCHITECTURE.md for the map of the code.
 
+pub mod daemon;
 pub mod engine;
 pub mod explain;
 pub mod geo;

@@ -141,17 +141,44 @@ impl PoolState {
 
     /// Accounts for a call to `lead` from `number` placed at `at`.
     pub fn record(&mut self, number: E164, lead: &Lead, at: DateTime<Utc>) {
+        self.record_for_key(number, &lead.key, at);
+    }
+
+    /// `record` for a lead known only by its key (rebuilding usage from the ledger).
+    pub fn record_for_key(&mut self, number: E164, lead_key: &str, at: DateTime<Utc>) {
         let usage = self.numbers.entry(number).or_default();
         insert_sorted(&mut usage.uses, at);
         usage.last_used = usage.last_used.max(Some(at));
         prune(&mut usage.uses, at);
 
-        let history = self.leads.entry(lead.key.clone()).or_default();
+        let history = self.leads.entry(lead_key.to_string()).or_default();
         insert_sorted(&mut history.attempts, at);
         prune(&mut history.attempts, at);
         history.total += 1;
         if history.last.is_none_or(|(_, last_at)| at >= last_at) {
             history.last = Some((number, at));
+        }
+    }
+
+    /// Takes back a call recorded at `at` that turned out not to be placed (a 429, a refused
+    /// connection, or a lookup that proved it absent), so it does not count against limits.
+    pub fn forget(&mut self, number: E164, lead_key: &str, at: DateTime<Utc>) {
+        if let Some(usage) = self.numbers.get_mut(&number) {
+            if let Some(index) = usage.uses.iter().position(|&t| t == at) {
+                usage.uses.remove(index);
+            }
+            if usage.last_used == Some(at) {
+                usage.last_used = usage.uses.back().copied();
+            }
+        }
+        if let Some(history) = self.leads.get_mut(lead_key) {
+            if let Some(index) = history.attempts.iter().position(|&t| t == at) {
+                history.attempts.remove(index);
+                history.total = history.total.saturating_sub(1);
+            }
+            if history.last == Some((number, at)) {
+                history.last = None;
+            }
         }
     }
 
@@ -386,6 +413,20 @@ mod tests {
         assert_eq!(windows, [LimitWindow::MinGap, LimitWindow::PerDay]);
         // 12:00 UTC is 04:00 in Los Angeles (PST): the local day ends at 08:00 UTC next day.
         assert_eq!(hits[1].frees_at, Some(t(20 * 60)));
+    }
+
+    #[test]
+    fn forgetting_an_unplaced_call_frees_its_windows() {
+        let number = E164::parse("+14155550100").unwrap();
+        let mut pool = PoolState::new(1);
+        let lead = lead();
+        pool.record(number, &lead, t(0));
+        pool.record(number, &lead, t(1));
+        pool.forget(number, &lead.key, t(1));
+        let usage = pool.number_usage(number).unwrap();
+        assert_eq!(usage.uses_24h(t(2)), 1);
+        assert_eq!(usage.last_used(), Some(t(0)));
+        assert_eq!(pool.lead_history(&lead.key).unwrap().total(), 1);
     }
 
     #[test]

@@ -222,6 +222,10 @@ fn check_code(r: &mut Reporter, key: &Spanned<String>, what: &str) -> bool {
 }
 
 fn parse_time(r: &mut Reporter, text: &Spanned<String>) -> Option<NaiveTime> {
+    if text.value.trim() == "24:00" {
+        // The end of the day: the last instant a wall clock can show.
+        return NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999);
+    }
     match NaiveTime::parse_from_str(text.value.trim(), "%H:%M") {
         Ok(t) => Some(t),
         Err(_) => {

@@ -1,0 +1,717 @@
+//! The dialing loop: claim due leads, decide with the engine, write the ledger, place the
+//! call, follow it to its outcome, defer what must wait. Paced to the account's call
+//! attempts per second (governor) and live-call limit (a semaphore whose permits live as long
+//! as the calls), and safe to kill at any moment: every attempt is in the ledger before its
+//! request leaves, and a restart reconciles what was in flight.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::engine::{Decision, decide};
+use crate::lead::Lead;
+use crate::phone::E164;
+use crate::rules::RuleSet;
+use crate::store::{Attempt, NotPlaced, Store, StoreError, StoredLead};
+use crate::synthflow::{ApiError, CallRequest, Client, KeyValue};
+use crate::usage::PoolState;
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The account's call attempts per second (Synthflow CAPS).
+    pub attempts_per_second: u32,
+    /// The account's concurrent-call limit.
+    pub concurrency: u32,
+    /// Leads claimed per round.
+    pub claim_batch: u32,
+    /// First interval between polls of a live call's status (doubles up to 30 s).
+    pub poll_interval: Duration,
+    /// How often the agents' attached pools are fetched again.
+    pub pool_refresh: Duration,
+    /// First back-off after a 429 or refused connection (doubles, with jitter, up to `retry_max`).
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Wait before looking up a call whose request got no clear answer.
+    pub reconcile_delay: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+    /// Longest idle sleep (new leads from other processes are noticed at least this often).
+    pub idle_poll: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            attempts_per_second: 1,
+            concurrency: 5,
+            claim_batch: 64,
+            poll_interval: Duration::from_secs(5),
+            pool_refresh: Duration::from_secs(300),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            reconcile_delay: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(30),
+            idle_poll: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Synthflow refused the API key: {0}")]
+    Unauthorized(ApiError),
+    #[error("cannot read the pool of agent `{agent}`: {source}")]
+    Pool { agent: String, source: ApiError },
+}
+
+/// What one decision led to, for logs, tests and the demo's report.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub lead_id: String,
+    pub at: DateTime<Utc>,
+    pub outcome: String,
+    pub from_phone_number: Option<String>,
+    pub detail: String,
+}
+
+struct Shared<S: Store> {
+    store: S,
+    rules: Arc<RuleSet>,
+    client: Client,
+    config: DaemonConfig,
+    pool: Mutex<PoolState>,
+    live: Arc<Semaphore>,
+    limiter: DefaultDirectRateLimiter,
+    /// Until when no request may go out (after a 429), as epoch ms.
+    paused_until_ms: std::sync::atomic::AtomicI64,
+    consecutive_429: AtomicU32,
+    auth_failed: AtomicBool,
+    wake: Notify,
+    events: Mutex<Vec<Event>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The running service. Cheap to clone; `run` drives it until shutdown.
+pub struct Daemon<S: Store> {
+    shared: Arc<Shared<S>>,
+    stop: watch::Sender<bool>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<S: Store> Daemon<S> {
+    /// Rebuilds usage from the ledger and fetches every agent's pool. Fails if the key is
+    /// refused or a pool cannot be read: nothing is dialed on guesses.
+    pub async fn start(
+        store: S,
+        rules: Arc<RuleSet>,
+        client: Client,
+        config: DaemonConfig,
+    ) -> Result<Daemon<S>, DaemonError> {
+        let now = Utc::now();
+        let mut pool = PoolState::new(now.timestamp_millis() as u64);
+        let longest_sticky = rules
+            .campaigns()
+            .flat_map(|c| &c.routes)
+            .filter_map(|r| r.sticky)
+            .max()
+            .unwrap_or_default();
+        let lookback = chrono::Duration::hours(26)
+            .max(chrono::Duration::from_std(longest_sticky).unwrap_or_default());
+        for attempt in store.attempts_since(now - lookback).await? {
+            if let Ok(number) = E164::parse(&attempt.from_number) {
+                pool.record_for_key(number, &attempt.lead_id, attempt.at);
+            }
+        }
+        let (stop, shutdown) = watch::channel(false);
+        let quota = Quota::per_second(
+            NonZeroU32::new(config.attempts_per_second.max(1)).unwrap_or(NonZeroU32::MIN),
+        )
+        .allow_burst(NonZeroU32::MIN);
+        let daemon = Daemon {
+            shared: Arc::new(Shared {
+                store,
+                rules,
+                client,
+                live: Arc::new(Semaphore::new(config.concurrency.max(1) as usize)),
+                limiter: RateLimiter::direct(quota),
+                config,
+                pool: Mutex::new(pool),
+                paused_until_ms: std::sync::atomic::AtomicI64::new(0),
+                consecutive_429: AtomicU32::new(0),
+                auth_failed: AtomicBool::new(false),
+                wake: Notify::new(),
+                events: Mutex::new(Vec::new()),
+                shutdown,
+            }),
+            stop,
+        };
+        daemon.shared.refresh_pools().await?;
+        Ok(daemon)
+    }
+
+    /// Wakes the loop (new leads were enqueued).
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.shared.events).clone()
+    }
+
+    pub fn store(&self) -> &S {
+        &self.shared.store
+    }
+
+    /// True once Synthflow refused the key; dialing is paused, the queue intact.
+    pub fn auth_failed(&self) -> bool {
+        self.shared.auth_failed.load(Ordering::SeqCst)
+    }
+
+    /// Runs until `shutdown` completes, then stops claiming, lets requests in flight finish
+    /// (up to the drain timeout), returns unclaimed leads to the queue, and returns.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), DaemonError> {
+        let shared = self.shared.clone();
+        let now = Utc::now();
+        shared.store.release_claims(now).await?;
+        let mut requests: JoinSet<()> = JoinSet::new();
+        for attempt in shared.store.in_doubt().await? {
+            let shared = shared.clone();
+            requests.spawn(async move { shared.reconcile(attempt, None).await });
+        }
+        for attempt in shared.store.live_calls().await? {
+            if let (Some(call_id), Ok(permit)) = (
+                attempt.call_id.clone(),
+                shared.live.clone().try_acquire_owned(),
+            ) {
+                tokio::spawn(shared.clone().watch_call(call_id, permit));
+            }
+        }
+        let stop = self.stop.clone();
+        let main = async {
+            let result = shared.clone().dial_loop(&mut requests).await;
+            // Drain: requests already sent get their answer recorded.
+            let drained = tokio::time::timeout(shared.config.drain_timeout, async {
+                while requests.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    "drain timeout: requests still in flight are left for the next start to reconcile"
+                );
+            }
+            shared.store.release_claims(Utc::now()).await?;
+            result
+        };
+        tokio::pin!(main);
+        tokio::select! {
+            result = &mut main => result,
+            () = shutdown => {
+                let _ = stop.send(true);
+                shared.wake.notify_one();
+                main.await
+            }
+        }
+    }
+}
+
+impl<S: Store> Shared<S> {
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    async fn sleep_or_stop(&self, duration: Duration) {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    }
+
+    /// The dialing loop's idle wait: also ends when new leads arrive (`Daemon::wake`).
+    async fn idle(&self, duration: Duration) {
+        tokio::select! {
+            () = self.sleep_or_stop(duration) => {}
+            () = self.wake.notified() => {}
+        }
+    }
+
+    fn event(&self, lead_id: &str, outcome: &str, from: Option<String>, detail: String) {
+        tracing::info!(
+            lead = lead_id,
+            outcome,
+            from = from.as_deref().unwrap_or(""),
+            "{detail}"
+        );
+        lock(&self.events).push(Event {
+            lead_id: lead_id.to_string(),
+            at: Utc::now(),
+            outcome: outcome.to_string(),
+            from_phone_number: from,
+            detail,
+        });
+    }
+
+    async fn refresh_pools(&self) -> Result<(), DaemonError> {
+        for agent in self.rules.agents() {
+            match self.client.attached_numbers(&agent.model_id).await {
+                Ok(numbers) => {
+                    let numbers: Vec<E164> = numbers
+                        .iter()
+                        .filter_map(|n| E164::parse(&n.number).ok())
+                        .collect();
+                    lock(&self.pool).set_attached(&agent.model_id, numbers);
+                }
+                Err(e @ ApiError::Unauthorized { .. }) => {
+                    self.auth_failed.store(true, Ordering::SeqCst);
+                    return Err(DaemonError::Unauthorized(e));
+                }
+                Err(source) => {
+                    return Err(DaemonError::Pool {
+                        agent: agent.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        self.auth_failed.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn dial_loop(self: Arc<Self>, requests: &mut JoinSet<()>) -> Result<(), DaemonError> {
+        let mut next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
+        while !self.stopping() {
+            while requests.try_join_next().is_some() {}
+            if self.auth_failed.load(Ordering::SeqCst)
+                || tokio::time::Instant::now() >= next_refresh
+            {
+                next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
+                if let Err(e) = self.refresh_pools().await {
+                    tracing::error!("{e}; dialing paused, queue kept");
+                    self.sleep_or_stop(self.config.retry_max.min(Duration::from_secs(30)))
+                        .await;
+                    continue;
+                }
+            }
+            let now = Utc::now();
+            let batch = self.store.claim_due(now, self.config.claim_batch).await?;
+            if batch.is_empty() {
+                let until_due = match self.store.next_due().await? {
+                    Some(due) => (due - Utc::now()).to_std().unwrap_or_default(),
+                    None => self.config.idle_poll,
+                };
+                self.idle(until_due.clamp(Duration::from_millis(5), self.config.idle_poll))
+                    .await;
+                continue;
+            }
+            for lead in batch {
+                if self.stopping() || self.auth_failed.load(Ordering::SeqCst) {
+                    break; // the rest stay claimed and are released
+                }
+                self.clone().handle(lead, requests).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits out a 429 pause, then for a pacing token.
+    async fn paced(&self) {
+        loop {
+            let paused_until = self.paused_until_ms.load(Ordering::SeqCst);
+            let wait = paused_until - Utc::now().timestamp_millis();
+            if wait <= 0 {
+                break;
+            }
+            self.sleep_or_stop(Duration::from_millis(wait as u64)).await;
+            if self.stopping() {
+                return;
+            }
+        }
+        self.limiter.until_ready().await;
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        stored: StoredLead,
+        requests: &mut JoinSet<()>,
+    ) -> Result<(), DaemonError> {
+        let lead = match Lead::from_raw(stored.raw.clone()) {
+            Ok(lead) => lead,
+            Err(e) => {
+                let reason = format!("invalid lead: {e}");
+                self.store.reject(&stored.id, &reason, Utc::now()).await?;
+                self.event(&stored.id, "reject", None, reason);
+                return Ok(());
+            }
+        };
+        // A live-call slot first: waiting for it costs nothing and a defer gives it back.
+        let mut shutdown = self.shutdown.clone();
+        let permit = tokio::select! {
+            permit = self.live.clone().acquire_owned() => permit.ok(),
+            _ = shutdown.wait_for(|stop| *stop) => None,
+        };
+        let Some(permit) = permit else {
+            return Ok(()); // stopping: the lead stays claimed and is released
+        };
+        let first = self.decide_now(&lead);
+        if let Decision::Dial { .. } = first.1 {
+            // Decide again once paced, so the time the limits were checked is the send time.
+            self.paced().await;
+            if self.stopping() {
+                return Ok(());
+            }
+        }
+        let (now, decision) = if matches!(first.1, Decision::Dial { .. }) {
+            self.decide_now(&lead)
+        } else {
+            first
+        };
+        match decision {
+            Decision::Dial {
+                from_phone_number,
+                model_id,
+                route,
+                ..
+            } => {
+                lock(&self.pool).record(from_phone_number, &lead, now);
+                let attempt_id = self
+                    .store
+                    .begin_attempt(
+                        &stored.id,
+                        &model_id,
+                        &from_phone_number.to_string(),
+                        &route,
+                        now,
+                    )
+                    .await?;
+                let request = self.call_request(&lead, &model_id, from_phone_number);
+                let shared = self.clone();
+                requests.spawn(async move {
+                    shared
+                        .dispatch(attempt_id, lead, request, from_phone_number, now, permit)
+                        .await;
+                });
+            }
+            Decision::Defer { until, reason } => {
+                self.store
+                    .defer(&stored.id, until, &reason.message, now)
+                    .await?;
+                self.event(
+                    &stored.id,
+                    "defer",
+                    None,
+                    format!("until {}: {}", until.to_rfc3339(), reason.message),
+                );
+            }
+            Decision::Reject { reason } => {
+                self.store.reject(&stored.id, &reason.message, now).await?;
+                self.event(&stored.id, "reject", None, reason.message);
+            }
+        }
+        Ok(())
+    }
+
+    fn decide_now(&self, lead: &Lead) -> (DateTime<Utc>, Decision) {
+        let pool = lock(&self.pool);
+        let now = Utc::now();
+        (now, decide(&self.rules, lead, &pool, now).0)
+    }
+
+    fn call_request(&self, lead: &Lead, model_id: &str, from: E164) -> CallRequest {
+        let campaign = self.rules.campaign(&lead.campaign);
+        CallRequest {
+            model_id: model_id.to_string(),
+            phone: lead.phone.to_string(),
+            name: lead.name.clone(),
+            from_phone_number: Some(from.to_string()),
+            custom_variables: lead
+                .variables
+                .iter()
+                .map(|(key, value)| KeyValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            lead_email: lead.email.clone(),
+            // Synthflow's zone list has no UTC/Etc zones; a lead in several zones has no one zone.
+            lead_timezone: match lead.zones.as_slice() {
+                [zone] if !zone.name().starts_with("Etc/") && zone.name() != "UTC" => {
+                    Some(zone.name().to_string())
+                }
+                _ => None,
+            },
+            prompt: campaign.and_then(|c| c.prompt.clone()),
+            greeting: campaign.and_then(|c| c.greeting.clone()),
+        }
+    }
+
+    fn backoff(&self) -> Duration {
+        let n = self.consecutive_429.load(Ordering::SeqCst).min(16);
+        let base = self
+            .config
+            .retry_base
+            .saturating_mul(1 << n)
+            .min(self.config.retry_max);
+        // Full jitter between half and all of the back-off, from the clock's low bits.
+        let jitter = (Utc::now().timestamp_subsec_nanos() % 1000) as f64 / 1000.0;
+        base.mul_f64(0.5 + jitter / 2.0)
+    }
+
+    async fn dispatch(
+        self: Arc<Self>,
+        attempt_id: i64,
+        lead: Lead,
+        request: CallRequest,
+        from: E164,
+        at: DateTime<Utc>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let result = self.client.create_call(&request).await;
+        let outcome = match result {
+            Ok(call_id) => {
+                self.consecutive_429.store(0, Ordering::SeqCst);
+                self.placed(attempt_id, &lead.key, &call_id, Some(from), permit)
+                    .await
+            }
+            Err(error) => {
+                self.not_placed_or_unknown(attempt_id, &lead, &request, from, at, error, permit)
+                    .await
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::error!(lead = %lead.key, attempt_id, "cannot record the attempt's result: {e}; it will be reconciled at the next start");
+        }
+    }
+
+    async fn placed(
+        self: &Arc<Self>,
+        attempt_id: i64,
+        lead_id: &str,
+        call_id: &str,
+        from: Option<E164>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), StoreError> {
+        self.store
+            .attempt_placed(attempt_id, call_id, Utc::now())
+            .await?;
+        self.event(
+            lead_id,
+            "placed",
+            from.map(|f| f.to_string()),
+            format!("call {call_id}"),
+        );
+        tokio::spawn(self.clone().watch_call(call_id.to_string(), permit));
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn not_placed_or_unknown(
+        self: &Arc<Self>,
+        attempt_id: i64,
+        lead: &Lead,
+        request: &CallRequest,
+        from: E164,
+        at: DateTime<Utc>,
+        error: ApiError,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let next = match &error {
+            ApiError::RateLimited(_) => {
+                self.consecutive_429.fetch_add(1, Ordering::SeqCst);
+                let wait = self.backoff();
+                let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                self.paused_until_ms
+                    .fetch_max(until.timestamp_millis(), Ordering::SeqCst);
+                NotPlaced::Retry {
+                    due_at: until,
+                    reason: error.to_string(),
+                }
+            }
+            ApiError::Connect(_) => NotPlaced::Retry {
+                due_at: now + chrono::Duration::from_std(self.backoff()).unwrap_or_default(),
+                reason: error.to_string(),
+            },
+            ApiError::Unauthorized { .. } => {
+                tracing::error!(
+                    "Synthflow refused the API key ({error}); dialing stopped, queue kept"
+                );
+                self.auth_failed.store(true, Ordering::SeqCst);
+                NotPlaced::Retry {
+                    due_at: now,
+                    reason: error.to_string(),
+                }
+            }
+            ApiError::Rejected { .. } => NotPlaced::Fail {
+                reason: error.to_string(),
+            },
+            ApiError::Server { .. } | ApiError::Ambiguous(_) | ApiError::Decode(_) => {
+                drop(permit);
+                let attempt = Attempt {
+                    id: attempt_id,
+                    lead_id: lead.key.clone(),
+                    model_id: request.model_id.clone(),
+                    from_number: from.to_string(),
+                    route: String::new(),
+                    at,
+                    status: crate::store::AttemptStatus::Sent,
+                    call_id: None,
+                };
+                self.clone()
+                    .reconcile(attempt, Some(request.phone.clone()))
+                    .await;
+                return Ok(());
+            }
+        };
+        lock(&self.pool).forget(from, &lead.key, at);
+        self.store
+            .attempt_not_placed(attempt_id, &next, now)
+            .await?;
+        let outcome = if matches!(next, NotPlaced::Fail { .. }) {
+            "failed"
+        } else {
+            "retry"
+        };
+        self.event(
+            &lead.key,
+            outcome,
+            Some(from.to_string()),
+            error.to_string(),
+        );
+        drop(permit);
+        Ok(())
+    }
+
+    /// Finds out whether an attempt without a clear answer placed a call: found → placed;
+    /// certainly absent → back to the queue; lookup failing → left in doubt and retried.
+    async fn reconcile(self: Arc<Self>, attempt: Attempt, phone: Option<String>) {
+        let phone = match phone {
+            Some(phone) => phone,
+            None => match self.store.lead(&attempt.lead_id).await {
+                Ok(Some(lead)) => lead.raw.phone.unwrap_or_default(),
+                _ => return,
+            },
+        };
+        let mut delay = self.config.reconcile_delay;
+        for _ in 0..8 {
+            self.sleep_or_stop(delay).await;
+            if self.stopping() {
+                return;
+            }
+            let since = attempt.at - chrono::Duration::seconds(5);
+            match self
+                .client
+                .find_calls(&attempt.model_id, &phone, since.timestamp_millis())
+                .await
+            {
+                Ok(calls) => {
+                    let ours = calls.iter().find(|c| {
+                        c.from_phone_number
+                            .as_deref()
+                            .is_none_or(|f| f == attempt.from_number)
+                    });
+                    let now = Utc::now();
+                    let result = match ours {
+                        Some(call) => {
+                            let permit = self.live.clone().try_acquire_owned();
+                            match permit {
+                                Ok(permit) => {
+                                    self.placed(
+                                        attempt.id,
+                                        &attempt.lead_id,
+                                        &call.call_id,
+                                        E164::parse(&attempt.from_number).ok(),
+                                        permit,
+                                    )
+                                    .await
+                                }
+                                Err(_) => {
+                                    self.store
+                                        .attempt_placed(attempt.id, &call.call_id, now)
+                                        .await
+                                }
+                            }
+                        }
+                        None => {
+                            if let Ok(number) = E164::parse(&attempt.from_number) {
+                                lock(&self.pool).forget(number, &attempt.lead_id, attempt.at);
+                            }
+                            let next = NotPlaced::Retry { due_at: now, reason: "no answer to the request, and no such call exists: sending again".into() };
+                            self.event(
+                                &attempt.lead_id,
+                                "retry",
+                                Some(attempt.from_number.clone()),
+                                "call certainly absent after an unclear answer".into(),
+                            );
+                            self.store.attempt_not_placed(attempt.id, &next, now).await
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(attempt = attempt.id, "cannot record reconciliation: {e}");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        attempt = attempt.id,
+                        "lookup of an unclear call failed ({e}); trying again"
+                    );
+                    delay = (delay * 2).min(self.config.retry_max);
+                }
+            }
+        }
+        tracing::error!(attempt = attempt.id, lead = %attempt.lead_id, "call still unconfirmed; left in doubt for the next start");
+    }
+
+    /// Polls a live call until it ends, then records the outcome and frees its slot.
+    async fn watch_call(self: Arc<Self>, call_id: String, permit: OwnedSemaphorePermit) {
+        let mut delay = self.config.poll_interval;
+        loop {
+            self.sleep_or_stop(delay).await;
+            if self.stopping() {
+                return; // resumed at the next start from the store's live calls
+            }
+            match self.client.get_call(&call_id).await {
+                Ok(record) if record.is_terminal() => {
+                    if let Err(e) = self
+                        .store
+                        .complete(&call_id, &record.status, Utc::now())
+                        .await
+                    {
+                        tracing::error!(call_id, "cannot record the outcome: {e}");
+                    }
+                    drop(permit);
+                    return;
+                }
+                Ok(_) => delay = (delay * 2).min(Duration::from_secs(30)),
+                Err(e) => {
+                    tracing::warn!(call_id, "status poll failed: {e}");
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+/// Counts of the demo's and tests' event outcomes.
+pub fn tally(events: &[Event]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for event in events {
+        *counts.entry(event.outcome.clone()).or_default() += 1;
+    }
+    counts
+}

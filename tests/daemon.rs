@@ -1,0 +1,269 @@
+//! The daemon against the simulator on loopback: every lead ends somewhere with a reason,
+//! the simulator's log never shows a broken rule, and faults never cause a second call.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use callroute::daemon::{Daemon, DaemonConfig};
+use callroute::rules::load_dir;
+use callroute::store::intake;
+use callroute::store::sqlite::SqliteStore;
+use callroute::store::{LeadState, Store};
+use callroute::synthflow::simulator::{
+    CallBehaviour, Faults, SimAgent, SimCall, SimConfig, Simulator,
+};
+use callroute::synthflow::{Client, ClientConfig};
+
+const NUMBERS: &[&str] = &[
+    "+14155550100",
+    "+14155550101",
+    "+12125550107",
+    "+13055550105",
+    "+15125550108",
+    "+13125550114",
+];
+const DETACHED: &str = "+13125550114";
+const PER_MINUTE: usize = 12;
+
+fn rules_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("callroute-daemon-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let numbers: String = NUMBERS
+        .iter()
+        .map(|n| format!("  \"{n}\": {{}}\n"))
+        .collect();
+    std::fs::write(
+        dir.join("rules.yaml"),
+        format!(
+            "agents: {{ a: {{ model_id: m-1 }} }}\nlimits:\n  default: {{ per_minute: {PER_MINUTE}, min_gap: 200ms }}\nnumbers:\n{numbers}\
+calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\n\
+campaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, state, any]\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn simulator(attempts_per_second: u32, faults: Faults) -> Simulator {
+    Simulator::new(SimConfig {
+        api_key: "k".into(),
+        attempts_per_second,
+        concurrency: 50,
+        agents: vec![SimAgent {
+            model_id: "m-1".into(),
+            r#type: "outbound".into(),
+            attached: NUMBERS
+                .iter()
+                .filter(|n| **n != DETACHED)
+                .map(|n| n.to_string())
+                .collect(),
+        }],
+        calls: CallBehaviour {
+            ring_ms: 20,
+            talk_ms: 40,
+            answer_rate: 0.7,
+            ..CallBehaviour::default()
+        },
+        faults,
+        seed: 11,
+    })
+}
+
+fn leads_csv(count: usize) -> String {
+    let areas = ["415", "212", "305", "512", "312", "617"];
+    let mut csv = String::from("id,phone,name,campaign\n");
+    for i in 0..count {
+        csv += &format!(
+            "L{i},+1{}555{:04},Lead {i},c\n",
+            areas[i % areas.len()],
+            1000 + i
+        );
+    }
+    csv
+}
+
+struct Run {
+    log: Vec<SimCall>,
+    counts: Vec<(LeadState, u64)>,
+    rate_limited: u64,
+}
+
+async fn run(name: &str, sim: Simulator, leads: usize, request_timeout_ms: u64) -> Run {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v2", listener.local_addr().unwrap());
+    let (stop_sim, sim_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sim.clone().serve(listener, async move {
+        let _ = sim_stopped.await;
+    }));
+
+    let dir = rules_dir(name);
+    let rules = Arc::new(load_dir(&dir).unwrap().rules);
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.join("queue.db").display()))
+        .await
+        .unwrap();
+    let intake = intake::parse(leads_csv(leads).as_bytes()).unwrap();
+    assert!(intake.rejected.is_empty());
+    store.enqueue(&intake.leads, Utc::now()).await.unwrap();
+
+    let client = Client::new(&ClientConfig {
+        base_url: base,
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_millis(request_timeout_ms),
+    })
+    .unwrap();
+    let config = DaemonConfig {
+        attempts_per_second: 20,
+        concurrency: 10,
+        poll_interval: Duration::from_millis(20),
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(500),
+        reconcile_delay: Duration::from_millis(50),
+        idle_poll: Duration::from_millis(100),
+        ..DaemonConfig::default()
+    };
+    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let daemon = daemon.clone();
+        async move {
+            daemon
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let counts = loop {
+        let counts = daemon.store().counts().await.unwrap();
+        let open: u64 = counts
+            .iter()
+            .filter(|(s, _)| {
+                matches!(
+                    s,
+                    LeadState::Queued | LeadState::Claimed | LeadState::Dialing | LeadState::Placed
+                )
+            })
+            .map(|(_, n)| n)
+            .sum();
+        if open == 0 || tokio::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    let _ = stop_sim.send(());
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        log: sim.log(),
+        counts,
+        rate_limited: sim.rate_limited(),
+    }
+}
+
+fn count(counts: &[(LeadState, u64)], state: LeadState) -> u64 {
+    counts
+        .iter()
+        .find(|(s, _)| *s == state)
+        .map_or(0, |(_, n)| *n)
+}
+
+/// What the simulator saw must never break a rule.
+fn assert_log_respects_rules(log: &[SimCall], attempts_per_second: usize) {
+    let mut by_lead: HashMap<&str, usize> = HashMap::new();
+    let mut by_number: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
+    for call in log {
+        *by_lead.entry(&call.request.phone).or_default() += 1;
+        let from = call
+            .request
+            .from_phone_number
+            .as_deref()
+            .expect("every call names its caller ID");
+        assert_ne!(from, DETACHED, "a detached number was used");
+        by_number.entry(from).or_default().push(call.accepted_at);
+    }
+    let twice: Vec<_> = by_lead.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "leads dialed more than once: {twice:?}");
+    for (number, times) in &by_number {
+        for (i, t) in times.iter().enumerate() {
+            let in_minute = times[..=i]
+                .iter()
+                .filter(|u| *t - **u < chrono::Duration::minutes(1))
+                .count();
+            assert!(
+                in_minute <= PER_MINUTE,
+                "{number} used {in_minute} times within a minute"
+            );
+            if i > 0 {
+                // The ledger time and the simulator's clock differ by the request's latency.
+                assert!(
+                    *t - times[i - 1] >= chrono::Duration::milliseconds(150),
+                    "{number}: min_gap broken"
+                );
+            }
+        }
+    }
+    let mut all: Vec<DateTime<Utc>> = log.iter().map(|c| c.accepted_at).collect();
+    all.sort();
+    for (i, t) in all.iter().enumerate() {
+        let in_second = all[..=i]
+            .iter()
+            .filter(|u| *t - **u < chrono::Duration::seconds(1))
+            .count();
+        assert!(
+            in_second <= attempts_per_second,
+            "{in_second} calls within one second"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lead_is_placed_once_within_every_limit() {
+    let result = run("happy", simulator(100, Faults::default()), 40, 2_000).await;
+    assert_eq!(result.log.len(), 40, "every lead called");
+    assert_log_respects_rules(&result.log, 20);
+    assert_eq!(
+        result.rate_limited, 0,
+        "paced below the account's limit: no 429"
+    );
+    assert_eq!(
+        count(&result.counts, LeadState::Completed),
+        40,
+        "{:?}",
+        result.counts
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_never_cause_a_second_call() {
+    let faults = Faults {
+        server_error_rate: 0.1,
+        accept_then_error_rate: 0.1,
+        accept_then_timeout_rate: 0.1,
+        hang_ms: 1_000,
+        latency_ms: 0,
+    };
+    // The account allows 8 attempts/s while the daemon is set to 20: 429s happen too.
+    let result = run("faults", simulator(8, faults), 40, 300).await;
+    assert!(result.rate_limited > 0, "the account's limit was hit");
+    assert_log_respects_rules(&result.log, 20);
+    assert_eq!(
+        result.log.len(),
+        40,
+        "every lead called exactly once: {:?}",
+        result.counts
+    );
+    assert_eq!(
+        count(&result.counts, LeadState::Completed),
+        40,
+        "{:?}",
+        result.counts
+    );
+}
