@@ -1,7 +1,10 @@
 //! callroute: picks the caller ID for every outbound call and explains why.
 //! See ARCHITECTURE.md for the map of the code.
 
+pub mod admin;
+pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod explain;
 pub mod geo;

@@ -8,12 +8,20 @@ use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use callroute::config::Config;
+use callroute::daemon::Daemon;
 use callroute::engine::decide;
 use callroute::explain;
 use callroute::lead::Lead;
 use callroute::phone::E164;
 use callroute::rules::{self, Loaded};
+use callroute::store::Store;
+use callroute::store::intake;
+use callroute::store::sqlite::SqliteStore;
+use callroute::synthflow::simulator::{SimConfig, Simulator};
+use callroute::synthflow::{Client, ClientConfig};
 use callroute::usage::PoolState;
+use std::sync::Arc;
 
 /// sysexits.h: the input data was incorrect (a bad lead).
 const EX_DATAERR: u8 = 65;
@@ -33,6 +41,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run everything in one process on the example rules against the built-in simulator,
+    /// then report per lead and per number.
+    Demo {
+        #[arg(long, value_name = "DIR", default_value = "rules")]
+        rules: PathBuf,
+        /// How many sample leads to enqueue.
+        #[arg(long, default_value_t = 300)]
+        leads: usize,
+        /// Stop after this long even if leads are still due.
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        run_for: std::time::Duration,
+    },
+    /// Run the daemon: dial the queue until SIGTERM/SIGINT.
+    Run {
+        /// Configuration file (default: $CALLROUTE_CONFIG, else built-in defaults).
+        #[arg(long, env = "CALLROUTE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Add leads to the queue from CSV (header row) or JSON Lines files; `-` reads stdin.
+    Enqueue {
+        #[arg(long, env = "CALLROUTE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+    },
+    /// Serve the Synthflow simulator.
+    Simulator {
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        listen: String,
+        /// Simulator settings (YAML: api_key, attempts_per_second, concurrency, agents, calls, faults, seed).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Validate a rules directory: exit 0 when valid, 78 with every error when not.
     Check {
         /// Rules directory (also accepted as `--rules`).
@@ -75,7 +116,28 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CALLROUTE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
+        Command::Demo {
+            rules,
+            leads,
+            run_for,
+        } => runtime().and_then(|rt| rt.block_on(demo(&rules, leads, run_for))),
+        Command::Run { config } => {
+            runtime().and_then(|rt| rt.block_on(run_daemon(config.as_deref())))
+        }
+        Command::Enqueue { config, files } => {
+            runtime().and_then(|rt| rt.block_on(enqueue(config.as_deref(), &files)))
+        }
+        Command::Simulator { listen, config } => {
+            runtime().and_then(|rt| rt.block_on(simulator(&listen, &config)))
+        }
         Command::Check { dir, rules } => {
             check(&dir.or(rules).unwrap_or_else(|| PathBuf::from("rules")))
         }
@@ -244,4 +306,158 @@ fn replay_history(pool: &mut PoolState, lead: &Lead, path: &Path) -> anyhow::Res
         pool.record(number, &called, at);
     }
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn demo(
+    rules: &Path,
+    leads: usize,
+    run_for: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let report =
+        callroute::demo::run(rules, callroute::demo::DemoOptions { leads, run_for }).await?;
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    match path {
+        None => Ok(Config::default()),
+        Some(path) => Config::load(path).map_err(|diagnostics| {
+            eprintln!("{diagnostics}");
+            ExitCode::from(EX_CONFIG)
+        }),
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn termination() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let loaded = match load_rules(&config.rules) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let api_key = match config.api_key() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    let store = SqliteStore::open(&config.store)
+        .await
+        .with_context(|| format!("opening the store {}", config.store))?;
+    let client = Client::new(&ClientConfig {
+        base_url: config.base_url.clone(),
+        api_key,
+        connect_timeout: config.connect_timeout,
+        request_timeout: config.request_timeout,
+    })?;
+    let daemon = Arc::new(
+        Daemon::start(
+            store,
+            Arc::new(loaded.rules),
+            client,
+            config.dialing.clone(),
+        )
+        .await?,
+    );
+    let listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;
+    tracing::info!(admin = %config.admin_listen, "callroute running");
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = callroute::admin::router(daemon.clone());
+    let admin = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stopped.await;
+            })
+            .await
+    });
+    daemon.run(termination()).await?;
+    let _ = stop_admin.send(());
+    let _ = admin.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn enqueue(config_path: Option<&Path>, files: &[String]) -> anyhow::Result<ExitCode> {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let store = SqliteStore::open(&config.store)
+        .await
+        .with_context(|| format!("opening the store {}", config.store))?;
+    let (mut accepted, mut duplicate, mut rejected) = (0, 0, 0);
+    for file in files {
+        let intake = if file == "-" {
+            intake::parse(std::io::stdin().lock())
+        } else {
+            intake::parse(std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?)
+        };
+        let intake = match intake {
+            Ok(intake) => intake,
+            Err(e) => {
+                eprintln!("{file}:{e}");
+                rejected += 1;
+                continue;
+            }
+        };
+        for bad in &intake.rejected {
+            eprintln!("{file}:{}: {}", bad.line, bad.reason);
+        }
+        rejected += intake.rejected.len() as u64;
+        let counts = store.enqueue(&intake.leads, Utc::now()).await?;
+        accepted += counts.accepted;
+        duplicate += counts.duplicate;
+    }
+    println!("accepted {accepted}, duplicate {duplicate}, rejected {rejected}");
+    Ok(if rejected > 0 {
+        ExitCode::from(EX_DATAERR)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn simulator(listen: &str, config: &Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let sim_config: SimConfig = match serde_saphyr::from_str(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", callroute::rules::diag::from_yaml_error(config, &e));
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    println!(
+        "simulator listening on http://{}/v2",
+        listener.local_addr()?
+    );
+    Simulator::new(sim_config)
+        .serve(listener, termination())
+        .await?;
+    Ok(ExitCode::SUCCESS)
 }

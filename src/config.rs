@@ -1,0 +1,238 @@
+//! The daemon's configuration file (YAML). Every key is optional; unknown keys and bad values
+//! fail with `file:line:col`. The API key is never read from this file: it comes from
+//! `SYNTHFLOW_API_KEY` or from `synthflow.api_key_file` (e.g. a systemd credential).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::daemon::DaemonConfig;
+use crate::rules::diag::{self, Diagnostic, Diagnostics, Reporter, Severity, SourcePos};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    synthflow: Option<RawSynthflow>,
+    rules: Option<String>,
+    store: Option<String>,
+    admin_listen: Option<Spanned<String>>,
+    dialing: Option<RawDialing>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSynthflow {
+    base_url: Option<Spanned<String>>,
+    api_key_file: Option<String>,
+    attempts_per_second: Option<Spanned<u32>>,
+    concurrency: Option<Spanned<u32>>,
+    connect_timeout: Option<Spanned<String>>,
+    request_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDialing {
+    claim_batch: Option<Spanned<u32>>,
+    poll_interval: Option<Spanned<String>>,
+    pool_refresh: Option<Spanned<String>>,
+    retry_base: Option<Spanned<String>>,
+    retry_max: Option<Spanned<String>>,
+    reconcile_delay: Option<Spanned<String>>,
+    drain_timeout: Option<Spanned<String>>,
+    idle_poll: Option<Spanned<String>>,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub base_url: String,
+    pub api_key_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub rules: PathBuf,
+    pub store: String,
+    pub admin_listen: SocketAddr,
+    pub dialing: DaemonConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_url: "https://api.synthflow.ai/v2".into(),
+            api_key_file: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            rules: PathBuf::from("rules"),
+            store: "sqlite://callroute.db".into(),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            dialing: DaemonConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no API key: set SYNTHFLOW_API_KEY or synthflow.api_key_file")]
+    Missing,
+    #[error("cannot read the API key file {0}: {1}")]
+    Unreadable(PathBuf, std::io::Error),
+    #[error("the API key file {0} is empty")]
+    Empty(PathBuf),
+}
+
+impl Config {
+    /// Reads and checks `path`; relative `rules`/`store` paths are kept as written.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics(vec![Diagnostic {
+                severity: Severity::Error,
+                pos: SourcePos::start_of(path),
+                message: format!("cannot read configuration: {e}"),
+            }])
+        })?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostics> {
+        let raw: RawConfig = match serde_saphyr::from_str::<Option<RawConfig>>(text) {
+            Ok(raw) => raw.unwrap_or_default(),
+            Err(e) => return Err(Diagnostics(vec![diag::from_yaml_error(path, &e)])),
+        };
+        let mut out = Vec::new();
+        let mut r = Reporter {
+            file: path,
+            out: &mut out,
+        };
+        let mut config = Config::default();
+        let duration =
+            |r: &mut Reporter, value: &Option<Spanned<String>>, default: Duration| match value {
+                None => default,
+                Some(text) => match humantime::parse_duration(text.value.trim()) {
+                    Ok(d) if !d.is_zero() => d,
+                    _ => {
+                        r.error(
+                            text,
+                            format!("bad duration `{}`: expected e.g. 500ms, 5s, 2m", text.value),
+                        );
+                        default
+                    }
+                },
+            };
+        let positive =
+            |r: &mut Reporter, value: &Option<Spanned<u32>>, key: &str, default: u32| match value {
+                Some(v) if v.value == 0 => {
+                    r.error(v, format!("`{key}` must be at least 1"));
+                    default
+                }
+                Some(v) => v.value,
+                None => default,
+            };
+        if let Some(s) = &raw.synthflow {
+            if let Some(url) = &s.base_url {
+                if !(url.value.starts_with("https://") || url.value.starts_with("http://")) {
+                    r.error(url, format!("base_url `{}` must start with https:// (or http:// for a local simulator)", url.value));
+                }
+                config.base_url = url.value.trim_end_matches('/').to_string();
+            }
+            config.api_key_file = s.api_key_file.as_ref().map(PathBuf::from);
+            config.dialing.attempts_per_second =
+                positive(&mut r, &s.attempts_per_second, "attempts_per_second", 1);
+            config.dialing.concurrency = positive(&mut r, &s.concurrency, "concurrency", 5);
+            config.connect_timeout = duration(&mut r, &s.connect_timeout, config.connect_timeout);
+            config.request_timeout = duration(&mut r, &s.request_timeout, config.request_timeout);
+        }
+        if let Some(rules) = raw.rules {
+            config.rules = PathBuf::from(rules);
+        }
+        if let Some(store) = raw.store {
+            config.store = store;
+        }
+        if let Some(listen) = &raw.admin_listen {
+            match listen.value.parse() {
+                Ok(addr) => config.admin_listen = addr,
+                Err(_) => r.error(
+                    listen,
+                    format!(
+                        "admin_listen `{}` must be IP:PORT, e.g. 127.0.0.1:9464",
+                        listen.value
+                    ),
+                ),
+            }
+        }
+        if let Some(d) = &raw.dialing {
+            let c = &mut config.dialing;
+            c.claim_batch = positive(&mut r, &d.claim_batch, "claim_batch", c.claim_batch);
+            c.poll_interval = duration(&mut r, &d.poll_interval, c.poll_interval);
+            c.pool_refresh = duration(&mut r, &d.pool_refresh, c.pool_refresh);
+            c.retry_base = duration(&mut r, &d.retry_base, c.retry_base);
+            c.retry_max = duration(&mut r, &d.retry_max, c.retry_max);
+            c.reconcile_delay = duration(&mut r, &d.reconcile_delay, c.reconcile_delay);
+            c.drain_timeout = duration(&mut r, &d.drain_timeout, c.drain_timeout);
+            c.idle_poll = duration(&mut r, &d.idle_poll, c.idle_poll);
+        }
+        if out.is_empty() {
+            Ok(config)
+        } else {
+            Err(Diagnostics(out))
+        }
+    }
+
+    /// The API key: `SYNTHFLOW_API_KEY`, else the key file. Never logged.
+    pub fn api_key(&self) -> Result<String, KeyError> {
+        if let Ok(key) = std::env::var("SYNTHFLOW_API_KEY")
+            && !key.trim().is_empty()
+        {
+            return Ok(key.trim().to_string());
+        }
+        let path = self.api_key_file.as_ref().ok_or(KeyError::Missing)?;
+        let key =
+            std::fs::read_to_string(path).map_err(|e| KeyError::Unreadable(path.clone(), e))?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(KeyError::Empty(path.clone()));
+        }
+        Ok(key.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let config = Config::parse(Path::new("c.yaml"), "synthflow: { attempts_per_second: 20, request_timeout: 10s }\nstore: sqlite:///tmp/q.db\n").unwrap();
+        assert_eq!(config.dialing.attempts_per_second, 20);
+        assert_eq!(config.dialing.concurrency, 5);
+        assert_eq!(config.request_timeout, Duration::from_secs(10));
+        assert_eq!(config.base_url, "https://api.synthflow.ai/v2");
+        assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn every_bad_value_is_located() {
+        let text = "synthflow:\n  base_url: ftp://x\n  concurrency: 0\nadmin_listen: localhost\ndialing: { retry_base: soon }\n";
+        let errors = Config::parse(Path::new("c.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "c.yaml:2:13: base_url",
+            "c.yaml:3:16: `concurrency` must be at least 1",
+            "c.yaml:4:15: admin_listen",
+            "c.yaml:5:24: bad duration `soon`",
+        ] {
+            assert!(errors.contains(expected), "missing {expected} in\n{errors}");
+        }
+        let unknown = Config::parse(Path::new("c.yaml"), "synthflow:\n  api_key: secret\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("c.yaml:2:3: unknown field `api_key`"),
+            "{unknown}"
+        );
+    }
+}
