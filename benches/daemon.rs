@@ -13,9 +13,9 @@ use chrono::Utc;
 
 use callroute::daemon::{Daemon, DaemonConfig};
 use callroute::rules::compile_sources;
+use callroute::store::Store;
 use callroute::store::intake;
 use callroute::store::sqlite::SqliteStore;
-use callroute::store::Store;
 use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, Simulator};
 use callroute::synthflow::{CallRequest, Client, ClientConfig};
 
@@ -30,10 +30,20 @@ async fn simulator(attempts_per_second: u32, concurrency: u32) -> (Simulator, St
         api_key: "k".into(),
         attempts_per_second,
         concurrency,
-        agents: vec![SimAgent { model_id: MODEL.into(), r#type: "outbound".into(), attached: numbers() }],
-        calls: CallBehaviour { ring_ms: 0, talk_ms: 0, answer_rate: 1.0, ..CallBehaviour::default() },
+        agents: vec![SimAgent {
+            model_id: MODEL.into(),
+            r#type: "outbound".into(),
+            attached: numbers(),
+        }],
+        calls: CallBehaviour {
+            ring_ms: 0,
+            talk_ms: 0,
+            answer_rate: 1.0,
+            ..CallBehaviour::default()
+        },
         faults: Default::default(),
         seed: 1,
+        webhook: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v2", listener.local_addr().unwrap());
@@ -42,7 +52,13 @@ async fn simulator(attempts_per_second: u32, concurrency: u32) -> (Simulator, St
 }
 
 fn client(base: &str) -> Client {
-    Client::new(&ClientConfig { base_url: base.into(), api_key: "k".into(), connect_timeout: Duration::from_secs(2), request_timeout: Duration::from_secs(10) }).unwrap()
+    Client::new(&ClientConfig {
+        base_url: base.into(),
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(10),
+    })
+    .unwrap()
 }
 
 fn csv(count: usize, offset: usize) -> String {
@@ -50,19 +66,37 @@ fn csv(count: usize, offset: usize) -> String {
     text.push_str("phone,name,campaign\n");
     for i in 0..count {
         let n = offset + i;
-        let _ = writeln!(text, "+1{}{:07},Lead,c", [212, 305, 312, 415, 512, 617, 702, 206][n % 8], 2_000_000 + n / 8);
+        let _ = writeln!(
+            text,
+            "+1{}{:07},Lead,c",
+            [212, 305, 312, 415, 512, 617, 702, 206][n % 8],
+            2_000_000 + n / 8
+        );
     }
     text
 }
 
 /// Runs the daemon over `leads` leads until the simulator has seen them all; returns the
 /// seconds from the first to the last accepted call.
-async fn daemon_run(base: &str, sim: &Simulator, leads: usize, attempts_per_second: u32, concurrency: u32) -> f64 {
-    let numbers: String = numbers().iter().map(|n| format!("  \"{n}\": {{}}\n")).collect();
+async fn daemon_run(
+    base: &str,
+    sim: &Simulator,
+    leads: usize,
+    attempts_per_second: u32,
+    concurrency: u32,
+) -> f64 {
+    let numbers: String = numbers()
+        .iter()
+        .map(|n| format!("  \"{n}\": {{}}\n"))
+        .collect();
     let rules = format!(
         "agents: {{ a: {{ model_id: {MODEL} }} }}\nnumbers:\n{numbers}calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, state, any]\n"
     );
-    let rules = Arc::new(compile_sources(&[(std::path::Path::new("bench.yaml"), rules.as_str())]).0.unwrap());
+    let rules = Arc::new(
+        compile_sources(&[(std::path::Path::new("bench.yaml"), rules.as_str())])
+            .0
+            .unwrap(),
+    );
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     let intake = intake::parse(csv(leads, 0).as_bytes()).unwrap();
     store.enqueue(&intake.leads, Utc::now()).await.unwrap();
@@ -74,11 +108,21 @@ async fn daemon_run(base: &str, sim: &Simulator, leads: usize, attempts_per_seco
         idle_poll: Duration::from_millis(50),
         ..DaemonConfig::default()
     };
-    let daemon = Arc::new(Daemon::start(store, rules, client(base), config).await.unwrap());
+    let daemon = Arc::new(
+        Daemon::start(store, rules, client(base), config)
+            .await
+            .unwrap(),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn({
         let daemon = daemon.clone();
-        async move { daemon.run(async move { let _ = stopped.await; }).await }
+        async move {
+            daemon
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }
     });
     let already = sim.log().len();
     while sim.log().len() < already + leads {
@@ -88,7 +132,10 @@ async fn daemon_run(base: &str, sim: &Simulator, leads: usize, attempts_per_seco
     running.await.unwrap().unwrap();
     let log = sim.log();
     let ours = &log[already..];
-    (ours.last().unwrap().accepted_at - ours.first().unwrap().accepted_at).num_microseconds().unwrap() as f64 / 1e6
+    (ours.last().unwrap().accepted_at - ours.first().unwrap().accepted_at)
+        .num_microseconds()
+        .unwrap() as f64
+        / 1e6
 }
 
 async fn bare_loop(base: &str, calls: usize, in_flight: usize) -> f64 {
@@ -125,20 +172,30 @@ async fn main() {
     let leads = 5_000;
     let seconds = daemon_run(&base, &sim, leads, 1_000_000, 100_000).await;
     let bare_seconds = bare_loop(&base, leads, 64).await;
-    println!("throughput, limits lifted: daemon {:.0} placed calls/s ({leads} calls in {seconds:.2} s); bare reqwest loop, 64 in flight: {:.0} calls/s", leads as f64 / seconds, leads as f64 / bare_seconds);
+    println!(
+        "throughput, limits lifted: daemon {:.0} placed calls/s ({leads} calls in {seconds:.2} s); bare reqwest loop, 64 in flight: {:.0} calls/s",
+        leads as f64 / seconds,
+        leads as f64 / bare_seconds
+    );
 
     // 2. Pacing at 20 attempts/s against an account allowing exactly 20.
     let (sim, base) = simulator(20, 10_000).await;
     let leads = 300;
     let seconds = daemon_run(&base, &sim, leads, 20, 1_000).await;
     let achieved = (leads - 1) as f64 / seconds;
-    println!("pacing at 20/s: achieved {achieved:.2} attempts/s = {:.3} of allowed; 429s: {}", achieved / 20.0, sim.rate_limited());
+    println!(
+        "pacing at 20/s: achieved {achieved:.2} attempts/s = {:.3} of allowed; 429s: {}",
+        achieved / 20.0,
+        sim.rate_limited()
+    );
 
     // 3. Enqueue of 1,000,000 CSV rows.
     let text = csv(1_000_000, 0);
     let dir = std::env::temp_dir().join(format!("callroute-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}", dir.join("q.db").display())).await.unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.join("q.db").display()))
+        .await
+        .unwrap();
     let started = Instant::now();
     let intake = intake::parse(text.as_bytes()).unwrap();
     let parsed = started.elapsed();

@@ -13,13 +13,63 @@ use serde_json::json;
 use crate::daemon::Daemon;
 use crate::store::{Store, intake};
 
-pub fn router<S: Store>(daemon: Arc<Daemon<S>>) -> Router {
+/// What the webhook handler shares: the daemon, and the secret if one is configured.
+pub struct Admin<S: Store> {
+    pub daemon: Arc<Daemon<S>>,
+    pub webhook_secret: Option<String>,
+}
+
+pub fn router<S: Store>(daemon: Arc<Daemon<S>>, webhook_secret: Option<String>) -> Router {
+    let webhooks = Router::new()
+        .route("/v1/webhooks/synthflow", post(webhook::<S>))
+        .with_state(Arc::new(Admin {
+            daemon: daemon.clone(),
+            webhook_secret,
+        }));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/v1/status", get(status::<S>))
         .route("/v1/leads", post(leads::<S>))
         .with_state(daemon)
+        .merge(webhooks)
+}
+
+/// The post-call webhook. With a secret configured, the `call_id` must carry a valid
+/// signature (`Synthflow-Signature`, or the documented `HTTP_SYNTHFLOW_SIGNATURE`).
+async fn webhook<S: Store>(
+    State(admin): State<Arc<Admin<S>>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
+    let Ok(payload) = serde_json::from_str::<serde_json::Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "body is not JSON\n").into_response();
+    };
+    let Some((call_id, status)) = crate::synthflow::webhook::call_outcome(&payload) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "no call.call_id and call.status in the body\n",
+        )
+            .into_response();
+    };
+    if let Some(secret) = &admin.webhook_secret {
+        let signature = [
+            "synthflow-signature",
+            "http_synthflow_signature",
+            "x-synthflow-signature",
+        ]
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|v| v.to_str().ok());
+        if !signature.is_some_and(|s| crate::synthflow::webhook::verify(secret, &call_id, s)) {
+            tracing::warn!(call_id, "webhook with a missing or bad signature rejected");
+            return (StatusCode::UNAUTHORIZED, "bad signature\n").into_response();
+        }
+    }
+    match admin.daemon.call_ended(&call_id, &status).await {
+        Ok(recorded) => Json(json!({"recorded": recorded})).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 async fn readyz<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {

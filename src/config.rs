@@ -27,6 +27,7 @@ struct RawConfig {
 struct RawSynthflow {
     base_url: Option<Spanned<String>>,
     api_key_file: Option<String>,
+    webhook_secret_file: Option<String>,
     attempts_per_second: Option<Spanned<u32>>,
     concurrency: Option<Spanned<u32>>,
     connect_timeout: Option<Spanned<String>>,
@@ -51,6 +52,7 @@ struct RawDialing {
 pub struct Config {
     pub base_url: String,
     pub api_key_file: Option<PathBuf>,
+    pub webhook_secret_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub rules: PathBuf,
@@ -64,6 +66,7 @@ impl Default for Config {
         Config {
             base_url: "https://api.synthflow.ai/v2".into(),
             api_key_file: None,
+            webhook_secret_file: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             rules: PathBuf::from("rules"),
@@ -78,9 +81,9 @@ impl Default for Config {
 pub enum KeyError {
     #[error("no API key: set SYNTHFLOW_API_KEY or synthflow.api_key_file")]
     Missing,
-    #[error("cannot read the API key file {0}: {1}")]
+    #[error("cannot read the secret file {0}: {1}")]
     Unreadable(PathBuf, std::io::Error),
-    #[error("the API key file {0} is empty")]
+    #[error("the secret file {0} is empty")]
     Empty(PathBuf),
 }
 
@@ -139,6 +142,7 @@ impl Config {
                 config.base_url = url.value.trim_end_matches('/').to_string();
             }
             config.api_key_file = s.api_key_file.as_ref().map(PathBuf::from);
+            config.webhook_secret_file = s.webhook_secret_file.as_ref().map(PathBuf::from);
             config.dialing.attempts_per_second =
                 positive(&mut r, &s.attempts_per_second, "attempts_per_second", 1);
             config.dialing.concurrency = positive(&mut r, &s.concurrency, "concurrency", 5);
@@ -183,20 +187,31 @@ impl Config {
 
     /// The API key: `SYNTHFLOW_API_KEY`, else the key file. Never logged.
     pub fn api_key(&self) -> Result<String, KeyError> {
-        if let Ok(key) = std::env::var("SYNTHFLOW_API_KEY")
-            && !key.trim().is_empty()
-        {
-            return Ok(key.trim().to_string());
-        }
-        let path = self.api_key_file.as_ref().ok_or(KeyError::Missing)?;
-        let key =
-            std::fs::read_to_string(path).map_err(|e| KeyError::Unreadable(path.clone(), e))?;
-        let key = key.trim();
-        if key.is_empty() {
-            return Err(KeyError::Empty(path.clone()));
-        }
-        Ok(key.to_string())
+        secret("SYNTHFLOW_API_KEY", self.api_key_file.as_ref())?.ok_or(KeyError::Missing)
     }
+
+    /// The webhook secret, if any: `SYNTHFLOW_WEBHOOK_SECRET`, else its file. Never logged.
+    pub fn webhook_secret(&self) -> Result<Option<String>, KeyError> {
+        secret(
+            "SYNTHFLOW_WEBHOOK_SECRET",
+            self.webhook_secret_file.as_ref(),
+        )
+    }
+}
+
+fn secret(variable: &str, file: Option<&PathBuf>) -> Result<Option<String>, KeyError> {
+    if let Ok(value) = std::env::var(variable)
+        && !value.trim().is_empty()
+    {
+        return Ok(Some(value.trim().to_string()));
+    }
+    let Some(path) = file else { return Ok(None) };
+    let value = std::fs::read_to_string(path).map_err(|e| KeyError::Unreadable(path.clone(), e))?;
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(KeyError::Empty(path.clone()));
+    }
+    Ok(Some(value.to_string()))
 }
 
 #[cfg(test)]

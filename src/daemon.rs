@@ -98,6 +98,8 @@ struct Shared<S: Store> {
     auth_failed: AtomicBool,
     wake: Notify,
     events: Mutex<Vec<Event>>,
+    /// Live calls' watchers, woken when a webhook reports the call's end.
+    call_waiters: Mutex<HashMap<String, Arc<Notify>>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -156,6 +158,7 @@ impl<S: Store> Daemon<S> {
                 auth_failed: AtomicBool::new(false),
                 wake: Notify::new(),
                 events: Mutex::new(Vec::new()),
+                call_waiters: Mutex::new(HashMap::new()),
                 shutdown,
             }),
             stop,
@@ -175,6 +178,23 @@ impl<S: Store> Daemon<S> {
 
     pub fn store(&self) -> &S {
         &self.shared.store
+    }
+
+    /// A post-call webhook says `call_id` ended with `status`: record it and free the call's
+    /// slot. Returns false for a call that is not a live call of ours (or not terminal).
+    pub async fn call_ended(&self, call_id: &str, status: &str) -> Result<bool, StoreError> {
+        if !crate::synthflow::wire::is_terminal_status(status) {
+            return Ok(false);
+        }
+        let recorded = self
+            .shared
+            .store
+            .complete(call_id, status, Utc::now())
+            .await?;
+        if let Some(waiter) = lock(&self.shared.call_waiters).get(call_id) {
+            waiter.notify_one();
+        }
+        Ok(recorded)
     }
 
     /// True once Synthflow refused the key; dialing is paused, the queue intact.
@@ -679,22 +699,33 @@ impl<S: Store> Shared<S> {
 
     /// Polls a live call until it ends, then records the outcome and frees its slot.
     async fn watch_call(self: Arc<Self>, call_id: String, permit: OwnedSemaphorePermit) {
+        let waiter = Arc::new(Notify::new());
+        lock(&self.call_waiters).insert(call_id.clone(), waiter.clone());
+        self.follow_call(&call_id, &waiter).await;
+        lock(&self.call_waiters).remove(&call_id);
+        drop(permit);
+    }
+
+    async fn follow_call(&self, call_id: &str, webhook: &Notify) {
         let mut delay = self.config.poll_interval;
         loop {
-            self.sleep_or_stop(delay).await;
+            tokio::select! {
+                () = self.sleep_or_stop(delay) => {}
+                // The webhook already recorded the end; the poll below confirms it.
+                () = webhook.notified() => {}
+            }
             if self.stopping() {
                 return; // resumed at the next start from the store's live calls
             }
-            match self.client.get_call(&call_id).await {
+            match self.client.get_call(call_id).await {
                 Ok(record) if record.is_terminal() => {
                     if let Err(e) = self
                         .store
-                        .complete(&call_id, &record.status, Utc::now())
+                        .complete(call_id, &record.status, Utc::now())
                         .await
                     {
                         tracing::error!(call_id, "cannot record the outcome: {e}");
                     }
-                    drop(permit);
                     return;
                 }
                 Ok(_) => delay = (delay * 2).min(Duration::from_secs(30)),

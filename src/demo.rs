@@ -84,6 +84,7 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
         },
         faults: Faults::default(),
         seed: 7,
+        webhook: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}/v2", listener.local_addr()?);

@@ -363,6 +363,13 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_CONFIG));
         }
     };
+    let webhook_secret = match config.webhook_secret() {
+        Ok(secret) => secret,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
     let store = SqliteStore::open(&config.store)
         .await
         .with_context(|| format!("opening the store {}", config.store))?;
@@ -386,7 +393,7 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;
     tracing::info!(admin = %config.admin_listen, "callroute running");
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = callroute::admin::router(daemon.clone());
+    let router = callroute::admin::router(daemon.clone(), webhook_secret);
     let admin = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {

@@ -71,6 +71,7 @@ fn simulator(attempts_per_second: u32, faults: Faults) -> Simulator {
         },
         faults,
         seed: 11,
+        webhook: None,
     })
 }
 

@@ -26,6 +26,7 @@ fn config(attempts_per_second: u32, concurrency: u32) -> SimConfig {
         },
         faults: Faults::default(),
         seed: 3,
+        webhook: None,
     }
 }
 

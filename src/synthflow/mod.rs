@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod simulator;
+pub mod webhook;
 pub mod wire;
 
 pub use client::{ApiError, Client, ClientConfig};

@@ -37,6 +37,16 @@ pub struct SimConfig {
     pub faults: Faults,
     #[serde(default)]
     pub seed: u64,
+    /// Where to post the post-call webhook, signed with `secret`.
+    #[serde(default)]
+    pub webhook: Option<SimWebhook>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimWebhook {
+    pub url: String,
+    pub secret: String,
 }
 
 fn one() -> u32 {
@@ -373,6 +383,9 @@ async fn create_call(State(sim): State<Simulator>, headers: HeaderMap, body: Str
         let index = state.calls.len();
         state.by_id.insert(call_id.clone(), index);
         state.calls.push(call);
+        if let Some(webhook) = state.config.webhook.clone() {
+            tokio::spawn(post_webhook(webhook, state.calls[index].clone()));
+        }
         let draw = state.draw();
         if draw < faults.accept_then_error_rate {
             Accepted::ThenError
@@ -537,4 +550,33 @@ async fn detach(
 
 async fn sim_log(State(sim): State<Simulator>) -> Response {
     Json(json!({"calls": sim.log(), "rate_limited": sim.rate_limited()})).into_response()
+}
+
+/// Posts the documented post-call payload once the call has ended.
+async fn post_webhook(webhook: SimWebhook, call: SimCall) {
+    let wait = (call.ends_at() - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(5)).await;
+    let record = call.record(Utc::now());
+    let body = json!({
+        "status": record.status,
+        "error_message": record.error_message.clone().unwrap_or_default(),
+        "lead": {"name": call.request.name, "phone_number": call.request.phone, "prompt_variables": {}},
+        "call": {"status": record.status, "end_call_reason": record.end_call_reason, "model_id": call.request.model_id,
+                 "timezone": "Europe/Berlin", "call_id": call.call_id, "duration": record.duration_s,
+                 "start_time": call.accepted_at.to_rfc3339(), "transcript": ""},
+        "executed_actions": {},
+    });
+    let signature = super::webhook::sign(&webhook.secret, &call.call_id);
+    let result = reqwest::Client::new()
+        .post(&webhook.url)
+        .header("Synthflow-Signature", signature)
+        .json(&body)
+        .send()
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(
+            call_id = call.call_id,
+            "simulator could not post the webhook: {e}"
+        );
+    }
 }

@@ -1,0 +1,127 @@
+//! The post-call webhook: the simulator posts it, signed; the daemon's admin listener
+//! verifies the signature and records the call's end without waiting for its next poll.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use callroute::daemon::{Daemon, DaemonConfig};
+use callroute::lead::RawLead;
+use callroute::rules::compile_sources;
+use callroute::store::sqlite::SqliteStore;
+use callroute::store::{LeadState, Store};
+use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, SimWebhook, Simulator};
+use callroute::synthflow::webhook::sign;
+use callroute::synthflow::{Client, ClientConfig};
+
+const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin_listener.local_addr().unwrap());
+    let sim = Simulator::new(SimConfig {
+        api_key: "k".into(),
+        attempts_per_second: 10,
+        concurrency: 10,
+        agents: vec![SimAgent {
+            model_id: "m-1".into(),
+            r#type: "outbound".into(),
+            attached: vec!["+14155550100".into()],
+        }],
+        calls: CallBehaviour {
+            ring_ms: 50,
+            talk_ms: 100,
+            answer_rate: 1.0,
+            ..CallBehaviour::default()
+        },
+        faults: Default::default(),
+        seed: 1,
+        webhook: Some(SimWebhook {
+            url: format!("{admin_url}/v1/webhooks/synthflow"),
+            secret: "whsec".into(),
+        }),
+    });
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v2", sim_listener.local_addr().unwrap());
+    tokio::spawn(sim.clone().serve(sim_listener, std::future::pending()));
+
+    let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let lead = RawLead {
+        id: Some("L1".into()),
+        phone: Some("+12125550123".into()),
+        name: Some("A".into()),
+        campaign: Some("c".into()),
+        ..RawLead::default()
+    };
+    store
+        .enqueue(&[("L1".into(), lead)], Utc::now())
+        .await
+        .unwrap();
+    let client = Client::new(&ClientConfig {
+        base_url: base,
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    // Status polls are an hour apart: only the webhook can end the call in time.
+    let config = DaemonConfig {
+        poll_interval: Duration::from_secs(3600),
+        idle_poll: Duration::from_millis(100),
+        ..DaemonConfig::default()
+    };
+    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    tokio::spawn(
+        axum::serve(
+            admin_listener,
+            callroute::admin::router(daemon.clone(), Some("whsec".into())),
+        )
+        .into_future(),
+    );
+    let running = tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }
+    });
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let state = loop {
+        let state = daemon.store().lead("L1").await.unwrap().unwrap().state;
+        if state == LeadState::Completed || tokio::time::Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(state, LeadState::Completed, "the webhook recorded the end");
+
+    let http = reqwest::Client::new();
+    let url = format!("{admin_url}/v1/webhooks/synthflow");
+    let body = serde_json::json!({"status": "completed", "call": {"call_id": "forged", "status": "completed"}});
+    let unsigned = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let wrong = http
+        .post(&url)
+        .header("Synthflow-Signature", sign("other", "forged"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let signed = http
+        .post(&url)
+        .header("Synthflow-Signature", sign("whsec", "forged"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    assert_eq!(
+        signed.json::<serde_json::Value>().await.unwrap()["recorded"],
+        false,
+        "not a call of ours"
+    );
+    running.await.unwrap().unwrap();
+}
