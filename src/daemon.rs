@@ -24,6 +24,9 @@ use crate::store::{Attempt, NotPlaced, Store, StoreError, StoredLead};
 use crate::synthflow::{ApiError, CallRequest, Client, KeyValue};
 use crate::usage::PoolState;
 
+/// Pace at 1/1.015 of the account's attempts per second.
+const PACING_HEADROOM: f64 = 1.015;
+
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// The account's call attempts per second (Synthflow CAPS).
@@ -140,10 +143,13 @@ impl<S: Store> Daemon<S> {
             }
         }
         let (stop, shutdown) = watch::channel(false);
-        let quota = Quota::per_second(
-            NonZeroU32::new(config.attempts_per_second.max(1)).unwrap_or(NonZeroU32::MIN),
-        )
-        .allow_burst(NonZeroU32::MIN);
+        // 1.5 % under the account's rate: requests leave on the beat but arrive with network
+        // jitter, and one arriving early would be the account's 429.
+        let interval =
+            Duration::from_secs_f64(PACING_HEADROOM / f64::from(config.attempts_per_second.max(1)));
+        let quota = Quota::with_period(interval)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN);
         let daemon = Daemon {
             shared: Arc::new(Shared {
                 store,
