@@ -31,6 +31,7 @@ pub fn router<S: Store>(daemon: Arc<Daemon<S>>, webhook_secret: Option<String>) 
         .route("/readyz", get(readyz::<S>))
         .route("/v1/status", get(status::<S>))
         .route("/v1/leads", post(leads::<S>))
+        .route("/v1/explain", post(explain::<S>))
         .with_state(daemon)
         .merge(webhooks)
 }
@@ -91,7 +92,7 @@ async fn status<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
                 .iter()
                 .map(|(state, n)| (state.as_str().to_string(), json!(n)))
                 .collect();
-            Json(json!({"queue": queue, "auth_failed": daemon.auth_failed()})).into_response()
+            Json(json!({"queue": queue, "auth_failed": daemon.auth_failed(), "numbers": daemon.usage(Utc::now())})).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -112,4 +113,40 @@ async fn leads<S: Store>(State(daemon): State<Arc<Daemon<S>>>, body: String) -> 
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// `{"lead": {...}, "at": "<RFC 3339>"?}`: the decision the daemon would make now (or at
+/// `at`), with its trace, in the same JSON form as `callroute explain --format json`.
+async fn explain<S: Store>(
+    State(daemon): State<Arc<Daemon<S>>>,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let Some(raw) = body.get("lead") else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected {\"lead\": {...}, \"at\": \"<RFC 3339>\"}\n",
+        )
+            .into_response();
+    };
+    let lead = match crate::lead::Lead::from_json(&raw.to_string()) {
+        Ok(lead) => lead,
+        Err(e) => {
+            return (StatusCode::UNPROCESSABLE_ENTITY, format!("bad lead: {e}\n")).into_response();
+        }
+    };
+    let at = match body.get("at").and_then(|v| v.as_str()) {
+        None => Utc::now(),
+        Some(text) => match chrono::DateTime::parse_from_rfc3339(text) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("`at`: `{text}` is not RFC 3339\n"),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let (decision, trace) = daemon.explain(&lead, at);
+    Json(crate::explain::to_json(&decision, &trace)).into_response()
 }

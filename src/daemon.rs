@@ -99,6 +99,8 @@ struct Shared<S: Store> {
     paused_until_ms: std::sync::atomic::AtomicI64,
     consecutive_429: AtomicU32,
     auth_failed: AtomicBool,
+    /// Set when Synthflow refused a call: the pool may have changed upstream.
+    refresh_pools_now: AtomicBool,
     wake: Notify,
     events: Mutex<Vec<Event>>,
     /// Live calls' watchers, woken when a webhook reports the call's end.
@@ -162,6 +164,7 @@ impl<S: Store> Daemon<S> {
                 paused_until_ms: std::sync::atomic::AtomicI64::new(0),
                 consecutive_429: AtomicU32::new(0),
                 auth_failed: AtomicBool::new(false),
+                refresh_pools_now: AtomicBool::new(false),
                 wake: Notify::new(),
                 events: Mutex::new(Vec::new()),
                 call_waiters: Mutex::new(HashMap::new()),
@@ -201,6 +204,34 @@ impl<S: Store> Daemon<S> {
             waiter.notify_one();
         }
         Ok(recorded)
+    }
+
+    /// What the engine would decide for `lead` at `now` with the live rules and pool.
+    pub fn explain(&self, lead: &Lead, now: DateTime<Utc>) -> (Decision, crate::engine::Trace) {
+        let pool = lock(&self.shared.pool);
+        decide(&self.shared.rules, lead, &pool, now)
+    }
+
+    /// Per caller ID: calls in the last 24 h, last use, and every limit window full at `now`.
+    pub fn usage(&self, now: DateTime<Utc>) -> Vec<serde_json::Value> {
+        let pool = lock(&self.shared.pool);
+        self.shared
+            .rules
+            .numbers()
+            .map(|info| {
+                let usage = pool.number_usage(info.number);
+                let hits = usage
+                    .map(|u| u.hits(&info.limits, info.day_zone, now))
+                    .unwrap_or_default();
+                serde_json::json!({
+                    "number": info.number,
+                    "calls_24h": usage.map_or(0, |u| u.uses_24h(now)),
+                    "last_used": usage.and_then(|u| u.last_used()),
+                    "limits": info.limits,
+                    "at_limit": hits,
+                })
+            })
+            .collect()
     }
 
     /// True once Synthflow refused the key; dialing is paused, the queue intact.
@@ -322,7 +353,9 @@ impl<S: Store> Shared<S> {
         let mut next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
         while !self.stopping() {
             while requests.try_join_next().is_some() {}
-            if self.auth_failed.load(Ordering::SeqCst)
+            let refresh_now = self.refresh_pools_now.swap(false, Ordering::SeqCst);
+            if refresh_now
+                || self.auth_failed.load(Ordering::SeqCst)
                 || tokio::time::Instant::now() >= next_refresh
             {
                 next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
@@ -582,9 +615,28 @@ impl<S: Store> Shared<S> {
                     reason: error.to_string(),
                 }
             }
-            ApiError::Rejected { .. } => NotPlaced::Fail {
-                reason: error.to_string(),
-            },
+            ApiError::Rejected { .. } => {
+                // The pool may have changed upstream (a caller ID detached): read it again
+                // now. If our number is gone, the lead is not at fault: route it again.
+                let refreshed = self.refresh_pools().await;
+                let detached =
+                    refreshed.is_ok() && !lock(&self.pool).is_attached(&request.model_id, from);
+                if refreshed.is_err() {
+                    self.refresh_pools_now.store(true, Ordering::SeqCst);
+                }
+                if detached {
+                    NotPlaced::Retry {
+                        due_at: now,
+                        reason: format!(
+                            "caller ID {from} was detached upstream ({error}); routing again"
+                        ),
+                    }
+                } else {
+                    NotPlaced::Fail {
+                        reason: error.to_string(),
+                    }
+                }
+            }
             ApiError::Server { .. } | ApiError::Ambiguous(_) | ApiError::Decode(_) => {
                 drop(permit);
                 let attempt = Attempt {

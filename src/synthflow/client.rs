@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::wire::{AttachedNumber, CallRecord, CallRequest, envelope, error_reason, one_or_many};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// E.g. `https://api.synthflow.ai/v2` (no trailing slash needed).
     pub base_url: String,
@@ -18,11 +18,32 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
     api_key: String,
+}
+
+// Hand-written so that the API key can never reach a log through `{:?}`.
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What went wrong, sorted by what to do about it.

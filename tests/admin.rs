@@ -1,0 +1,172 @@
+//! The admin listener of a running daemon, and a caller ID detached upstream mid-run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callroute::daemon::{Daemon, DaemonConfig};
+use callroute::rules::compile_sources;
+use callroute::store::sqlite::SqliteStore;
+use callroute::store::{LeadState, Store};
+use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, Simulator};
+use callroute::synthflow::{Client, ClientConfig};
+
+const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, any]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_and_an_upstream_detach() {
+    let sim = Simulator::new(SimConfig {
+        api_key: "k".into(),
+        attempts_per_second: 50,
+        concurrency: 50,
+        agents: vec![SimAgent {
+            model_id: "m-1".into(),
+            r#type: "outbound".into(),
+            attached: vec!["+14155550100".into(), "+12125550107".into()],
+        }],
+        calls: CallBehaviour {
+            ring_ms: 10,
+            talk_ms: 20,
+            answer_rate: 1.0,
+            ..CallBehaviour::default()
+        },
+        faults: Default::default(),
+        seed: 1,
+        webhook: None,
+    });
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v2", sim_listener.local_addr().unwrap());
+    tokio::spawn(sim.clone().serve(sim_listener, std::future::pending()));
+
+    let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let client = Client::new(&ClientConfig {
+        base_url: base,
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let config = DaemonConfig {
+        attempts_per_second: 50,
+        poll_interval: Duration::from_millis(20),
+        idle_poll: Duration::from_millis(50),
+        ..DaemonConfig::default()
+    };
+    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    // The daemon read both numbers at start; San Francisco's is then detached upstream.
+    sim.detach("m-1", "+14155550100");
+
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = format!("http://{}", admin_listener.local_addr().unwrap());
+    tokio::spawn(
+        axum::serve(
+            admin_listener,
+            callroute::admin::router(daemon.clone(), None),
+        )
+        .into_future(),
+    );
+    let running = tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }
+    });
+    let http = reqwest::Client::new();
+
+    assert_eq!(
+        http.get(format!("{admin}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let leads = (0..6)
+        .map(|i| {
+            format!(
+                "{{\"id\":\"L{i}\",\"phone\":\"+1415555{:04}\",\"name\":\"N\",\"campaign\":\"c\"}}",
+                2000 + i
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let body = format!("{leads}\n{{\"phone\":\"nope\",\"name\":\"N\",\"campaign\":\"c\"}}\n");
+    let answer: serde_json::Value = http
+        .post(format!("{admin}/v1/leads"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["accepted"], 6);
+    assert_eq!(answer["rejected"], 1);
+    assert_eq!(answer["errors"][0]["line"], 7);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let counts = daemon.store().counts().await.unwrap();
+        let completed = counts
+            .iter()
+            .find(|(s, _)| *s == LeadState::Completed)
+            .unwrap()
+            .1;
+        if completed == 6 || tokio::time::Instant::now() > deadline {
+            assert_eq!(
+                completed, 6,
+                "every lead completed despite the detach: {counts:?}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = sim.log();
+    assert_eq!(log.len(), 6);
+    assert!(
+        log.iter()
+            .all(|c| c.request.from_phone_number.as_deref() == Some("+12125550107")),
+        "the detached number was never used successfully"
+    );
+
+    let status: serde_json::Value = http
+        .get(format!("{admin}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["queue"]["completed"], 6);
+    let new_york = status["numbers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["number"] == "+12125550107")
+        .unwrap();
+    assert_eq!(new_york["calls_24h"], 6);
+
+    let explained: serde_json::Value = http
+        .post(format!("{admin}/v1/explain"))
+        .json(&serde_json::json!({"lead": {"phone": "+14155559999", "name": "E", "campaign": "c"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(explained["outcome"], "dial");
+    assert_eq!(
+        explained["from_phone_number"], "+12125550107",
+        "the refreshed pool no longer has the local number"
+    );
+    running.await.unwrap().unwrap();
+}
