@@ -378,8 +378,16 @@ impl<S: Store> Shared<S> {
                 continue;
             }
             for lead in batch {
-                if self.stopping() || self.auth_failed.load(Ordering::SeqCst) {
-                    break; // the rest stay claimed and are released
+                if self.stopping() {
+                    continue; // left claimed: released when the loop ends
+                }
+                if self.auth_failed.load(Ordering::SeqCst) {
+                    // Back to the queue, untouched, until the key works again.
+                    let reason = "dialing paused: Synthflow refused the API key";
+                    self.store
+                        .defer(&lead.id, Utc::now(), reason, Utc::now())
+                        .await?;
+                    continue;
                 }
                 self.clone().handle(lead, requests).await?;
             }

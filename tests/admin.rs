@@ -170,3 +170,101 @@ async fn admin_endpoints_and_an_upstream_detach() {
     );
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_pauses_dialing_keeps_the_queue_and_recovers() {
+    let sim = Simulator::new(SimConfig {
+        api_key: "k".into(),
+        attempts_per_second: 50,
+        concurrency: 50,
+        agents: vec![SimAgent {
+            model_id: "m-1".into(),
+            r#type: "outbound".into(),
+            attached: vec!["+14155550100".into(), "+12125550107".into()],
+        }],
+        calls: CallBehaviour {
+            ring_ms: 10,
+            talk_ms: 20,
+            answer_rate: 1.0,
+            ..CallBehaviour::default()
+        },
+        faults: Default::default(),
+        seed: 1,
+        webhook: None,
+    });
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v2", sim_listener.local_addr().unwrap());
+    tokio::spawn(sim.clone().serve(sim_listener, std::future::pending()));
+    let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let leads: Vec<(String, callroute::lead::RawLead)> = (0..4)
+        .map(|i| {
+            let raw = callroute::lead::RawLead {
+                phone: Some(format!("+1212555{:04}", 3000 + i)),
+                name: Some("N".into()),
+                campaign: Some("c".into()),
+                ..Default::default()
+            };
+            (format!("K{i}"), raw)
+        })
+        .collect();
+    store.enqueue(&leads, chrono::Utc::now()).await.unwrap();
+    let client = Client::new(&ClientConfig {
+        base_url: base,
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let config = DaemonConfig {
+        poll_interval: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        idle_poll: Duration::from_millis(50),
+        attempts_per_second: 50,
+        ..DaemonConfig::default()
+    };
+    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    sim.set_api_key("rotated"); // the key is revoked after start
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = format!("http://{}", admin_listener.local_addr().unwrap());
+    tokio::spawn(
+        axum::serve(
+            admin_listener,
+            callroute::admin::router(daemon.clone(), None),
+        )
+        .into_future(),
+    );
+    let running = tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(daemon.auth_failed());
+    assert_eq!(
+        reqwest::get(format!("{admin}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert!(sim.log().is_empty(), "nothing is dialed with a refused key");
+    let counts = daemon.store().counts().await.unwrap();
+    assert_eq!(
+        counts
+            .iter()
+            .filter(|(s, _)| matches!(s, LeadState::Failed | LeadState::Rejected))
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        0,
+        "{counts:?}"
+    );
+
+    sim.set_api_key("k"); // fixed upstream: dialing resumes by itself
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while sim.log().len() < 4 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sim.log().len(), 4);
+    assert!(!daemon.auth_failed());
+    running.await.unwrap().unwrap();
+}

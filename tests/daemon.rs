@@ -28,6 +28,8 @@ const NUMBERS: &[&str] = &[
 ];
 const DETACHED: &str = "+13125550114";
 const PER_MINUTE: usize = 12;
+/// Of 40 leads spread over six area codes, the ones in Miami (305): leads 2, 8, 14, ...
+const FLORIDA_LEADS: usize = 7;
 
 fn rules_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("callroute-daemon-{name}-{}", std::process::id()));
@@ -37,11 +39,17 @@ fn rules_dir(name: &str) -> PathBuf {
         .iter()
         .map(|n| format!("  \"{n}\": {{}}\n"))
         .collect();
+    // Florida calls nobody today (a holiday blackout around today, in any zone): its leads
+    // must be deferred, never dialed.
+    let today = Utc::now().date_naive();
+    let blackout = [-1, 0, 1]
+        .map(|d| format!("\"{}\"", today + chrono::Duration::days(d)))
+        .join(", ");
     std::fs::write(
         dir.join("rules.yaml"),
         format!(
             "agents: {{ a: {{ model_id: m-1 }} }}\nlimits:\n  default: {{ per_minute: {PER_MINUTE}, min_gap: 200ms }}\nnumbers:\n{numbers}\
-calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\n\
+calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\n  states: {{ FL: {{ blackout_dates: [{blackout}] }} }}\n\
 campaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, state, any]\n"
         ),
     )
@@ -182,6 +190,10 @@ fn assert_log_respects_rules(log: &[SimCall], attempts_per_second: usize) {
     let mut by_number: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
     for call in log {
         *by_lead.entry(&call.request.phone).or_default() += 1;
+        assert!(
+            !call.request.phone.starts_with("+1305"),
+            "a Florida lead was called on a blackout day"
+        );
         let from = call
             .request
             .from_phone_number
@@ -228,15 +240,25 @@ fn assert_log_respects_rules(log: &[SimCall], attempts_per_second: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_lead_is_placed_once_within_every_limit() {
     let result = run("happy", simulator(100, Faults::default()), 40, 2_000).await;
-    assert_eq!(result.log.len(), 40, "every lead called");
+    assert_eq!(
+        result.log.len(),
+        40 - FLORIDA_LEADS,
+        "every lead called but Florida's"
+    );
     assert_log_respects_rules(&result.log, 20);
+    assert_eq!(
+        count(&result.counts, LeadState::Deferred),
+        FLORIDA_LEADS as u64,
+        "{:?}",
+        result.counts
+    );
     assert_eq!(
         result.rate_limited, 0,
         "paced below the account's limit: no 429"
     );
     assert_eq!(
         count(&result.counts, LeadState::Completed),
-        40,
+        40 - FLORIDA_LEADS as u64,
         "{:?}",
         result.counts
     );
@@ -257,13 +279,13 @@ async fn faults_never_cause_a_second_call() {
     assert_log_respects_rules(&result.log, 20);
     assert_eq!(
         result.log.len(),
-        40,
+        40 - FLORIDA_LEADS,
         "every lead called exactly once: {:?}",
         result.counts
     );
     assert_eq!(
         count(&result.counts, LeadState::Completed),
-        40,
+        40 - FLORIDA_LEADS as u64,
         "{:?}",
         result.counts
     );

@@ -239,6 +239,11 @@ impl Simulator {
         self.lock().rate_limited
     }
 
+    /// Changes the key the simulator accepts (a revoked or rotated key).
+    pub fn set_api_key(&self, key: &str) {
+        self.lock().config.api_key = key.to_string();
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.lock().config.faults = faults;
     }
