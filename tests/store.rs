@@ -72,6 +72,21 @@ async fn a_lead_goes_from_queued_through_dialing_to_completed() {
 
     store.attempt_placed(attempt, "call-1", t0()).await.unwrap();
     assert!(store.in_doubt().await.unwrap().is_empty());
+    let rewrite = NotPlaced::Fail {
+        reason: "late".into(),
+    };
+    assert!(
+        store
+            .attempt_not_placed(attempt, &rewrite, t0())
+            .await
+            .is_err(),
+        "the ledger is append-only: one result per attempt"
+    );
+    assert_eq!(
+        store.lead("a").await.unwrap().unwrap().state,
+        LeadState::Placed,
+        "and the refused write changed nothing"
+    );
     assert_eq!(store.live_calls().await.unwrap().len(), 1);
     assert!(store.complete("call-1", "completed", t0()).await.unwrap());
     let lead = store.lead("a").await.unwrap().unwrap();

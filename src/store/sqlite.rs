@@ -36,14 +36,18 @@ CREATE TABLE IF NOT EXISTS attempts (
     model_id TEXT NOT NULL,
     from_number TEXT NOT NULL,
     route TEXT NOT NULL,
-    at INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_at ON attempts (at);
+-- What became of an attempt, appended once it is known; an attempt without a result is in doubt.
+CREATE TABLE IF NOT EXISTS attempt_results (
+    attempt_id INTEGER PRIMARY KEY REFERENCES attempts (id),
     status TEXT NOT NULL,
     call_id TEXT,
     response TEXT,
-    updated_at INTEGER NOT NULL
+    at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS attempts_by_at ON attempts (at);
-CREATE INDEX IF NOT EXISTS attempts_by_status ON attempts (status);
+CREATE INDEX IF NOT EXISTS attempt_results_by_call ON attempt_results (call_id);
 ";
 
 /// Rows per INSERT statement when enqueueing (5 parameters each, far below SQLite's limit).
@@ -116,7 +120,7 @@ impl SqliteStore {
     }
 
     fn attempt_from_row(row: &SqliteRow) -> Attempt {
-        let status: String = row.get("status");
+        let status: Option<String> = row.get("status");
         Attempt {
             id: row.get("id"),
             lead_id: row.get("lead_id"),
@@ -124,7 +128,10 @@ impl SqliteStore {
             from_number: row.get("from_number"),
             route: row.get("route"),
             at: time(row.get("at")),
-            status: AttemptStatus::parse(&status).unwrap_or(AttemptStatus::Sent),
+            status: status
+                .as_deref()
+                .and_then(AttemptStatus::parse)
+                .unwrap_or(AttemptStatus::Sent),
             call_id: row.get("call_id"),
         }
     }
@@ -150,7 +157,36 @@ impl SqliteStore {
     }
 }
 
-const ATTEMPT_COLUMNS: &str = "id, lead_id, model_id, from_number, route, at, status, call_id";
+/// An attempt and its result, if any (`status` is NULL while the attempt is in doubt).
+/// Appends what became of an attempt (once: a second result for one attempt is an error);
+/// returns the attempt's lead.
+async fn append_result(
+    tx: &mut sqlx::SqliteConnection,
+    attempt_id: i64,
+    status: AttemptStatus,
+    call_id: Option<&str>,
+    response: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    sqlx::query("INSERT INTO attempt_results (attempt_id, status, call_id, response, at) VALUES (?, ?, ?, ?, ?)")
+        .bind(attempt_id)
+        .bind(status.as_str())
+        .bind(call_id)
+        .bind(response)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    sqlx::query_scalar("SELECT lead_id FROM attempts WHERE id = ?")
+        .bind(attempt_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)
+}
+
+const ATTEMPT_SELECT: &str =
+    "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.at, r.status, r.call_id
+     FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id";
 
 impl Store for SqliteStore {
     async fn enqueue(
@@ -258,13 +294,12 @@ impl Store for SqliteStore {
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO attempts (lead_id, model_id, from_number, route, at, status, updated_at) VALUES (?, ?, ?, ?, ?, 'sent', ?) RETURNING id",
+            "INSERT INTO attempts (lead_id, model_id, from_number, route, at) VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(lead_id)
         .bind(model_id)
         .bind(from_number)
         .bind(route)
-        .bind(ms(at))
         .bind(ms(at))
         .fetch_one(&mut *tx)
         .await
@@ -286,13 +321,15 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let lead_id: String = sqlx::query_scalar("UPDATE attempts SET status = 'placed', call_id = ?, updated_at = ? WHERE id = ? RETURNING lead_id")
-            .bind(call_id)
-            .bind(ms(now))
-            .bind(attempt_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
+        let lead_id = append_result(
+            &mut tx,
+            attempt_id,
+            AttemptStatus::Placed,
+            Some(call_id),
+            None,
+            now,
+        )
+        .await?;
         sqlx::query("UPDATE leads SET state = 'placed', call_id = ?, updated_at = ? WHERE id = ?")
             .bind(call_id)
             .bind(ms(now))
@@ -314,13 +351,15 @@ impl Store for SqliteStore {
             NotPlaced::Fail { reason } => (LeadState::Failed, None, reason),
         };
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let lead_id: String = sqlx::query_scalar("UPDATE attempts SET status = 'not_placed', response = ?, updated_at = ? WHERE id = ? RETURNING lead_id")
-            .bind(reason)
-            .bind(ms(now))
-            .bind(attempt_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
+        let lead_id = append_result(
+            &mut tx,
+            attempt_id,
+            AttemptStatus::NotPlaced,
+            None,
+            Some(reason),
+            now,
+        )
+        .await?;
         sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, updated_at = ? WHERE id = ?")
             .bind(state.as_str())
             .bind(due)
@@ -350,8 +389,7 @@ impl Store for SqliteStore {
     }
 
     async fn in_doubt(&self) -> Result<Vec<Attempt>, StoreError> {
-        let sql =
-            format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE status = 'sent' ORDER BY id");
+        let sql = format!("{ATTEMPT_SELECT} WHERE r.attempt_id IS NULL ORDER BY a.id");
         let rows = sqlx::query(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await
@@ -361,12 +399,7 @@ impl Store for SqliteStore {
 
     async fn live_calls(&self) -> Result<Vec<Attempt>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM attempts a JOIN leads l ON l.call_id = a.call_id WHERE a.status = 'placed' AND l.state = 'placed' ORDER BY a.id",
-            ATTEMPT_COLUMNS
-                .split(", ")
-                .map(|c| format!("a.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{ATTEMPT_SELECT} JOIN leads l ON l.call_id = r.call_id WHERE r.status = 'placed' AND l.state = 'placed' ORDER BY a.id"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
@@ -377,7 +410,7 @@ impl Store for SqliteStore {
 
     async fn attempts_since(&self, since: DateTime<Utc>) -> Result<Vec<Attempt>, StoreError> {
         let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE at >= ? AND status != 'not_placed' ORDER BY at"
+            "{ATTEMPT_SELECT} WHERE a.at >= ? AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(ms(since))
