@@ -90,6 +90,8 @@ pub struct Event {
 struct Shared<S: Store> {
     store: S,
     rules: Arc<RuleSet>,
+    /// When the running rules were loaded.
+    rules_loaded_at: DateTime<Utc>,
     client: Client,
     config: DaemonConfig,
     pool: Mutex<PoolState>,
@@ -168,6 +170,7 @@ impl<S: Store> Daemon<S> {
                 wake: Notify::new(),
                 events: Mutex::new(Vec::new()),
                 call_waiters: Mutex::new(HashMap::new()),
+                rules_loaded_at: now,
                 shutdown,
             }),
             stop,
@@ -204,6 +207,16 @@ impl<S: Store> Daemon<S> {
             waiter.notify_one();
         }
         Ok(recorded)
+    }
+
+    /// The running rules: content hash and when they were loaded.
+    pub fn rules_info(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hash": format!("{:016x}", self.shared.rules.content_hash),
+            "loaded_at": self.shared.rules_loaded_at,
+            "campaigns": self.shared.rules.campaigns().count(),
+            "numbers": self.shared.rules.numbers().count(),
+        })
     }
 
     /// What the engine would decide for `lead` at `now` with the live rules and pool.

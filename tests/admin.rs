@@ -146,6 +146,8 @@ async fn admin_endpoints_and_an_upstream_detach() {
         .await
         .unwrap();
     assert_eq!(status["queue"]["completed"], 6);
+    assert_eq!(status["rules"]["numbers"], 2);
+    assert_eq!(status["rules"]["hash"].as_str().unwrap().len(), 16);
     let new_york = status["numbers"]
         .as_array()
         .unwrap()
