@@ -32,6 +32,7 @@ pub fn router<S: Store>(daemon: Arc<Daemon<S>>, webhook_secret: Option<String>) 
         .route("/v1/status", get(status::<S>))
         .route("/v1/leads", post(leads::<S>))
         .route("/v1/explain", post(explain::<S>))
+        .route("/v1/reload", post(reload::<S>))
         .with_state(daemon)
         .merge(webhooks)
 }
@@ -149,4 +150,15 @@ async fn explain<S: Store>(
     };
     let (decision, trace) = daemon.explain(&lead, at);
     Json(crate::explain::to_json(&decision, &trace)).into_response()
+}
+
+/// Reloads the rules and answers with the outcome once it is known (422 when the files are
+/// broken: the running rules stay).
+async fn reload<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
+    let outcome = daemon.reload("POST /v1/reload").await;
+    let status = match outcome {
+        crate::daemon::ReloadOutcome::Failed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::OK,
+    };
+    (status, Json(outcome)).into_response()
 }

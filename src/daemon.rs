@@ -24,6 +24,41 @@ use crate::store::{Attempt, NotPlaced, Store, StoreError, StoredLead};
 use crate::synthflow::{ApiError, CallRequest, Client, KeyValue};
 use crate::usage::PoolState;
 
+use arc_swap::ArcSwap;
+use std::path::PathBuf;
+
+/// The outcome of the last reload, and whether the files on disk are broken.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadStatus {
+    pub loaded_at: DateTime<Utc>,
+    pub last: Option<ReloadRecord>,
+    pub disk_broken: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadRecord {
+    pub at: DateTime<Utc>,
+    pub trigger: String,
+    #[serde(flatten)]
+    pub outcome: ReloadOutcome,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// The files hash the same as the running rules: nothing to do.
+    Unchanged { hash: String },
+    /// New rules are running.
+    Applied {
+        hash: String,
+        changes: Vec<String>,
+        warnings: Vec<String>,
+    },
+    /// The files are broken; the running rules stay.
+    Failed { errors: Vec<String> },
+}
+
 /// Pace at 1/1.015 of the account's attempts per second.
 const PACING_HEADROOM: f64 = 1.015;
 
@@ -89,9 +124,16 @@ pub struct Event {
 
 struct Shared<S: Store> {
     store: S,
-    rules: Arc<RuleSet>,
-    /// When the running rules were loaded.
-    rules_loaded_at: DateTime<Utc>,
+    /// The running rules; a reload swaps them whole, and a lead being decided keeps the
+    /// snapshot it started with.
+    rules: ArcSwap<RuleSet>,
+    /// Where the rules come from, for reloads (`None`: fixed rules, e.g. in tests).
+    rules_dir: Mutex<Option<PathBuf>>,
+    reload: tokio::sync::Mutex<()>,
+    reload_status: Mutex<ReloadStatus>,
+    /// systemd's watchdog interval, if it wants pings.
+    watchdog: Option<Duration>,
+    last_beat: Mutex<tokio::time::Instant>,
     client: Client,
     config: DaemonConfig,
     pool: Mutex<PoolState>,
@@ -157,7 +199,7 @@ impl<S: Store> Daemon<S> {
         let daemon = Daemon {
             shared: Arc::new(Shared {
                 store,
-                rules,
+                rules: ArcSwap::new(rules),
                 client,
                 live: Arc::new(Semaphore::new(config.concurrency.max(1) as usize)),
                 limiter: RateLimiter::direct(quota),
@@ -170,7 +212,15 @@ impl<S: Store> Daemon<S> {
                 wake: Notify::new(),
                 events: Mutex::new(Vec::new()),
                 call_waiters: Mutex::new(HashMap::new()),
-                rules_loaded_at: now,
+                rules_dir: Mutex::new(None),
+                watchdog: crate::systemd::watchdog_interval(),
+                last_beat: Mutex::new(tokio::time::Instant::now()),
+                reload: tokio::sync::Mutex::new(()),
+                reload_status: Mutex::new(ReloadStatus {
+                    loaded_at: now,
+                    last: None,
+                    disk_broken: false,
+                }),
                 shutdown,
             }),
             stop,
@@ -209,27 +259,151 @@ impl<S: Store> Daemon<S> {
         Ok(recorded)
     }
 
+    /// Reloads read this directory.
+    pub fn set_rules_dir(&self, dir: PathBuf) {
+        *lock(&self.shared.rules_dir) = Some(dir);
+    }
+
+    /// The content hash of the running rules.
+    pub fn rules_hash(&self) -> u64 {
+        self.shared.rules.load().content_hash
+    }
+
+    pub fn reload_status(&self) -> ReloadStatus {
+        lock(&self.shared.reload_status).clone()
+    }
+
+    /// Reads the whole rules directory and, only if every file is valid, swaps the running
+    /// rules for the new ones. Usage, limits and sticky assignments carry over (they are kept
+    /// by phone number and lead, not by rule). Leads being decided finish on their snapshot.
+    /// Concurrent reloads queue up; an unchanged content hash is a no-op.
+    pub async fn reload(&self, trigger: &str) -> ReloadOutcome {
+        let _one_at_a_time = self.shared.reload.lock().await;
+        crate::systemd::reloading();
+        let running = self.shared.rules.load_full();
+        let dir = lock(&self.shared.rules_dir).clone();
+        let outcome = match dir {
+            None => ReloadOutcome::Failed {
+                errors: vec!["no rules directory to reload from".into()],
+            },
+            Some(dir) => {
+                let loaded =
+                    tokio::task::spawn_blocking(move || crate::rules::load_dir(&dir)).await;
+                match loaded {
+                    Err(e) => ReloadOutcome::Failed {
+                        errors: vec![format!("reload task failed: {e}")],
+                    },
+                    Ok(Err(diagnostics)) => ReloadOutcome::Failed {
+                        errors: diagnostics.errors().map(ToString::to_string).collect(),
+                    },
+                    Ok(Ok(loaded)) if loaded.rules.content_hash == running.content_hash => {
+                        ReloadOutcome::Unchanged {
+                            hash: format!("{:016x}", running.content_hash),
+                        }
+                    }
+                    Ok(Ok(loaded)) => {
+                        let changes = crate::rules::diff(&running, &loaded.rules);
+                        let hash = format!("{:016x}", loaded.rules.content_hash);
+                        self.shared.rules.store(Arc::new(loaded.rules));
+                        ReloadOutcome::Applied {
+                            hash,
+                            changes,
+                            warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
+                        }
+                    }
+                }
+            }
+        };
+        match &outcome {
+            ReloadOutcome::Unchanged { hash } => tracing::info!(trigger, hash, "rules unchanged"),
+            ReloadOutcome::Applied {
+                hash,
+                changes,
+                warnings,
+            } => {
+                tracing::info!(
+                    trigger,
+                    hash,
+                    changes = changes.len(),
+                    "rules reloaded: {}",
+                    if changes.is_empty() {
+                        "no effective change".to_string()
+                    } else {
+                        changes.join("; ")
+                    }
+                );
+                for warning in warnings {
+                    tracing::warn!("{warning}");
+                }
+            }
+            ReloadOutcome::Failed { errors } => {
+                tracing::error!(
+                    trigger,
+                    errors = errors.len(),
+                    "rules on disk are broken; the running rules stay"
+                );
+                for error in errors {
+                    tracing::error!("{error}");
+                }
+            }
+        }
+        self.record_reload(trigger, &outcome);
+        if matches!(outcome, ReloadOutcome::Applied { .. })
+            && let Err(e) = self.shared.refresh_pools().await
+        {
+            // New rules may name new agents: their pools are needed before dialing them.
+            tracing::warn!("rules reloaded, but the pools could not be read again: {e}");
+        }
+        crate::systemd::reloaded(&format!(
+            "rules {:016x}",
+            self.shared.rules.load().content_hash
+        ));
+        outcome
+    }
+
+    fn record_reload(&self, trigger: &str, outcome: &ReloadOutcome) {
+        let mut status = lock(&self.shared.reload_status);
+        let now = Utc::now();
+        match outcome {
+            ReloadOutcome::Failed { .. } => status.disk_broken = true,
+            ReloadOutcome::Applied { .. } => {
+                status.disk_broken = false;
+                status.loaded_at = now;
+            }
+            ReloadOutcome::Unchanged { .. } => status.disk_broken = false,
+        }
+        status.last = Some(ReloadRecord {
+            at: now,
+            trigger: trigger.to_string(),
+            outcome: outcome.clone(),
+        });
+    }
+
     /// The running rules: content hash and when they were loaded.
     pub fn rules_info(&self) -> serde_json::Value {
+        let rules = self.shared.rules.load();
+        let status = lock(&self.shared.reload_status).clone();
         serde_json::json!({
-            "hash": format!("{:016x}", self.shared.rules.content_hash),
-            "loaded_at": self.shared.rules_loaded_at,
-            "campaigns": self.shared.rules.campaigns().count(),
-            "numbers": self.shared.rules.numbers().count(),
+            "hash": format!("{:016x}", rules.content_hash),
+            "loaded_at": status.loaded_at,
+            "campaigns": rules.campaigns().count(),
+            "numbers": rules.numbers().count(),
+            "files_on_disk_broken": status.disk_broken,
+            "last_reload": status.last,
         })
     }
 
     /// What the engine would decide for `lead` at `now` with the live rules and pool.
     pub fn explain(&self, lead: &Lead, now: DateTime<Utc>) -> (Decision, crate::engine::Trace) {
         let pool = lock(&self.shared.pool);
-        decide(&self.shared.rules, lead, &pool, now)
+        decide(&self.shared.rules.load(), lead, &pool, now)
     }
 
     /// Per caller ID: calls in the last 24 h, last use, and every limit window full at `now`.
     pub fn usage(&self, now: DateTime<Utc>) -> Vec<serde_json::Value> {
+        let rules = self.shared.rules.load();
         let pool = lock(&self.shared.pool);
-        self.shared
-            .rules
+        rules
             .numbers()
             .map(|info| {
                 let usage = pool.number_usage(info.number);
@@ -336,8 +510,44 @@ impl<S: Store> Shared<S> {
         });
     }
 
+    /// Once per loop turn: the watchdog ping (from this loop, so a wedged loop gets the
+    /// service restarted) and, every few seconds, the one-line STATUS.
+    fn heartbeat(&self) {
+        let mut last = lock(&self.last_beat);
+        let every = self.watchdog.map_or(Duration::from_secs(5), |w| {
+            (w / 3).min(Duration::from_secs(5))
+        });
+        if last.elapsed() < every {
+            return;
+        }
+        *last = tokio::time::Instant::now();
+        if self.watchdog.is_some() {
+            crate::systemd::watchdog();
+        }
+        let live = self.config.concurrency as usize
+            - self
+                .live
+                .available_permits()
+                .min(self.config.concurrency as usize);
+        crate::systemd::status(&format!(
+            "rules {:016x}{}; {live} calls live{}",
+            self.rules.load().content_hash,
+            if lock(&self.reload_status).disk_broken {
+                " (files on disk broken)"
+            } else {
+                ""
+            },
+            if self.auth_failed.load(Ordering::SeqCst) {
+                "; PAUSED: Synthflow refused the API key"
+            } else {
+                ""
+            },
+        ));
+    }
+
     async fn refresh_pools(&self) -> Result<(), DaemonError> {
-        for agent in self.rules.agents() {
+        let rules = self.rules.load_full();
+        for agent in rules.agents() {
             match self.client.attached_numbers(&agent.model_id).await {
                 Ok(numbers) => {
                     let numbers: Vec<E164> = numbers
@@ -365,6 +575,7 @@ impl<S: Store> Shared<S> {
     async fn dial_loop(self: Arc<Self>, requests: &mut JoinSet<()>) -> Result<(), DaemonError> {
         let mut next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
         while !self.stopping() {
+            self.heartbeat();
             while requests.try_join_next().is_some() {}
             let refresh_now = self.refresh_pools_now.swap(false, Ordering::SeqCst);
             if refresh_now
@@ -386,7 +597,11 @@ impl<S: Store> Shared<S> {
                     Some(due) => (due - Utc::now()).to_std().unwrap_or_default(),
                     None => self.config.idle_poll,
                 };
-                self.idle(until_due.clamp(Duration::from_millis(5), self.config.idle_poll))
+                // Wake in time for the next watchdog ping: it proves this loop is alive.
+                let longest = self
+                    .watchdog
+                    .map_or(self.config.idle_poll, |w| self.config.idle_poll.min(w / 3));
+                self.idle(until_due.clamp(Duration::from_millis(5), longest))
                     .await;
                 continue;
             }
@@ -429,6 +644,8 @@ impl<S: Store> Shared<S> {
         stored: StoredLead,
         requests: &mut JoinSet<()>,
     ) -> Result<(), DaemonError> {
+        // One snapshot for the whole decision: a reload meanwhile does not change it.
+        let rules = self.rules.load_full();
         let lead = match Lead::from_raw(stored.raw.clone()) {
             Ok(lead) => lead,
             Err(e) => {
@@ -447,7 +664,7 @@ impl<S: Store> Shared<S> {
         let Some(permit) = permit else {
             return Ok(()); // stopping: the lead stays claimed and is released
         };
-        let first = self.decide_now(&lead);
+        let first = self.decide_now(&rules, &lead);
         if let Decision::Dial { .. } = first.1 {
             // Decide again once paced, so the time the limits were checked is the send time.
             self.paced().await;
@@ -456,7 +673,7 @@ impl<S: Store> Shared<S> {
             }
         }
         let (now, decision) = if matches!(first.1, Decision::Dial { .. }) {
-            self.decide_now(&lead)
+            self.decide_now(&rules, &lead)
         } else {
             first
         };
@@ -478,7 +695,7 @@ impl<S: Store> Shared<S> {
                         now,
                     )
                     .await?;
-                let request = self.call_request(&lead, &model_id, from_phone_number);
+                let request = Self::call_request(&rules, &lead, &model_id, from_phone_number);
                 let shared = self.clone();
                 requests.spawn(async move {
                     shared
@@ -505,14 +722,14 @@ impl<S: Store> Shared<S> {
         Ok(())
     }
 
-    fn decide_now(&self, lead: &Lead) -> (DateTime<Utc>, Decision) {
+    fn decide_now(&self, rules: &RuleSet, lead: &Lead) -> (DateTime<Utc>, Decision) {
         let pool = lock(&self.pool);
         let now = Utc::now();
-        (now, decide(&self.rules, lead, &pool, now).0)
+        (now, decide(rules, lead, &pool, now).0)
     }
 
-    fn call_request(&self, lead: &Lead, model_id: &str, from: E164) -> CallRequest {
-        let campaign = self.rules.campaign(&lead.campaign);
+    fn call_request(rules: &RuleSet, lead: &Lead, model_id: &str, from: E164) -> CallRequest {
+        let campaign = rules.campaign(&lead.campaign);
         CallRequest {
             model_id: model_id.to_string(),
             phone: lead.phone.to_string(),

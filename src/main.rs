@@ -66,6 +66,12 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
     },
+    /// Ask the running daemon to reload its rules; waits for the result (exit 1 if the files
+    /// are broken and the old rules stay).
+    Reload {
+        #[arg(long, env = "CALLROUTE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Serve the Synthflow simulator.
     Simulator {
         #[arg(long, default_value = "127.0.0.1:8089")]
@@ -134,6 +140,9 @@ fn main() -> ExitCode {
         }
         Command::Enqueue { config, files } => {
             runtime().and_then(|rt| rt.block_on(enqueue(config.as_deref(), &files)))
+        }
+        Command::Reload { config } => {
+            runtime().and_then(|rt| rt.block_on(reload(config.as_deref())))
         }
         Command::Simulator { listen, config } => {
             runtime().and_then(|rt| rt.block_on(simulator(&listen, &config)))
@@ -388,21 +397,52 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         )
         .await?,
     );
+    daemon.set_rules_dir(config.rules.clone());
     let listener = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;
-    tracing::info!(admin = %config.admin_listen, "callroute running");
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    tracing::info!(admin = %listener.local_addr()?, "callroute running");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
     let router = callroute::admin::router(daemon.clone(), webhook_secret);
+    let admin_stopped = until_stopped();
     let admin = tokio::spawn(async move {
         axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stopped.await;
-            })
+            .with_graceful_shutdown(admin_stopped)
             .await
     });
-    daemon.run(termination()).await?;
-    let _ = stop_admin.send(());
+    tokio::spawn(callroute::reload::watch(
+        daemon.clone(),
+        config.rules.clone(),
+        std::time::Duration::from_millis(150),
+        std::time::Duration::from_secs(30),
+        until_stopped(),
+    ));
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let on_hangup = daemon.clone();
+    let hangups = until_stopped();
+    tokio::spawn(async move {
+        tokio::pin!(hangups);
+        loop {
+            tokio::select! {
+                () = &mut hangups => return,
+                Some(()) = hangup.recv() => { on_hangup.reload("SIGHUP").await; }
+            }
+        }
+    });
+    callroute::systemd::ready(&format!("rules {:016x}; dialing", daemon.rules_hash()));
+    daemon
+        .run(async move {
+            termination().await;
+            callroute::systemd::stopping();
+            let _ = stop.send(true);
+        })
+        .await?;
     let _ = admin.await;
     Ok(ExitCode::SUCCESS)
 }
@@ -467,4 +507,61 @@ async fn simulator(listen: &str, config: &Path) -> anyhow::Result<ExitCode> {
         .serve(listener, termination())
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The admin address to connect to: a wildcard listen address means this host.
+fn admin_address(config: &Config) -> std::net::SocketAddr {
+    let mut address = config.admin_listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    address
+}
+
+async fn reload(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let url = format!("http://{}/v1/reload", admin_address(&config));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .send()
+        .await
+        .with_context(|| {
+            format!("cannot reach the daemon at {url}; is `callroute run` running?")
+        })?;
+    let outcome: serde_json::Value = response
+        .json()
+        .await
+        .context("unexpected answer from the daemon")?;
+    match outcome["result"].as_str() {
+        Some("applied") => {
+            println!(
+                "reloaded: rules {}",
+                outcome["hash"].as_str().unwrap_or("?")
+            );
+            for change in outcome["changes"].as_array().into_iter().flatten() {
+                println!("  {}", change.as_str().unwrap_or_default());
+            }
+            for warning in outcome["warnings"].as_array().into_iter().flatten() {
+                eprintln!("{}", warning.as_str().unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("unchanged") => {
+            println!(
+                "unchanged: rules {}",
+                outcome["hash"].as_str().unwrap_or("?")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            for error in outcome["errors"].as_array().into_iter().flatten() {
+                eprintln!("{}", error.as_str().unwrap_or_default());
+            }
+            eprintln!("reload failed: the running rules stay");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -90,6 +90,21 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
 pub fn compile_sources(sources: &[(&Path, &str)]) -> (Option<RuleSet>, Vec<Diagnostic>) {
     let mut out = Vec::new();
     let mut parsed = Vec::new();
+    for (path, text) in sources {
+        match serde_saphyr::from_str::<Option<RawFile>>(text) {
+            Ok(file) => parsed.push((path.to_path_buf(), file.unwrap_or_default())),
+            Err(e) => out.push(diag::from_yaml_error(path, &e)),
+        }
+    }
+    let parse_failed = !out.is_empty();
+    let mut compiler = Compiler { out };
+    let rules = compiler.compile(&parsed, hash_sources(sources));
+    let rules = if parse_failed { None } else { rules };
+    (rules, compiler.out)
+}
+
+/// xxh3 over the files' names and contents, in order: equal hashes mean identical rules.
+fn hash_sources(sources: &[(&Path, &str)]) -> u64 {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     for (path, text) in sources {
         hasher.update(
@@ -100,16 +115,84 @@ pub fn compile_sources(sources: &[(&Path, &str)]) -> (Option<RuleSet>, Vec<Diagn
         hasher.update(&[0]);
         hasher.update(text.as_bytes());
         hasher.update(&[0]);
-        match serde_saphyr::from_str::<Option<RawFile>>(text) {
-            Ok(file) => parsed.push((path.to_path_buf(), file.unwrap_or_default())),
-            Err(e) => out.push(diag::from_yaml_error(path, &e)),
+    }
+    hasher.digest()
+}
+
+/// The content hash the rules in `dir` would compile to, without compiling them: cheap
+/// enough to poll as a backstop for missed file events.
+pub fn content_hash(dir: &Path) -> std::io::Result<u64> {
+    let files = rule_files(dir)?;
+    let texts = files
+        .iter()
+        .map(std::fs::read_to_string)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let sources: Vec<(&Path, &str)> = files
+        .iter()
+        .map(PathBuf::as_path)
+        .zip(texts.iter().map(String::as_str))
+        .collect();
+    Ok(hash_sources(&sources))
+}
+
+/// What changed between two rule sets, one line per campaign, route or number.
+pub fn diff(old: &RuleSet, new: &RuleSet) -> Vec<String> {
+    let mut changes = Vec::new();
+    for campaign in new.campaigns() {
+        match old.campaign(&campaign.name) {
+            None => changes.push(format!(
+                "campaign `{}` added ({} routes)",
+                campaign.name,
+                campaign.routes.len()
+            )),
+            Some(before) => {
+                let names = |c: &Campaign| {
+                    c.routes
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{} {:?} {:?} {:?} {:?}",
+                                r.name, r.when, r.tiers, r.strategy, r.selection.members
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                };
+                if names(before) != names(campaign) || before.agent != campaign.agent {
+                    changes.push(format!(
+                        "campaign `{}` changed (routes: {} → {})",
+                        campaign.name,
+                        before.routes.len(),
+                        campaign.routes.len()
+                    ));
+                }
+            }
         }
     }
-    let parse_failed = !out.is_empty();
-    let mut compiler = Compiler { out };
-    let rules = compiler.compile(&parsed, hasher.digest());
-    let rules = if parse_failed { None } else { rules };
-    (rules, compiler.out)
+    for campaign in old.campaigns() {
+        if new.campaign(&campaign.name).is_none() {
+            changes.push(format!("campaign `{}` removed", campaign.name));
+        }
+    }
+    for number in new.numbers() {
+        match old.number(number.number) {
+            None => changes.push(format!("number {} added", number.number)),
+            Some(before) => {
+                if before.limits != number.limits
+                    || before.brand != number.brand
+                    || before.labels != number.labels
+                    || before.weight != number.weight
+                {
+                    changes.push(format!("number {} changed", number.number));
+                }
+            }
+        }
+    }
+    for number in old.numbers() {
+        if new.number(number.number).is_none() {
+            changes.push(format!("number {} removed", number.number));
+        }
+    }
+    changes
 }
 
 #[derive(Default)]

@@ -5,6 +5,6 @@ pub mod diag;
 mod model;
 mod raw;
 
-pub use compile::{Loaded, compile_sources, load_dir, rule_files};
+pub use compile::{Loaded, compile_sources, content_hash, diff, load_dir, rule_files};
 pub use diag::{Diagnostic, Diagnostics, Severity, SourcePos};
 pub use model::*;
