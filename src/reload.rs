@@ -74,9 +74,7 @@ fn arm<W: notify::Watcher, C: notify_debouncer_full::FileIdCache>(
     dir: &Path,
     watched: Option<PathBuf>,
 ) -> Option<PathBuf> {
-    let Some(debouncer) = debouncer.as_mut() else {
-        return None;
-    };
+    let debouncer = debouncer.as_mut()?;
     let target = std::fs::canonicalize(dir).ok()?;
     if watched.as_ref() == Some(&target) {
         return watched;
