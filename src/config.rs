@@ -79,7 +79,9 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("no API key: set SYNTHFLOW_API_KEY or synthflow.api_key_file")]
+    #[error(
+        "no API key: set SYNTHFLOW_API_KEY or synthflow.api_key_file, or give the service the credential synthflow-api-key"
+    )]
     Missing,
     #[error("cannot read the secret file {0}: {1}")]
     Unreadable(PathBuf, std::io::Error),
@@ -185,31 +187,50 @@ impl Config {
         }
     }
 
-    /// The API key: `SYNTHFLOW_API_KEY`, else the key file. Never logged.
+    /// The API key: `SYNTHFLOW_API_KEY`, else the key file, else the systemd credential
+    /// `synthflow-api-key`. Never logged.
     pub fn api_key(&self) -> Result<String, KeyError> {
-        secret("SYNTHFLOW_API_KEY", self.api_key_file.as_ref())?.ok_or(KeyError::Missing)
+        secret(
+            "SYNTHFLOW_API_KEY",
+            self.api_key_file.as_ref(),
+            "synthflow-api-key",
+        )?
+        .ok_or(KeyError::Missing)
     }
 
-    /// The webhook secret, if any: `SYNTHFLOW_WEBHOOK_SECRET`, else its file. Never logged.
+    /// The webhook secret, if any: `SYNTHFLOW_WEBHOOK_SECRET`, else its file, else the
+    /// systemd credential `synthflow-webhook-secret`. Never logged.
     pub fn webhook_secret(&self) -> Result<Option<String>, KeyError> {
         secret(
             "SYNTHFLOW_WEBHOOK_SECRET",
             self.webhook_secret_file.as_ref(),
+            "synthflow-webhook-secret",
         )
     }
 }
 
-fn secret(variable: &str, file: Option<&PathBuf>) -> Result<Option<String>, KeyError> {
+fn secret(
+    variable: &str,
+    file: Option<&PathBuf>,
+    credential: &str,
+) -> Result<Option<String>, KeyError> {
     if let Ok(value) = std::env::var(variable)
         && !value.trim().is_empty()
     {
         return Ok(Some(value.trim().to_string()));
     }
-    let Some(path) = file else { return Ok(None) };
-    let value = std::fs::read_to_string(path).map_err(|e| KeyError::Unreadable(path.clone(), e))?;
+    // systemd's LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY.
+    let from_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|dir| PathBuf::from(dir).join(credential))
+        .filter(|path| path.exists());
+    let Some(path) = file.cloned().or(from_systemd) else {
+        return Ok(None);
+    };
+    let value =
+        std::fs::read_to_string(&path).map_err(|e| KeyError::Unreadable(path.clone(), e))?;
     let value = value.trim();
     if value.is_empty() {
-        return Err(KeyError::Empty(path.clone()));
+        return Err(KeyError::Empty(path));
     }
     Ok(Some(value.to_string()))
 }

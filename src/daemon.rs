@@ -545,6 +545,18 @@ impl<S: Store> Shared<S> {
         ));
     }
 
+    /// Awaits `work`, pinging the watchdog meanwhile: waiting for a call slot (calls last
+    /// minutes) or for the end of a 429 pause is this loop doing its job.
+    async fn alive_while<T>(&self, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                () = tokio::time::sleep(Duration::from_secs(1)) => self.heartbeat(),
+            }
+        }
+    }
+
     async fn refresh_pools(&self) -> Result<(), DaemonError> {
         let rules = self.rules.load_full();
         for agent in rules.agents() {
@@ -657,17 +669,21 @@ impl<S: Store> Shared<S> {
         };
         // A live-call slot first: waiting for it costs nothing and a defer gives it back.
         let mut shutdown = self.shutdown.clone();
-        let permit = tokio::select! {
-            permit = self.live.clone().acquire_owned() => permit.ok(),
-            _ = shutdown.wait_for(|stop| *stop) => None,
-        };
+        let permit = self
+            .alive_while(async {
+                tokio::select! {
+                    permit = self.live.clone().acquire_owned() => permit.ok(),
+                    _ = shutdown.wait_for(|stop| *stop) => None,
+                }
+            })
+            .await;
         let Some(permit) = permit else {
             return Ok(()); // stopping: the lead stays claimed and is released
         };
         let first = self.decide_now(&rules, &lead);
         if let Decision::Dial { .. } = first.1 {
             // Decide again once paced, so the time the limits were checked is the send time.
-            self.paced().await;
+            self.alive_while(self.paced()).await;
             if self.stopping() {
                 return Ok(());
             }

@@ -1,0 +1,150 @@
+//! `callroute run` as systemd runs it: the notify protocol over a datagram socket standing in
+//! for NOTIFY_SOCKET (READY, RELOADING with MONOTONIC_USEC, watchdog pings, STOPPING),
+//! SIGHUP and `callroute reload` taking the same reload path, and SIGTERM exiting 0.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_callroute");
+
+fn rules(number: &str) -> String {
+    format!(
+        "agents: {{ a: {{ model_id: m-1 }} }}\nnumbers:\n  \"+14155550100\": {{}}\n  \"+12125550107\": {{}}\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: [\"{number}\"]\n"
+    )
+}
+
+/// Datagrams until one contains `wanted` (all of them, in order), or panics after `within`.
+fn expect(socket: &UnixDatagram, wanted: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let mut buffer = [0u8; 4096];
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        socket
+            .set_read_timeout(Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ))
+            .unwrap();
+        if let Ok(n) = socket.recv(&mut buffer) {
+            let message = String::from_utf8_lossy(&buffer[..n]).to_string();
+            if message.contains(wanted) {
+                return message;
+            }
+            seen.push(message);
+        }
+    }
+    panic!("no {wanted:?} within {within:?}; got {seen:?}");
+}
+
+fn signal(pid: u32, name: &str) {
+    assert!(
+        Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+fn reload(config: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["reload", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn notify_protocol_reloads_and_shutdown() {
+    let dir = std::env::temp_dir().join(format!("callroute-service-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("sim.yaml"), "api_key: k\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\", \"+12125550107\"]\n").unwrap();
+    let mut simulator = Command::new(BIN)
+        .args([
+            "simulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            dir.join("sim.yaml").to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(simulator.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(dir.join("rules/rules.yaml"), rules("+14155550100")).unwrap();
+    let config = dir.join("callroute.yaml");
+    std::fs::write(
+        &config,
+        format!("synthflow: {{ base_url: \"{base}\" }}\nrules: {}\nstore: sqlite://{}\nadmin_listen: 127.0.0.1:{admin_port}\n", dir.join("rules").display(), dir.join("q.db").display()),
+    )
+    .unwrap();
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let mut daemon = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("SYNTHFLOW_API_KEY", "k")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1500000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let ready = expect(&socket, "READY=1", Duration::from_secs(20));
+    assert!(ready.contains("STATUS=rules "), "{ready}");
+    expect(&socket, "WATCHDOG=1", Duration::from_secs(3));
+
+    // SIGHUP reloads: RELOADING=1 with the monotonic time, then READY=1 again.
+    std::fs::write(dir.join("rules/rules.yaml"), rules("+12125550107")).unwrap();
+    signal(daemon.id(), "HUP");
+    let reloading = expect(&socket, "RELOADING=1", Duration::from_secs(5));
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    expect(&socket, "READY=1", Duration::from_secs(5));
+
+    // `callroute reload` takes the same path, waits for the result, and fails on broken files.
+    std::fs::write(
+        dir.join("rules/rules.yaml"),
+        "campaigns:\n  c:\n    agent: nobody\n    routes: []\n",
+    )
+    .unwrap();
+    let broken = reload(&config);
+    assert_eq!(broken.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        stderr.contains("rules.yaml:3:12: unknown agent `nobody`")
+            && stderr.contains("the running rules stay"),
+        "{stderr}"
+    );
+    std::fs::write(dir.join("rules/rules.yaml"), rules("+14155550100")).unwrap();
+    let fixed = reload(&config);
+    assert!(
+        fixed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fixed.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&fixed.stdout);
+    assert!(
+        stdout.starts_with("reloaded") || stdout.starts_with("unchanged"),
+        "{stdout}"
+    );
+
+    signal(daemon.id(), "TERM");
+    expect(&socket, "STOPPING=1", Duration::from_secs(5));
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    let _ = simulator.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
