@@ -146,5 +146,6 @@ fn notify_protocol_reloads_and_shutdown() {
     let status = daemon.wait().unwrap();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     let _ = simulator.kill();
+    let _ = simulator.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
