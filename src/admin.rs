@@ -33,6 +33,7 @@ pub fn router<S: Store>(daemon: Arc<Daemon<S>>, webhook_secret: Option<String>) 
         .route("/v1/leads", post(leads::<S>))
         .route("/v1/explain", post(explain::<S>))
         .route("/v1/reload", post(reload::<S>))
+        .route("/metrics", get(metrics::<S>))
         .with_state(daemon)
         .merge(webhooks)
 }
@@ -161,4 +162,20 @@ async fn reload<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
         _ => StatusCode::OK,
     };
     (status, Json(outcome)).into_response()
+}
+
+/// Prometheus text exposition (404 when no recorder is installed, e.g. in tests).
+async fn metrics<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
+    daemon.update_gauges().await;
+    match crate::metrics::render() {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            text,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+    }
 }

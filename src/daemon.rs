@@ -305,6 +305,7 @@ impl<S: Store> Daemon<S> {
                         let changes = crate::rules::diff(&running, &loaded.rules);
                         let hash = format!("{:016x}", loaded.rules.content_hash);
                         self.shared.rules.store(Arc::new(loaded.rules));
+                        metrics::gauge!("callroute_rules_info", "hash" => format!("{:016x}", running.content_hash)).set(0.0);
                         ReloadOutcome::Applied {
                             hash,
                             changes,
@@ -362,6 +363,20 @@ impl<S: Store> Daemon<S> {
     }
 
     fn record_reload(&self, trigger: &str, outcome: &ReloadOutcome) {
+        let now_s = Utc::now().timestamp() as f64;
+        metrics::gauge!("callroute_rules_last_reload_timestamp_seconds").set(now_s);
+        match outcome {
+            ReloadOutcome::Failed { .. } => {
+                metrics::gauge!("callroute_rules_reload_success").set(0.0)
+            }
+            ReloadOutcome::Applied { hash, .. } => {
+                metrics::gauge!("callroute_rules_reload_success").set(1.0);
+                metrics::gauge!("callroute_rules_info", "hash" => hash.clone()).set(1.0);
+            }
+            ReloadOutcome::Unchanged { .. } => {
+                metrics::gauge!("callroute_rules_reload_success").set(1.0)
+            }
+        }
         let mut status = lock(&self.shared.reload_status);
         let now = Utc::now();
         match outcome {
@@ -377,6 +392,24 @@ impl<S: Store> Daemon<S> {
             trigger: trigger.to_string(),
             outcome: outcome.clone(),
         });
+    }
+
+    /// Calls placed and not yet ended.
+    pub fn live_calls(&self) -> usize {
+        let total = self.shared.config.concurrency.max(1) as usize;
+        total - self.shared.live.available_permits().min(total)
+    }
+
+    /// Sets the gauges that describe state, just before a scrape renders them.
+    pub async fn update_gauges(&self) {
+        metrics::gauge!("callroute_live_calls").set(self.live_calls() as f64);
+        if let Ok(counts) = self.shared.store.counts().await {
+            for (state, n) in counts {
+                metrics::gauge!("callroute_leads", "state" => state.as_str()).set(n as f64);
+            }
+        }
+        metrics::gauge!("callroute_rules_info", "hash" => format!("{:016x}", self.rules_hash()))
+            .set(1.0);
     }
 
     /// The running rules: content hash and when they were loaded.
@@ -566,6 +599,8 @@ impl<S: Store> Shared<S> {
                         .iter()
                         .filter_map(|n| E164::parse(&n.number).ok())
                         .collect();
+                    metrics::gauge!("callroute_pool_numbers", "agent" => agent.name.clone())
+                        .set(numbers.len() as f64);
                     lock(&self.pool).set_attached(&agent.model_id, numbers);
                 }
                 Err(e @ ApiError::Unauthorized { .. }) => {
@@ -637,6 +672,7 @@ impl<S: Store> Shared<S> {
 
     /// Waits out a 429 pause, then for a pacing token.
     async fn paced(&self) {
+        let started = tokio::time::Instant::now();
         loop {
             let paused_until = self.paused_until_ms.load(Ordering::SeqCst);
             let wait = paused_until - Utc::now().timestamp_millis();
@@ -649,6 +685,8 @@ impl<S: Store> Shared<S> {
             }
         }
         self.limiter.until_ready().await;
+        metrics::histogram!("callroute_pacing_wait_seconds")
+            .record(started.elapsed().as_secs_f64());
     }
 
     async fn handle(
@@ -693,6 +731,7 @@ impl<S: Store> Shared<S> {
         } else {
             first
         };
+        self.count_decision(&lead, &decision);
         match decision {
             Decision::Dial {
                 from_phone_number,
@@ -739,9 +778,46 @@ impl<S: Store> Shared<S> {
     }
 
     fn decide_now(&self, rules: &RuleSet, lead: &Lead) -> (DateTime<Utc>, Decision) {
-        let pool = lock(&self.pool);
-        let now = Utc::now();
-        (now, decide(rules, lead, &pool, now).0)
+        let (decision, trace) = {
+            let pool = lock(&self.pool);
+            decide(rules, lead, &pool, Utc::now())
+        };
+        let now = trace.now.unwrap_or_else(Utc::now);
+        for excluded in &trace.excluded {
+            for window in &excluded.windows {
+                metrics::counter!("callroute_limit_hits_total", "number" => excluded.number.to_string(), "window" => window.name()).increment(1);
+            }
+        }
+        (now, decision)
+    }
+
+    /// One counter per decision actually acted on, labelled by campaign, route, outcome and
+    /// reason (bounded sets: never the lead's phone number).
+    fn count_decision(&self, lead: &Lead, decision: &Decision) {
+        let (route, reason) = match decision {
+            Decision::Dial { route, tier, .. } => (
+                route.clone(),
+                serde_json::to_value(tier)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            ),
+            Decision::Defer { reason, .. } | Decision::Reject { reason } => (
+                String::new(),
+                serde_json::to_value(reason.code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            ),
+        };
+        metrics::counter!("callroute_decisions_total", "campaign" => lead.campaign.clone(), "route" => route, "outcome" => decision.outcome(), "reason" => reason).increment(1);
+        tracing::info!(
+            lead = %lead.key,
+            campaign = %lead.campaign,
+            outcome = decision.outcome(),
+            decision = %serde_json::to_string(decision).unwrap_or_default(),
+            "decision"
+        );
     }
 
     fn call_request(rules: &RuleSet, lead: &Lead, model_id: &str, from: E164) -> CallRequest {
@@ -818,6 +894,10 @@ impl<S: Store> Shared<S> {
         from: Option<E164>,
         permit: OwnedSemaphorePermit,
     ) -> Result<(), StoreError> {
+        if let Some(from) = from {
+            metrics::counter!("callroute_calls_placed_total", "from_number" => from.to_string())
+                .increment(1);
+        }
         self.store
             .attempt_placed(attempt_id, call_id, Utc::now())
             .await?;

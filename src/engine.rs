@@ -138,6 +138,8 @@ pub struct Exclusion {
     pub number: E164,
     pub tier: Tier,
     pub reason: String,
+    /// The limit windows that are full (empty when excluded for another reason).
+    pub windows: Vec<crate::usage::LimitWindow>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -444,6 +446,7 @@ fn pick_number(
                     number: info.number,
                     tier,
                     reason: format!("not attached to agent `{}`", campaign.agent),
+                    windows: Vec::new(),
                 });
                 continue;
             }
@@ -463,6 +466,7 @@ fn pick_number(
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(", "),
+                    windows: hits.iter().map(|h| h.window).collect(),
                 });
             }
         }

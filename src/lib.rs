@@ -10,6 +10,7 @@ pub mod explain;
 pub mod geo;
 pub mod hours;
 pub mod lead;
+pub mod metrics;
 pub mod phone;
 pub mod reload;
 pub mod rules;

@@ -388,6 +388,8 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
     })?;
+    callroute::metrics::install();
+    metrics::gauge!("callroute_rules_reload_success").set(1.0);
     let daemon = Arc::new(
         Daemon::start(
             store,

@@ -141,6 +141,30 @@ fn notify_protocol_reloads_and_shutdown() {
         "{stdout}"
     );
 
+    // Metrics: a lead goes through, and its number never becomes a label.
+    let lead =
+        r#"{"phone":"+13055550199","name":"M","campaign":"c","timezone":"Pacific/Kiritimati"}"#;
+    let answer = http(admin_port, "POST", "/v1/leads", lead);
+    assert!(answer.contains("\"accepted\":1"), "{answer}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = http(admin_port, "GET", "/metrics", "");
+    for name in [
+        "callroute_build_info",
+        "callroute_leads{state=",
+        "callroute_decisions_total{",
+        "callroute_rules_reload_success",
+        "callroute_rules_info{hash=",
+        "callroute_pool_numbers{agent=\"a\"} 2",
+        "callroute_api_request_duration_seconds_bucket{endpoint=\"GET /assistants/{model_id}\"",
+        "callroute_live_calls",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("3055550199"),
+        "a lead's number leaked into a label"
+    );
+
     signal(daemon.id(), "TERM");
     expect(&socket, "STOPPING=1", Duration::from_secs(5));
     let status = daemon.wait().unwrap();
@@ -148,4 +172,23 @@ fn notify_protocol_reloads_and_shutdown() {
     let _ = simulator.kill();
     let _ = simulator.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tiny HTTP/1.0 exchange with the admin listener; returns the body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
 }

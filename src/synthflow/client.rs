@@ -114,7 +114,22 @@ impl Client {
         format!("{}{path}", self.base_url)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, ApiError> {
+        let started = std::time::Instant::now();
+        let result = self.send_timed(request).await;
+        metrics::histogram!("callroute_api_request_duration_seconds", "endpoint" => endpoint)
+            .record(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            metrics::counter!("callroute_api_errors_total", "endpoint" => endpoint, "class" => e.class()).increment(1);
+        }
+        result
+    }
+
+    async fn send_timed(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
         let response = request
             .bearer_auth(&self.api_key)
             .send()
@@ -150,7 +165,7 @@ impl Client {
     /// `POST /v2/calls`; returns the new call's id.
     pub async fn create_call(&self, call: &CallRequest) -> Result<String, ApiError> {
         let body = self
-            .send(self.http.post(self.url("/calls")).json(call))
+            .send("POST /calls", self.http.post(self.url("/calls")).json(call))
             .await?;
         envelope(&body, "call_id")
             .and_then(Value::as_str)
@@ -161,7 +176,10 @@ impl Client {
     /// `GET /v2/calls/{call_id}` (the call comes wrapped in a one-item list).
     pub async fn get_call(&self, call_id: &str) -> Result<CallRecord, ApiError> {
         let body = self
-            .send(self.http.get(self.url(&format!("/calls/{call_id}"))))
+            .send(
+                "GET /calls/{call_id}",
+                self.http.get(self.url(&format!("/calls/{call_id}"))),
+            )
             .await?;
         one_or_many(envelope(&body, "calls"))
             .into_iter()
@@ -188,7 +206,10 @@ impl Client {
                 ("offset", (page * limit).to_string()),
             ];
             let body = self
-                .send(self.http.get(self.url("/calls")).query(&query))
+                .send(
+                    "GET /calls",
+                    self.http.get(self.url("/calls")).query(&query),
+                )
                 .await?;
             let items = one_or_many(envelope(&body, "calls"));
             let count = items.len();
@@ -203,7 +224,10 @@ impl Client {
     /// `GET /v2/assistants/{model_id}`: the agent's attached pool.
     pub async fn attached_numbers(&self, model_id: &str) -> Result<Vec<AttachedNumber>, ApiError> {
         let body = self
-            .send(self.http.get(self.url(&format!("/assistants/{model_id}"))))
+            .send(
+                "GET /assistants/{model_id}",
+                self.http.get(self.url(&format!("/assistants/{model_id}"))),
+            )
             .await?;
         let assistant = one_or_many(envelope(&body, "assistants"))
             .into_iter()
@@ -225,6 +249,7 @@ impl Client {
     pub async fn attach_numbers(&self, model_id: &str, numbers: &[String]) -> Result<(), ApiError> {
         let body = serde_json::json!({ "phone_numbers": numbers });
         self.send(
+            "PUT /assistants/{model_id}/phone_numbers",
             self.http
                 .put(self.url(&format!("/assistants/{model_id}/phone_numbers")))
                 .json(&body),
@@ -237,6 +262,7 @@ impl Client {
     pub async fn detach_number(&self, model_id: &str, number: &str) -> Result<(), ApiError> {
         let slug = number.trim_start_matches('+');
         self.send(
+            "DELETE /assistants/{model_id}/phone_numbers/{slug}",
             self.http
                 .delete(self.url(&format!("/assistants/{model_id}/phone_numbers/{slug}"))),
         )

@@ -1,0 +1,89 @@
+//! Prometheus metrics. Counters and histograms are recorded where things happen (the
+//! `metrics` macros are no-ops until `install` runs); gauges that describe state (queue,
+//! live calls) are set when `/metrics` is scraped. Lead phone numbers never become labels;
+//! caller IDs (a bounded set from the rules) may.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Installs the process-wide recorder (once; later calls return the same handle).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    if HANDLE.get().is_none() {
+        let built = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| b.install_recorder());
+        match built {
+            Ok(handle) => {
+                let _ = HANDLE.set(handle);
+                describe();
+            }
+            Err(e) => tracing::warn!("metrics disabled: {e}"),
+        }
+    }
+    HANDLE.get()
+}
+
+/// The Prometheus text, if the recorder is installed.
+pub fn render() -> Option<String> {
+    HANDLE.get().map(PrometheusHandle::render)
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "callroute_build_info",
+        "Version of the running callroute (value 1)."
+    );
+    describe_gauge!("callroute_leads", "Leads in the queue by state.");
+    describe_counter!(
+        "callroute_decisions_total",
+        "Routing decisions by campaign, route, outcome and reason."
+    );
+    describe_counter!(
+        "callroute_calls_placed_total",
+        "Calls placed, by caller ID."
+    );
+    describe_counter!(
+        "callroute_limit_hits_total",
+        "Times a caller ID was passed over because a limit window was full."
+    );
+    describe_histogram!(
+        "callroute_api_request_duration_seconds",
+        Unit::Seconds,
+        "Synthflow API request latency by endpoint."
+    );
+    describe_counter!(
+        "callroute_api_errors_total",
+        "Synthflow API errors by endpoint and class."
+    );
+    describe_gauge!("callroute_live_calls", "Calls placed and not yet ended.");
+    describe_histogram!(
+        "callroute_pacing_wait_seconds",
+        Unit::Seconds,
+        "Time a call waited for the account's attempts-per-second pacing."
+    );
+    describe_gauge!(
+        "callroute_pool_numbers",
+        "Numbers attached to each agent, as last read from Synthflow."
+    );
+    describe_gauge!(
+        "callroute_rules_reload_success",
+        "1 if the rules files on disk loaded at the last reload, 0 if they are broken."
+    );
+    describe_gauge!(
+        "callroute_rules_last_reload_timestamp_seconds",
+        "When the last reload was attempted (Unix time)."
+    );
+    describe_gauge!(
+        "callroute_rules_info",
+        "Content hash of the running rules (value 1)."
+    );
+    metrics::gauge!("callroute_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
