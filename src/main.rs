@@ -35,8 +35,19 @@ const EX_CONFIG: u8 = 78;
     about = "Picks the caller ID for every outbound call, and explains why"
 )]
 struct Cli {
+    /// Log lines for people (`text`; plain when not on a terminal, as under journald) or one
+    /// JSON object per line (`json`). Filter with CALLROUTE_LOG (default `warn`, `info` shows
+    /// every decision).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CALLROUTE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -69,6 +80,12 @@ enum Command {
     /// Ask the running daemon to reload its rules; waits for the result (exit 1 if the files
     /// are broken and the old rules stay).
     Reload {
+        #[arg(long, env = "CALLROUTE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Show the running daemon's queue, per-number usage against limits, live calls and last
+    /// reload (from its admin listener).
+    Status {
         #[arg(long, env = "CALLROUTE_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -122,13 +139,18 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CALLROUTE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLROUTE_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        // journald adds its own timestamps; colours only on a terminal.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let result = match cli.command {
         Command::Demo {
             rules,
@@ -140,6 +162,9 @@ fn main() -> ExitCode {
         }
         Command::Enqueue { config, files } => {
             runtime().and_then(|rt| rt.block_on(enqueue(config.as_deref(), &files)))
+        }
+        Command::Status { config } => {
+            runtime().and_then(|rt| rt.block_on(status(config.as_deref())))
         }
         Command::Reload { config } => {
             runtime().and_then(|rt| rt.block_on(reload(config.as_deref())))
@@ -195,6 +220,25 @@ fn load_rules(dir: &Path) -> Result<Loaded, ExitCode> {
                 dir.display(),
                 if count == 1 { "" } else { "s" }
             );
+            Err(ExitCode::from(EX_CONFIG))
+        }
+    }
+}
+
+/// `load_rules` for the daemon: diagnostics go to the log (JSON lines when asked for).
+fn load_rules_logged(dir: &Path) -> Result<Loaded, ExitCode> {
+    match rules::load_dir(dir) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            Ok(loaded)
+        }
+        Err(diagnostics) => {
+            for diagnostic in diagnostics.errors() {
+                tracing::error!("{diagnostic}");
+            }
+            tracing::error!("{}: the rules are broken; refusing to start", dir.display());
             Err(ExitCode::from(EX_CONFIG))
         }
     }
@@ -361,7 +405,7 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
-    let loaded = match load_rules(&config.rules) {
+    let loaded = match load_rules_logged(&config.rules) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
@@ -566,4 +610,111 @@ async fn reload(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn status(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let url = format!("http://{}/v1/status", admin_address(&config));
+    let status: serde_json::Value = reqwest::get(&url)
+        .await
+        .with_context(|| format!("cannot reach the daemon at {url}; is `callroute run` running?"))?
+        .json()
+        .await
+        .context("unexpected answer from the daemon")?;
+    print!("{}", render_status(&status));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The terminal view of `/v1/status`.
+fn render_status(status: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let rules = &status["rules"];
+    let _ = writeln!(
+        out,
+        "rules     {} loaded {}{}",
+        rules["hash"].as_str().unwrap_or("?"),
+        rules["loaded_at"].as_str().unwrap_or("?"),
+        if rules["files_on_disk_broken"].as_bool() == Some(true) {
+            "  !! files on disk are BROKEN; running the last good rules"
+        } else {
+            ""
+        }
+    );
+    if let Some(last) = rules["last_reload"].as_object() {
+        let _ = writeln!(
+            out,
+            "reload    {} by {} at {}",
+            last.get("result").and_then(|v| v.as_str()).unwrap_or("?"),
+            last.get("trigger").and_then(|v| v.as_str()).unwrap_or("?"),
+            last.get("at").and_then(|v| v.as_str()).unwrap_or("?")
+        );
+        for error in last
+            .get("errors")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let _ = writeln!(out, "          {}", error.as_str().unwrap_or_default());
+        }
+    }
+    if status["auth_failed"].as_bool() == Some(true) {
+        let _ = writeln!(out, "dialing   PAUSED: Synthflow refused the API key");
+    }
+    let _ = writeln!(
+        out,
+        "live      {} calls",
+        status["live_calls"].as_u64().unwrap_or(0)
+    );
+    let queue: Vec<String> = status["queue"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(state, n)| format!("{state} {n}"))
+        .collect();
+    let _ = writeln!(out, "queue     {}", queue.join(", "));
+    let _ = writeln!(
+        out,
+        "\n{:<14} {:>9}  {:<20} limits",
+        "number", "calls 24h", "last used"
+    );
+    for number in status["numbers"].as_array().into_iter().flatten() {
+        let limits = &number["limits"];
+        let windows: Vec<String> = ["per_minute", "per_hour", "per_24h", "per_day", "min_gap"]
+            .iter()
+            .filter(|w| !limits[**w].is_null())
+            .map(|w| format!("{w} {}", limits[*w].to_string().trim_matches('"')))
+            .collect();
+        let full: Vec<String> = number["at_limit"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|hit| {
+                format!(
+                    "{} FULL until {}",
+                    hit["window"].as_str().unwrap_or("?"),
+                    hit["frees_at"].as_str().unwrap_or("never")
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<14} {:>9}  {:<20} {}{}",
+            number["number"].as_str().unwrap_or("?"),
+            number["calls_24h"],
+            number["last_used"]
+                .as_str()
+                .map_or("-".to_string(), |t| t.chars().take(19).collect()),
+            windows.join(", "),
+            if full.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", full.join("; "))
+            }
+        );
+    }
+    out
 }

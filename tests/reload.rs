@@ -178,3 +178,55 @@ async fn configmap_style_symlink_swap_is_seen() {
     eprintln!("symlink swap: {latency} ms");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_usage_so_a_number_at_its_limit_stays_there() {
+    let dir = scratch("limits");
+    let file = dir.join("rules.yaml");
+    std::fs::write(&file, rules(SF, "v1")).unwrap();
+    let daemon = daemon(&dir).await;
+    let running = tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }
+    });
+    // One call from the San Francisco number: its per_minute limit (1) is now full.
+    let lead = callroute::lead::RawLead {
+        phone: Some("+13055550100".into()),
+        name: Some("A".into()),
+        campaign: Some("c".into()),
+        ..Default::default()
+    };
+    callroute::store::Store::enqueue(
+        daemon.store(),
+        &[("first".into(), lead)],
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    daemon.wake();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while daemon.events().iter().all(|e| e.outcome != "placed") {
+        assert!(Instant::now() < deadline, "the first call was not placed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A reload (new comment, same route) must not reset the number's window.
+    std::fs::write(&file, rules(SF, "v2: only a comment changed")).unwrap();
+    assert!(matches!(
+        daemon.reload("test").await,
+        ReloadOutcome::Applied { .. }
+    ));
+    let next = Lead::from_json(r#"{"phone":"+13055550101","name":"B","campaign":"c"}"#).unwrap();
+    let (decision, trace) = daemon.explain(&next, chrono::Utc::now());
+    assert!(matches!(decision, Decision::Defer { .. }), "{decision:?}");
+    assert!(
+        trace
+            .excluded
+            .iter()
+            .any(|e| e.number.to_string() == SF && e.reason.contains("per_minute 1/1")),
+        "{:?}",
+        trace.excluded
+    );
+    running.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

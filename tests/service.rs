@@ -62,7 +62,7 @@ fn notify_protocol_reloads_and_shutdown() {
     let dir = std::env::temp_dir().join(format!("callroute-service-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("sim.yaml"), "api_key: k\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\", \"+12125550107\"]\n").unwrap();
+    std::fs::write(dir.join("sim.yaml"), "api_key: sk-live-4242-secret\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\", \"+12125550107\"]\n").unwrap();
     let mut simulator = Command::new(BIN)
         .args([
             "simulator",
@@ -96,10 +96,12 @@ fn notify_protocol_reloads_and_shutdown() {
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     let mut daemon = Command::new(BIN)
         .args(["run", "--config", config.to_str().unwrap()])
-        .env("SYNTHFLOW_API_KEY", "k")
+        .env("SYNTHFLOW_API_KEY", "sk-live-4242-secret")
+        .env("CALLROUTE_LOG", "info")
+        .args(["--log-format", "json"])
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "1500000")
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
         .spawn()
         .unwrap();
 
@@ -165,12 +167,39 @@ fn notify_protocol_reloads_and_shutdown() {
         "a lead's number leaked into a label"
     );
 
+    let view = Command::new(BIN)
+        .args(["status", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let view = String::from_utf8_lossy(&view.stdout);
+    assert!(
+        view.contains("rules     ") && view.contains("queue     ") && view.contains("+14155550100"),
+        "{view}"
+    );
+
     signal(daemon.id(), "TERM");
     expect(&socket, "STOPPING=1", Duration::from_secs(5));
     let status = daemon.wait().unwrap();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     let _ = simulator.kill();
     let _ = simulator.wait();
+
+    // JSON logs: one object a line, one event per decision, and never the API key.
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    assert!(
+        !log.contains("sk-live-4242-secret"),
+        "the API key leaked into the log"
+    );
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "decision" && e["campaign"] == "c"),
+        "{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
