@@ -100,9 +100,13 @@ async fn status<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
     }
 }
 
-/// A JSON array or JSON Lines of leads; bad rows are reported and do not block good ones.
+/// CSV with a header row, JSON Lines or a JSON array of leads; bad rows are reported and do
+/// not block good ones.
 async fn leads<S: Store>(State(daemon): State<Arc<Daemon<S>>>, body: String) -> Response {
-    let intake = intake::parse_json(&body);
+    let intake = match intake::parse(body.as_bytes()) {
+        Ok(intake) => intake,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
     let rejected: Vec<serde_json::Value> = intake
         .rejected
         .iter()
