@@ -20,7 +20,7 @@ use crate::engine::{Decision, decide};
 use crate::lead::Lead;
 use crate::phone::E164;
 use crate::rules::RuleSet;
-use crate::store::{Attempt, NotPlaced, Store, StoreError, StoredLead};
+use crate::store::{Attempt, LeadState, NotPlaced, Store, StoreError, StoredLead};
 use crate::synthflow::{ApiError, CallRequest, Client, KeyValue};
 use crate::usage::PoolState;
 
@@ -134,6 +134,9 @@ struct Shared<S: Store> {
     /// systemd's watchdog interval, if it wants pings.
     watchdog: Option<Duration>,
     last_beat: Mutex<tokio::time::Instant>,
+    /// Leads not yet finished (queued, deferred, claimed, dialing, placed), for STATUS;
+    /// counted every 30 s, not per ping, because counting a million rows is not free.
+    open_leads: std::sync::atomic::AtomicU64,
     client: Client,
     config: DaemonConfig,
     pool: Mutex<PoolState>,
@@ -215,6 +218,7 @@ impl<S: Store> Daemon<S> {
                 rules_dir: Mutex::new(None),
                 watchdog: crate::systemd::watchdog_interval(),
                 last_beat: Mutex::new(tokio::time::Instant::now()),
+                open_leads: std::sync::atomic::AtomicU64::new(0),
                 reload: tokio::sync::Mutex::new(()),
                 reload_status: Mutex::new(ReloadStatus {
                     loaded_at: now,
@@ -563,15 +567,16 @@ impl<S: Store> Shared<S> {
                 .available_permits()
                 .min(self.config.concurrency as usize);
         crate::systemd::status(&format!(
-            "rules {:016x}{}; {live} calls live{}",
+            "rules {:016x}; queue {} open; {live} calls live{}{}",
             self.rules.load().content_hash,
-            if lock(&self.reload_status).disk_broken {
-                " (files on disk broken)"
+            self.open_leads.load(Ordering::Relaxed),
+            if self.auth_failed.load(Ordering::SeqCst) {
+                "; PAUSED: Synthflow refused the API key"
             } else {
                 ""
             },
-            if self.auth_failed.load(Ordering::SeqCst) {
-                "; PAUSED: Synthflow refused the API key"
+            if lock(&self.reload_status).disk_broken {
+                "; rules files on disk BROKEN (running the last good ones)"
             } else {
                 ""
             },
@@ -621,7 +626,24 @@ impl<S: Store> Shared<S> {
 
     async fn dial_loop(self: Arc<Self>, requests: &mut JoinSet<()>) -> Result<(), DaemonError> {
         let mut next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
+        let mut next_count = tokio::time::Instant::now();
         while !self.stopping() {
+            if tokio::time::Instant::now() >= next_count {
+                next_count = tokio::time::Instant::now() + Duration::from_secs(30);
+                if let Ok(counts) = self.store.counts().await {
+                    let open = counts
+                        .iter()
+                        .filter(|(state, _)| {
+                            !matches!(
+                                state,
+                                LeadState::Completed | LeadState::Failed | LeadState::Rejected
+                            )
+                        })
+                        .map(|(_, n)| n)
+                        .sum();
+                    self.open_leads.store(open, Ordering::Relaxed);
+                }
+            }
             self.heartbeat();
             while requests.try_join_next().is_some() {}
             let refresh_now = self.refresh_pools_now.swap(false, Ordering::SeqCst);
@@ -726,12 +748,12 @@ impl<S: Store> Shared<S> {
                 return Ok(());
             }
         }
-        let (now, decision) = if matches!(first.1, Decision::Dial { .. }) {
+        let (now, decision, route) = if matches!(first.1, Decision::Dial { .. }) {
             self.decide_now(&rules, &lead)
         } else {
             first
         };
-        self.count_decision(&lead, &decision);
+        self.count_decision(&lead, &decision, &route);
         match decision {
             Decision::Dial {
                 from_phone_number,
@@ -777,7 +799,7 @@ impl<S: Store> Shared<S> {
         Ok(())
     }
 
-    fn decide_now(&self, rules: &RuleSet, lead: &Lead) -> (DateTime<Utc>, Decision) {
+    fn decide_now(&self, rules: &RuleSet, lead: &Lead) -> (DateTime<Utc>, Decision, String) {
         let (decision, trace) = {
             let pool = lock(&self.pool);
             decide(rules, lead, &pool, Utc::now())
@@ -788,34 +810,70 @@ impl<S: Store> Shared<S> {
                 metrics::counter!("callroute_limit_hits_total", "number" => excluded.number.to_string(), "window" => window.name()).increment(1);
             }
         }
-        (now, decision)
+        let route = trace
+            .routes
+            .iter()
+            .find(|r| r.matched)
+            .map(|r| r.route.to_string())
+            .unwrap_or_default();
+        (now, decision, route)
     }
 
     /// One counter per decision actually acted on, labelled by campaign, route, outcome and
     /// reason (bounded sets: never the lead's phone number).
-    fn count_decision(&self, lead: &Lead, decision: &Decision) {
-        let (route, reason) = match decision {
-            Decision::Dial { route, tier, .. } => (
-                route.clone(),
-                serde_json::to_value(tier)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-            ),
-            Decision::Defer { reason, .. } | Decision::Reject { reason } => (
+    fn count_decision(&self, lead: &Lead, decision: &Decision, route: &str) {
+        let label = |value: serde_json::Result<serde_json::Value>| {
+            value
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        let (tier, number, reason, until) = match decision {
+            Decision::Dial {
+                tier,
+                from_phone_number,
+                ..
+            } => (
+                label(serde_json::to_value(tier)),
+                from_phone_number.to_string(),
                 String::new(),
-                serde_json::to_value(reason.code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                String::new(),
+            ),
+            Decision::Defer { until, reason } => (
+                String::new(),
+                String::new(),
+                label(serde_json::to_value(reason.code)),
+                until.to_rfc3339(),
+            ),
+            Decision::Reject { reason } => (
+                String::new(),
+                String::new(),
+                label(serde_json::to_value(reason.code)),
+                String::new(),
             ),
         };
-        metrics::counter!("callroute_decisions_total", "campaign" => lead.campaign.clone(), "route" => route, "outcome" => decision.outcome(), "reason" => reason).increment(1);
+        let reason_label = if reason.is_empty() {
+            tier.clone()
+        } else {
+            reason.clone()
+        };
+        metrics::counter!(
+            "callroute_decisions_total",
+            "campaign" => lead.campaign.clone(),
+            "route" => route.to_string(),
+            "outcome" => decision.outcome(),
+            "reason" => reason_label
+        )
+        .increment(1);
         tracing::info!(
             lead = %lead.key,
             campaign = %lead.campaign,
+            route,
+            tier,
+            number,
             outcome = decision.outcome(),
-            decision = %serde_json::to_string(decision).unwrap_or_default(),
+            reason,
+            until,
             "decision"
         );
     }

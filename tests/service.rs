@@ -130,6 +130,13 @@ fn notify_protocol_reloads_and_shutdown() {
             && stderr.contains("the running rules stay"),
         "{stderr}"
     );
+    let metrics = http(admin_port, "GET", "/metrics", "");
+    assert!(
+        metrics.contains("callroute_rules_reload_success 0"),
+        "broken files show in the metrics"
+    );
+    let status = http(admin_port, "GET", "/v1/status", "");
+    assert!(status.contains("\"files_on_disk_broken\":true"), "{status}");
     std::fs::write(dir.join("rules/rules.yaml"), rules("+14155550100")).unwrap();
     let fixed = reload(&config);
     assert!(
