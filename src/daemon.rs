@@ -59,6 +59,9 @@ pub enum ReloadOutcome {
     Failed { errors: Vec<String> },
 }
 
+/// How long a call is followed before its slot is given back with an unknown outcome.
+const MAX_CALL_FOLLOW: Duration = Duration::from_secs(3 * 3600);
+
 /// Pace at 1/1.015 of the account's attempts per second.
 const PACING_HEADROOM: f64 = 1.015;
 
@@ -475,10 +478,8 @@ impl<S: Store> Daemon<S> {
             requests.spawn(async move { shared.reconcile(attempt, None).await });
         }
         for attempt in shared.store.live_calls().await? {
-            if let (Some(call_id), Ok(permit)) = (
-                attempt.call_id.clone(),
-                shared.live.clone().try_acquire_owned(),
-            ) {
+            if let Some(call_id) = attempt.call_id.clone() {
+                let permit = shared.live.clone().try_acquire_owned().ok();
                 tokio::spawn(shared.clone().watch_call(call_id, permit));
             }
         }
@@ -931,7 +932,7 @@ impl<S: Store> Shared<S> {
         let outcome = match result {
             Ok(call_id) => {
                 self.consecutive_429.store(0, Ordering::SeqCst);
-                self.placed(attempt_id, &lead.key, &call_id, Some(from), permit)
+                self.placed(attempt_id, &lead.key, &call_id, Some(from), Some(permit))
                     .await
             }
             Err(error) => {
@@ -950,7 +951,7 @@ impl<S: Store> Shared<S> {
         lead_id: &str,
         call_id: &str,
         from: Option<E164>,
-        permit: OwnedSemaphorePermit,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<(), StoreError> {
         if let Some(from) = from {
             metrics::counter!("callroute_calls_placed_total", "from_number" => from.to_string())
@@ -1077,7 +1078,9 @@ impl<S: Store> Shared<S> {
             },
         };
         let mut delay = self.config.reconcile_delay;
-        for _ in 0..8 {
+        // Never resend on a guess: keep asking until the lookup answers (or we stop; the next
+        // start asks again).
+        loop {
             self.sleep_or_stop(delay).await;
             if self.stopping() {
                 return;
@@ -1097,24 +1100,17 @@ impl<S: Store> Shared<S> {
                     let now = Utc::now();
                     let result = match ours {
                         Some(call) => {
-                            let permit = self.live.clone().try_acquire_owned();
-                            match permit {
-                                Ok(permit) => {
-                                    self.placed(
-                                        attempt.id,
-                                        &attempt.lead_id,
-                                        &call.call_id,
-                                        E164::parse(&attempt.from_number).ok(),
-                                        permit,
-                                    )
-                                    .await
-                                }
-                                Err(_) => {
-                                    self.store
-                                        .attempt_placed(attempt.id, &call.call_id, now)
-                                        .await
-                                }
-                            }
+                            // The call is live whether or not a slot is free: follow it
+                            // either way, so its end is recorded.
+                            let permit = self.live.clone().try_acquire_owned().ok();
+                            self.placed(
+                                attempt.id,
+                                &attempt.lead_id,
+                                &call.call_id,
+                                E164::parse(&attempt.from_number).ok(),
+                                permit,
+                            )
+                            .await
                         }
                         None => {
                             if let Ok(number) = E164::parse(&attempt.from_number) {
@@ -1144,11 +1140,10 @@ impl<S: Store> Shared<S> {
                 }
             }
         }
-        tracing::error!(attempt = attempt.id, lead = %attempt.lead_id, "call still unconfirmed; left in doubt for the next start");
     }
 
     /// Polls a live call until it ends, then records the outcome and frees its slot.
-    async fn watch_call(self: Arc<Self>, call_id: String, permit: OwnedSemaphorePermit) {
+    async fn watch_call(self: Arc<Self>, call_id: String, permit: Option<OwnedSemaphorePermit>) {
         let waiter = Arc::new(Notify::new());
         lock(&self.call_waiters).insert(call_id.clone(), waiter.clone());
         self.follow_call(&call_id, &waiter).await;
@@ -1158,7 +1153,17 @@ impl<S: Store> Shared<S> {
 
     async fn follow_call(&self, call_id: &str, webhook: &Notify) {
         let mut delay = self.config.poll_interval;
+        let started = tokio::time::Instant::now();
         loop {
+            if started.elapsed() > MAX_CALL_FOLLOW {
+                // No call lasts this long: stop holding a slot for it, and say so.
+                let outcome = "unknown: no final status within 3 h";
+                tracing::warn!(call_id, "{outcome}");
+                if let Err(e) = self.store.complete(call_id, outcome, Utc::now()).await {
+                    tracing::error!(call_id, "cannot record the outcome: {e}");
+                }
+                return;
+            }
             tokio::select! {
                 () = self.sleep_or_stop(delay) => {}
                 // The webhook already recorded the end; the poll below confirms it.
