@@ -45,9 +45,7 @@ async fn simulator(attempts_per_second: u32, concurrency: u32) -> (Simulator, St
         seed: 1,
         webhook: None,
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v2", listener.local_addr().unwrap());
-    tokio::spawn(sim.clone().serve(listener, std::future::pending()));
+    let base = sim.start_local().await.unwrap();
     (sim, base)
 }
 
@@ -113,23 +111,12 @@ async fn daemon_run(
             .await
             .unwrap(),
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let daemon = daemon.clone();
-        async move {
-            daemon
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let running = daemon.spawn();
     let already = sim.log().len();
     while sim.log().len() < already + leads {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     let log = sim.log();
     let ours = &log[already..];
     (ours.last().unwrap().accepted_at - ours.first().unwrap().accepted_at)

@@ -511,6 +511,36 @@ impl<S: Store> Daemon<S> {
     }
 }
 
+/// A daemon running on a background task (demo, benchmarks, tests).
+pub struct RunningDaemon {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+}
+
+impl RunningDaemon {
+    /// Shuts the daemon down as SIGTERM would, and waits until it has drained.
+    pub async fn stop(self) -> Result<(), DaemonError> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+impl<S: Store> Daemon<S> {
+    /// Runs the daemon on a background task until `RunningDaemon::stop`.
+    pub fn spawn(self: &Arc<Self>) -> RunningDaemon {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let daemon = self.clone();
+        let task = tokio::spawn(async move {
+            daemon
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        RunningDaemon { stop, task }
+    }
+}
+
 impl<S: Store> Shared<S> {
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()

@@ -86,12 +86,7 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
         seed: 7,
         webhook: None,
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}/v2", listener.local_addr()?);
-    let (stop_simulator, simulator_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(simulator.clone().serve(listener, async move {
-        let _ = simulator_stopped.await;
-    }));
+    let base_url = simulator.start_local().await?;
 
     let dir = std::env::temp_dir().join(format!("callroute-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -130,17 +125,7 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
             .await
             .context("starting the daemon")?,
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let daemon = daemon.clone();
-        async move {
-            daemon
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let running = daemon.spawn();
     let started = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -160,9 +145,7 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
             break;
         }
     }
-    let _ = stop.send(());
-    running.await??;
-    let _ = stop_simulator.send(());
+    running.stop().await?;
 
     // Per lead: where it ended and why.
     let events = daemon.events();

@@ -1,5 +1,7 @@
 //! The admin listener of a running daemon, and a caller ID detached upstream mid-run.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,45 +10,18 @@ use callroute::daemon::{Daemon, DaemonConfig};
 use callroute::rules::compile_sources;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{LeadState, Store};
-use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, Simulator};
-use callroute::synthflow::{Client, ClientConfig};
+use callroute::synthflow::simulator::Simulator;
 
 const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, any]\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_and_an_upstream_detach() {
-    let sim = Simulator::new(SimConfig {
-        api_key: "k".into(),
-        attempts_per_second: 50,
-        concurrency: 50,
-        agents: vec![SimAgent {
-            model_id: "m-1".into(),
-            r#type: "outbound".into(),
-            attached: vec!["+14155550100".into(), "+12125550107".into()],
-        }],
-        calls: CallBehaviour {
-            ring_ms: 10,
-            talk_ms: 20,
-            answer_rate: 1.0,
-            ..CallBehaviour::default()
-        },
-        faults: Default::default(),
-        seed: 1,
-        webhook: None,
-    });
-    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v2", sim_listener.local_addr().unwrap());
-    tokio::spawn(sim.clone().serve(sim_listener, std::future::pending()));
+    let sim = Simulator::new(common::sim_config(&["+14155550100", "+12125550107"]));
+    let base = sim.start_local().await.unwrap();
 
     let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    let client = Client::new(&ClientConfig {
-        base_url: base,
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    })
-    .unwrap();
+    let client = common::client(&base);
     let config = DaemonConfig {
         attempts_per_second: 50,
         poll_interval: Duration::from_millis(20),
@@ -175,28 +150,8 @@ async fn admin_endpoints_and_an_upstream_detach() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_pauses_dialing_keeps_the_queue_and_recovers() {
-    let sim = Simulator::new(SimConfig {
-        api_key: "k".into(),
-        attempts_per_second: 50,
-        concurrency: 50,
-        agents: vec![SimAgent {
-            model_id: "m-1".into(),
-            r#type: "outbound".into(),
-            attached: vec!["+14155550100".into(), "+12125550107".into()],
-        }],
-        calls: CallBehaviour {
-            ring_ms: 10,
-            talk_ms: 20,
-            answer_rate: 1.0,
-            ..CallBehaviour::default()
-        },
-        faults: Default::default(),
-        seed: 1,
-        webhook: None,
-    });
-    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v2", sim_listener.local_addr().unwrap());
-    tokio::spawn(sim.clone().serve(sim_listener, std::future::pending()));
+    let sim = Simulator::new(common::sim_config(&["+14155550100", "+12125550107"]));
+    let base = sim.start_local().await.unwrap();
     let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     let leads: Vec<(String, callroute::lead::RawLead)> = (0..4)
@@ -211,13 +166,7 @@ async fn a_refused_key_pauses_dialing_keeps_the_queue_and_recovers() {
         })
         .collect();
     store.enqueue(&leads, chrono::Utc::now()).await.unwrap();
-    let client = Client::new(&ClientConfig {
-        base_url: base,
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    })
-    .unwrap();
+    let client = common::client(&base);
     let config = DaemonConfig {
         poll_interval: Duration::from_millis(20),
         retry_max: Duration::from_millis(200),

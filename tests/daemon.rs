@@ -103,12 +103,7 @@ struct Run {
 }
 
 async fn run(name: &str, sim: Simulator, leads: usize, request_timeout_ms: u64) -> Run {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v2", listener.local_addr().unwrap());
-    let (stop_sim, sim_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sim.clone().serve(listener, async move {
-        let _ = sim_stopped.await;
-    }));
+    let base = sim.start_local().await.unwrap();
 
     let dir = rules_dir(name);
     let rules = Arc::new(load_dir(&dir).unwrap().rules);
@@ -137,17 +132,7 @@ async fn run(name: &str, sim: Simulator, leads: usize, request_timeout_ms: u64) 
         ..DaemonConfig::default()
     };
     let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let daemon = daemon.clone();
-        async move {
-            daemon
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let running = daemon.spawn();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let counts = loop {
         let counts = daemon.store().counts().await.unwrap();
@@ -166,9 +151,7 @@ async fn run(name: &str, sim: Simulator, leads: usize, request_timeout_ms: u64) 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
-    let _ = stop_sim.send(());
+    running.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     Run {
         log: sim.log(),

@@ -2,6 +2,8 @@
 //! ConfigMap-style symlink swap take effect; the time from the edit to the first decision
 //! under the new rules is measured; a broken edit keeps the old rules and says so.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +13,7 @@ use callroute::engine::Decision;
 use callroute::lead::Lead;
 use callroute::rules::load_dir;
 use callroute::store::sqlite::SqliteStore;
-use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, Simulator};
-use callroute::synthflow::{Client, ClientConfig};
+use callroute::synthflow::simulator::Simulator;
 
 const SF: &str = "+14155550100";
 const NY: &str = "+12125550107";
@@ -24,35 +25,9 @@ fn rules(number: &str, comment: &str) -> String {
 }
 
 async fn daemon(dir: &Path) -> Arc<Daemon<SqliteStore>> {
-    let sim = Simulator::new(SimConfig {
-        api_key: "k".into(),
-        attempts_per_second: 50,
-        concurrency: 50,
-        agents: vec![SimAgent {
-            model_id: "m-1".into(),
-            r#type: "outbound".into(),
-            attached: vec![SF.into(), NY.into()],
-        }],
-        calls: CallBehaviour {
-            ring_ms: 10,
-            talk_ms: 10,
-            answer_rate: 1.0,
-            ..CallBehaviour::default()
-        },
-        faults: Default::default(),
-        seed: 1,
-        webhook: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v2", listener.local_addr().unwrap());
-    tokio::spawn(sim.serve(listener, std::future::pending()));
-    let client = Client::new(&ClientConfig {
-        base_url: base,
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    })
-    .unwrap();
+    let sim = Simulator::new(common::sim_config(&[SF, NY]));
+    let base = sim.start_local().await.unwrap();
+    let client = common::client(&base);
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     let rules = Arc::new(load_dir(dir).unwrap().rules);
     let daemon = Arc::new(

@@ -30,15 +30,8 @@ fn config(attempts_per_second: u32, concurrency: u32) -> SimConfig {
     }
 }
 
-/// Starts a simulator; it stops when the returned sender is dropped.
-async fn start(sim: &Simulator) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v2", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sim.clone().serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    (base, stop)
+async fn start(sim: &Simulator) -> String {
+    sim.start_local().await.unwrap()
 }
 
 fn client(base: &str, key: &str, timeout_ms: u64) -> Client {
@@ -64,7 +57,7 @@ fn call(phone: &str) -> CallRequest {
 #[tokio::test]
 async fn a_call_is_placed_and_runs_through_its_life_cycle() {
     let sim = Simulator::new(config(10, 5));
-    let (base, _stop) = start(&sim).await;
+    let base = start(&sim).await;
     let api = client(&base, "sim-key", 2000);
     let call_id = api.create_call(&call("+14155550123")).await.unwrap();
     let first = api.get_call(&call_id).await.unwrap();
@@ -85,7 +78,7 @@ async fn a_call_is_placed_and_runs_through_its_life_cycle() {
 #[tokio::test]
 async fn errors_are_typed_by_what_to_do_next() {
     let sim = Simulator::new(config(1, 5));
-    let (base, _stop) = start(&sim).await;
+    let base = start(&sim).await;
     let wrong_key = client(&base, "nope", 2000)
         .create_call(&call("+14155550123"))
         .await
@@ -124,7 +117,7 @@ async fn errors_are_typed_by_what_to_do_next() {
 #[tokio::test]
 async fn concurrency_limit_answers_429_while_calls_are_live() {
     let sim = Simulator::new(config(100, 1));
-    let (base, _stop) = start(&sim).await;
+    let base = start(&sim).await;
     let api = client(&base, "sim-key", 2000);
     api.create_call(&call("+14155550123")).await.unwrap();
     assert!(matches!(
@@ -143,7 +136,7 @@ async fn accept_then_timeout_is_ambiguous_and_the_call_can_be_found() {
         hang_ms: 2_000,
         ..Faults::default()
     });
-    let (base, _stop) = start(&sim).await;
+    let base = start(&sim).await;
     let api = client(&base, "sim-key", 200);
     let before = chrono::Utc::now().timestamp_millis();
     let err = api.create_call(&call("+14155550123")).await.unwrap_err();
@@ -160,7 +153,7 @@ async fn accept_then_timeout_is_ambiguous_and_the_call_can_be_found() {
 #[tokio::test]
 async fn pool_can_be_read_attached_and_detached() {
     let sim = Simulator::new(config(1, 5));
-    let (base, _stop) = start(&sim).await;
+    let base = start(&sim).await;
     let api = client(&base, "sim-key", 2000);
     let numbers: Vec<String> = api
         .attached_numbers(MODEL)

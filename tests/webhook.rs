@@ -1,6 +1,8 @@
 //! The post-call webhook: the simulator posts it, signed; the daemon's admin listener
 //! verifies the signature and records the call's end without waiting for its next poll.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +14,8 @@ use callroute::lead::RawLead;
 use callroute::rules::compile_sources;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{LeadState, Store};
-use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, SimWebhook, Simulator};
+use callroute::synthflow::simulator::{CallBehaviour, SimConfig, SimWebhook, Simulator};
 use callroute::synthflow::webhook::sign;
-use callroute::synthflow::{Client, ClientConfig};
 
 const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n";
 
@@ -23,30 +24,19 @@ async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
     let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_url = format!("http://{}", admin_listener.local_addr().unwrap());
     let sim = Simulator::new(SimConfig {
-        api_key: "k".into(),
-        attempts_per_second: 10,
-        concurrency: 10,
-        agents: vec![SimAgent {
-            model_id: "m-1".into(),
-            r#type: "outbound".into(),
-            attached: vec!["+14155550100".into()],
-        }],
         calls: CallBehaviour {
             ring_ms: 50,
             talk_ms: 100,
             answer_rate: 1.0,
             ..CallBehaviour::default()
         },
-        faults: Default::default(),
-        seed: 1,
         webhook: Some(SimWebhook {
             url: format!("{admin_url}/v1/webhooks/synthflow"),
             secret: "whsec".into(),
         }),
+        ..common::sim_config(&["+14155550100"])
     });
-    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v2", sim_listener.local_addr().unwrap());
-    tokio::spawn(sim.clone().serve(sim_listener, std::future::pending()));
+    let base = sim.start_local().await.unwrap();
 
     let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
@@ -61,13 +51,7 @@ async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
         .enqueue(&[("L1".into(), lead)], Utc::now())
         .await
         .unwrap();
-    let client = Client::new(&ClientConfig {
-        base_url: base,
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    })
-    .unwrap();
+    let client = common::client(&base);
     // Status polls are an hour apart: only the webhook can end the call in time.
     let config = DaemonConfig {
         poll_interval: Duration::from_secs(3600),

@@ -136,6 +136,22 @@ impl SqliteStore {
         }
     }
 
+    /// Attempts with their results, filtered by `condition` (SQL after the join; one `?`
+    /// bound to `bind` if given).
+    async fn attempts_where(
+        &self,
+        condition: &str,
+        bind: Option<i64>,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let sql = format!("{ATTEMPT_SELECT} {condition}");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        if let Some(value) = bind {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
+        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+    }
+
     async fn set_state(
         &self,
         lead_id: &str,
@@ -389,35 +405,20 @@ impl Store for SqliteStore {
     }
 
     async fn in_doubt(&self) -> Result<Vec<Attempt>, StoreError> {
-        let sql = format!("{ATTEMPT_SELECT} WHERE r.attempt_id IS NULL ORDER BY a.id");
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+        self.attempts_where("WHERE r.attempt_id IS NULL ORDER BY a.id", None)
             .await
-            .map_err(db)?;
-        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
     }
 
     async fn live_calls(&self) -> Result<Vec<Attempt>, StoreError> {
-        let sql = format!(
-            "{ATTEMPT_SELECT} JOIN leads l ON l.call_id = r.call_id WHERE r.status = 'placed' AND l.state = 'placed' ORDER BY a.id"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+        let condition = "JOIN leads l ON l.call_id = r.call_id
+             WHERE r.status = 'placed' AND l.state = 'placed' ORDER BY a.id";
+        self.attempts_where(condition, None).await
     }
 
     async fn attempts_since(&self, since: DateTime<Utc>) -> Result<Vec<Attempt>, StoreError> {
-        let sql = format!(
-            "{ATTEMPT_SELECT} WHERE a.at >= ? AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(ms(since))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+        let condition =
+            "WHERE a.at >= ? AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at";
+        self.attempts_where(condition, Some(ms(since))).await
     }
 
     async fn lead(&self, lead_id: &str) -> Result<Option<StoredLead>, StoreError> {

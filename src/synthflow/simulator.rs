@@ -268,6 +268,15 @@ impl Simulator {
             .with_state(self.clone())
     }
 
+    /// Serves on a free loopback port until the runtime ends; returns the API's base URL
+    /// (`http://127.0.0.1:PORT/v2`). For tests, benchmarks and the demo.
+    pub async fn start_local(&self) -> std::io::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base_url = format!("http://{}/v2", listener.local_addr()?);
+        tokio::spawn(self.clone().serve(listener, std::future::pending()));
+        Ok(base_url)
+    }
+
     /// Serves until `shutdown` completes.
     pub async fn serve(
         self,

@@ -1,0 +1,46 @@
+//! Set-up shared by the tests that run the daemon against the simulator on loopback.
+// Each test crate uses a different part of this module.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig};
+use callroute::synthflow::{Client, ClientConfig};
+
+pub const API_KEY: &str = "k";
+pub const MODEL_ID: &str = "m-1";
+
+/// A roomy simulated account (50 attempts/s, 50 live calls) with one outbound agent
+/// `m-1` that has `attached` in its pool, and short calls that are always answered.
+pub fn sim_config(attached: &[&str]) -> SimConfig {
+    SimConfig {
+        api_key: API_KEY.into(),
+        attempts_per_second: 50,
+        concurrency: 50,
+        agents: vec![SimAgent {
+            model_id: MODEL_ID.into(),
+            r#type: "outbound".into(),
+            attached: attached.iter().map(|n| n.to_string()).collect(),
+        }],
+        calls: CallBehaviour {
+            ring_ms: 10,
+            talk_ms: 20,
+            answer_rate: 1.0,
+            ..CallBehaviour::default()
+        },
+        faults: Default::default(),
+        seed: 1,
+        webhook: None,
+    }
+}
+
+/// A client for the simulator at `base_url`, with the simulator's key.
+pub fn client(base_url: &str) -> Client {
+    Client::new(&ClientConfig {
+        base_url: base_url.into(),
+        api_key: API_KEY.into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    })
+    .unwrap()
+}
