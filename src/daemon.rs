@@ -59,6 +59,9 @@ pub enum ReloadOutcome {
     Failed { errors: Vec<String> },
 }
 
+/// How many recent events a daemon keeps in memory (the log has them all).
+const RECENT_EVENTS: usize = 10_000;
+
 /// How long a call is followed before its slot is given back with an unknown outcome.
 const MAX_CALL_FOLLOW: Duration = Duration::from_secs(3 * 3600);
 
@@ -152,7 +155,8 @@ struct Shared<S: Store> {
     /// Set when Synthflow refused a call: the pool may have changed upstream.
     refresh_pools_now: AtomicBool,
     wake: Notify,
-    events: Mutex<Vec<Event>>,
+    /// The most recent events (at most `RECENT_EVENTS`), for the demo's report and tests.
+    events: Mutex<std::collections::VecDeque<Event>>,
     /// Live calls' watchers, woken when a webhook reports the call's end.
     call_waiters: Mutex<HashMap<String, Arc<Notify>>>,
     shutdown: watch::Receiver<bool>,
@@ -216,7 +220,7 @@ impl<S: Store> Daemon<S> {
                 auth_failed: AtomicBool::new(false),
                 refresh_pools_now: AtomicBool::new(false),
                 wake: Notify::new(),
-                events: Mutex::new(Vec::new()),
+                events: Mutex::new(std::collections::VecDeque::new()),
                 call_waiters: Mutex::new(HashMap::new()),
                 rules_dir: Mutex::new(None),
                 watchdog: crate::systemd::watchdog_interval(),
@@ -241,8 +245,9 @@ impl<S: Store> Daemon<S> {
         self.shared.wake.notify_one();
     }
 
+    /// The most recent events (the last 10,000; the log has them all).
     pub fn events(&self) -> Vec<Event> {
-        lock(&self.shared.events).clone()
+        lock(&self.shared.events).iter().cloned().collect()
     }
 
     pub fn store(&self) -> &S {
@@ -569,7 +574,11 @@ impl<S: Store> Shared<S> {
             from = from.as_deref().unwrap_or(""),
             "{detail}"
         );
-        lock(&self.events).push(Event {
+        let mut events = lock(&self.events);
+        if events.len() == RECENT_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(Event {
             lead_id: lead_id.to_string(),
             at: Utc::now(),
             outcome: outcome.to_string(),
@@ -1221,13 +1230,4 @@ impl<S: Store> Shared<S> {
             }
         }
     }
-}
-
-/// Counts of the demo's and tests' event outcomes.
-pub fn tally(events: &[Event]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for event in events {
-        *counts.entry(event.outcome.clone()).or_default() += 1;
-    }
-    counts
 }
