@@ -59,6 +59,19 @@ pub enum ReloadOutcome {
     Failed { errors: Vec<String> },
 }
 
+/// How far back usage matters: the longest limit window (a local day: up to 25 h), or the
+/// longest sticky TTL. Usage is rebuilt from this far back at start, and leads idle for
+/// longer are forgotten from memory.
+fn usage_lookback(rules: &RuleSet) -> chrono::Duration {
+    let longest_sticky = rules
+        .campaigns()
+        .flat_map(|c| &c.routes)
+        .filter_map(|r| r.sticky)
+        .max()
+        .unwrap_or_default();
+    chrono::Duration::hours(26).max(chrono::Duration::from_std(longest_sticky).unwrap_or_default())
+}
+
 /// How many recent events a daemon keeps in memory (the log has them all).
 const RECENT_EVENTS: usize = 10_000;
 
@@ -185,14 +198,7 @@ impl<S: Store> Daemon<S> {
     ) -> Result<Daemon<S>, DaemonError> {
         let now = Utc::now();
         let mut pool = PoolState::new(now.timestamp_millis() as u64);
-        let longest_sticky = rules
-            .campaigns()
-            .flat_map(|c| &c.routes)
-            .filter_map(|r| r.sticky)
-            .max()
-            .unwrap_or_default();
-        let lookback = chrono::Duration::hours(26)
-            .max(chrono::Duration::from_std(longest_sticky).unwrap_or_default());
+        let lookback = usage_lookback(&rules);
         for attempt in store.attempts_since(now - lookback).await? {
             if let Ok(number) = E164::parse(&attempt.from_number) {
                 pool.record_for_key(number, &attempt.lead_id, attempt.at);
@@ -670,6 +676,8 @@ impl<S: Store> Shared<S> {
         while !self.stopping() {
             if tokio::time::Instant::now() >= next_count {
                 next_count = tokio::time::Instant::now() + Duration::from_secs(30);
+                let cutoff = Utc::now() - usage_lookback(&self.rules.load());
+                lock(&self.pool).forget_leads_idle_since(cutoff);
                 if let Ok(counts) = self.store.counts().await {
                     let open = counts
                         .iter()
@@ -780,6 +788,7 @@ impl<S: Store> Shared<S> {
         let Some(permit) = permit else {
             return Ok(()); // stopping: the lead stays claimed and is released
         };
+        lock(&self.pool).note_total_attempts(&lead.key, stored.attempts);
         let first = self.decide_now(&rules, &lead);
         if let Decision::Dial { .. } = first.1 {
             // Decide again once paced, so the time the limits were checked is the send time.

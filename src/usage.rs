@@ -186,6 +186,25 @@ impl PoolState {
         self.numbers.get(&number)
     }
 
+    /// Makes the lead's lifetime attempt count at least `total` (the store keeps the true
+    /// count; the histories here cover only recent attempts).
+    pub fn note_total_attempts(&mut self, lead_key: &str, total: u32) {
+        if total > 0 {
+            let history = self.leads.entry(lead_key.to_string()).or_default();
+            history.total = history.total.max(total);
+        }
+    }
+
+    /// Forgets leads not called since `cutoff`: their windows are empty and their sticky
+    /// assignments expired, and their lifetime count comes back from the store
+    /// (`note_total_attempts`) if they are ever decided again. Keeps memory bounded.
+    pub fn forget_leads_idle_since(&mut self, cutoff: DateTime<Utc>) {
+        self.leads.retain(|_, history| {
+            history.last.is_some_and(|(_, at)| at >= cutoff)
+                || history.attempts.back().is_some_and(|&at| at >= cutoff)
+        });
+    }
+
     pub fn lead_history(&self, lead_key: &str) -> Option<&LeadHistory> {
         self.leads.get(lead_key)
     }
@@ -427,6 +446,35 @@ mod tests {
         assert_eq!(usage.uses_24h(t(2)), 1);
         assert_eq!(usage.last_used(), Some(t(0)));
         assert_eq!(pool.lead_history(&lead.key).unwrap().total(), 1);
+    }
+
+    #[test]
+    fn lifetime_counts_survive_forgetting_idle_leads() {
+        let number = E164::parse("+14155550100").unwrap();
+        let mut pool = PoolState::new(1);
+        let lead = lead();
+        pool.record(number, &lead, t(0));
+        pool.forget_leads_idle_since(t(60));
+        assert!(
+            pool.lead_history(&lead.key).is_none(),
+            "idle for longer than the cutoff"
+        );
+        pool.note_total_attempts(&lead.key, 7);
+        let rule = AttemptRule {
+            max_total: Some(7),
+            ..AttemptRule::default()
+        };
+        assert_eq!(
+            pool.lead_history(&lead.key).unwrap().hits(&rule, t(120))[0].window,
+            LimitWindow::MaxTotal
+        );
+        pool.record(number, &lead, t(130));
+        pool.forget_leads_idle_since(t(60));
+        assert_eq!(
+            pool.lead_history(&lead.key).unwrap().total(),
+            8,
+            "recently called: kept"
+        );
     }
 
     #[test]

@@ -148,6 +148,11 @@ async fn not_placed_attempts_retry_or_fail_and_do_not_count_as_usage() {
         .await
         .unwrap();
 
+    assert_eq!(
+        store.lead("a").await.unwrap().unwrap().attempts,
+        0,
+        "a 429 is not an attempt on the lead"
+    );
     assert!(
         store.claim_due(t0(), 10).await.unwrap().is_empty(),
         "not due before the back-off ends"

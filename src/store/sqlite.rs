@@ -376,7 +376,9 @@ impl Store for SqliteStore {
             now,
         )
         .await?;
-        sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, updated_at = ? WHERE id = ?")
+        // An attempt that placed no call is not an attempt on the lead (`attempts` counts
+        // calls that may have happened, for lifetime caps).
+        sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ?")
             .bind(state.as_str())
             .bind(due)
             .bind(reason)
