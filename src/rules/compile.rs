@@ -1,6 +1,7 @@
 //! Reads a rules directory, checks everything, and compiles it into a `RuleSet`.
 //!
-//! Parse errors (bad YAML, unknown or duplicate keys, wrong types) stop the file they are in;
+//! Unknown and duplicate keys are all reported (see `parse_file`); other parse errors (bad
+//! YAML, wrong types) stop the file they are in;
 //! every other check runs over all files and reports every problem it finds.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -91,9 +92,9 @@ pub fn compile_sources(sources: &[(&Path, &str)]) -> (Option<RuleSet>, Vec<Diagn
     let mut out = Vec::new();
     let mut parsed = Vec::new();
     for (path, text) in sources {
-        match serde_saphyr::from_str::<Option<RawFile>>(text) {
-            Ok(file) => parsed.push((path.to_path_buf(), file.unwrap_or_default())),
-            Err(e) => out.push(diag::from_yaml_error(path, &e)),
+        match parse_file(path, text) {
+            Ok(file) => parsed.push((path.to_path_buf(), file)),
+            Err(errors) => out.extend(errors),
         }
     }
     let parse_failed = !out.is_empty();
@@ -101,6 +102,63 @@ pub fn compile_sources(sources: &[(&Path, &str)]) -> (Option<RuleSet>, Vec<Diagn
     let rules = compiler.compile(&parsed, hash_sources(sources));
     let rules = if parse_failed { None } else { rules };
     (rules, compiler.out)
+}
+
+/// At most this many unknown or duplicate keys are reported per file.
+const MAX_KEY_ERRORS: usize = 50;
+
+/// Parses one file. serde stops at the first error; an unknown or duplicate key written in
+/// block style is cut out (its lines blanked, so later positions stay true) and the file
+/// parsed again, so that every such key is reported at once. Any other error ends the file.
+fn parse_file(path: &Path, text: &str) -> Result<RawFile, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut text = text.to_string();
+    for _ in 0..MAX_KEY_ERRORS {
+        let error = match serde_saphyr::from_str::<Option<RawFile>>(&text) {
+            Ok(file) if errors.is_empty() => return Ok(file.unwrap_or_default()),
+            Ok(_) => return Err(errors),
+            Err(e) => e,
+        };
+        let diagnostic = diag::from_yaml_error(path, &error);
+        let is_key_error = diagnostic.message.starts_with("unknown field")
+            || diagnostic.message.starts_with("duplicate key");
+        let rest = if is_key_error {
+            without_entry(&text, diagnostic.pos.line, diagnostic.pos.column)
+        } else {
+            None
+        };
+        errors.push(diagnostic);
+        match rest {
+            Some(rest) => text = rest,
+            None => break,
+        }
+    }
+    Err(errors)
+}
+
+/// `text` with the block-style entry whose key starts at `line`:`column` blanked out: the
+/// key's line and the more-indented lines under it. `None` if the key is not the first thing
+/// on its line (a flow map such as `{ a: 1, b: 2 }`), where cutting lines would cut too much.
+fn without_entry(text: &str, line: u64, column: u64) -> Option<String> {
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let index = usize::try_from(line).ok()?.checked_sub(1)?;
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let indent = indent_of(lines.get(index)?);
+    if usize::try_from(column).ok()? != indent + 1 {
+        return None;
+    }
+    lines[index].clear();
+    for next in lines.iter_mut().skip(index + 1) {
+        let trimmed = next.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if indent_of(next) <= indent {
+            break;
+        }
+        next.clear();
+    }
+    Some(lines.join("\n"))
 }
 
 /// xxh3 over the files' names and contents, in order: equal hashes mean identical rules.
@@ -1146,6 +1204,25 @@ calling_hours:
         assert_reported(&messages, "b.yaml:3:3: duplicate key `+12125550107`");
         assert_reported(&messages, "c.yaml:3:12: unknown agent `nobody`");
         assert_reported(&messages, "c.yaml:4:13: campaign `c` has no routes");
+    }
+
+    #[test]
+    fn every_unknown_and_duplicate_key_of_a_file_is_reported() {
+        let text = "agents:\n  a:\n    model_id: m\n    modle: x\nnumbers:\n  \"+14155550100\": {}\n  \"+14155550100\":\n    brand: b\ncampaigns:\n  c:\n    agent: a\n    routs: []\n    routes:\n      - numbers: all\n        stratgy: random\n";
+        let (rules, messages) = compile(&[("r.yaml", text)]);
+        assert!(rules.is_none());
+        assert_reported(&messages, "r.yaml:4:5: unknown field `modle`");
+        assert_reported(&messages, "r.yaml:7:3: duplicate key `+14155550100`");
+        assert_reported(&messages, "r.yaml:12:5: unknown field `routs`");
+        assert_reported(&messages, "r.yaml:15:9: unknown field `stratgy`");
+        assert_eq!(messages.len(), 4, "nothing spurious: {messages:?}");
+    }
+
+    #[test]
+    fn a_key_error_inside_a_flow_map_still_stops_the_file_cleanly() {
+        let (_, messages) = compile(&[("r.yaml", "agents:\n  a: { model_id: m, modle: x }\n")]);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_reported(&messages, "r.yaml:2:21: unknown field `modle`");
     }
 
     #[test]
