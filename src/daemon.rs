@@ -871,19 +871,13 @@ impl<S: Store> Shared<S> {
     /// One counter per decision actually acted on, labelled by campaign, route, outcome and
     /// reason (bounded sets: never the lead's phone number).
     fn count_decision(&self, lead: &Lead, decision: &Decision, route: &str) {
-        let label = |value: serde_json::Result<serde_json::Value>| {
-            value
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
         let (tier, number, reason, until) = match decision {
             Decision::Dial {
                 tier,
                 from_phone_number,
                 ..
             } => (
-                label(serde_json::to_value(tier)),
+                crate::engine::variant_name(tier),
                 from_phone_number.to_string(),
                 String::new(),
                 String::new(),
@@ -891,13 +885,13 @@ impl<S: Store> Shared<S> {
             Decision::Defer { until, reason } => (
                 String::new(),
                 String::new(),
-                label(serde_json::to_value(reason.code)),
+                crate::engine::variant_name(&reason.code),
                 until.to_rfc3339(),
             ),
             Decision::Reject { reason } => (
                 String::new(),
                 String::new(),
-                label(serde_json::to_value(reason.code)),
+                crate::engine::variant_name(&reason.code),
                 String::new(),
             ),
         };

@@ -84,6 +84,15 @@ pub enum ReasonCode {
     NoAttachedNumber,
 }
 
+/// The name a unit variant has in JSON (`area_code`, `outside_calling_hours`, ...), for
+/// logs, metric labels and text output.
+pub fn variant_name(value: &impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 impl Decision {
     pub fn outcome(&self) -> &'static str {
         match self {

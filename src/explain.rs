@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use crate::engine::{Decision, Trace};
+use crate::engine::{Decision, Trace, variant_name};
 use crate::rules::Tier;
 
 fn tier_name(tier: Tier) -> &'static str {
@@ -85,10 +85,7 @@ pub fn to_text(decision: &Decision, trace: &Trace) -> String {
         } => writeln!(
             out,
             "DIAL from {from_phone_number} (route `{route}`, {}) with agent `{agent}` ({model_id})",
-            serde_json::to_value(tier)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
+            variant_name(tier)
         ),
         Decision::Defer { until, reason } => {
             writeln!(out, "DEFER until {}: {}", time(*until), reason.message)
@@ -152,10 +149,7 @@ pub fn to_text(decision: &Decision, trace: &Trace) -> String {
         );
     }
     if let Some(pick) = &trace.picked {
-        let by = pick
-            .strategy
-            .and_then(|s| serde_json::to_value(s).ok())
-            .and_then(|v| v.as_str().map(str::to_string));
+        let by = pick.strategy.map(|s| variant_name(&s));
         let _ = writeln!(
             out,
             "  picked   {} by {}: {}",

@@ -32,19 +32,8 @@ async fn admin_endpoints_and_an_upstream_detach() {
     // The daemon read both numbers at start; San Francisco's is then detached upstream.
     sim.detach("m-1", "+14155550100");
 
-    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = format!("http://{}", admin_listener.local_addr().unwrap());
-    tokio::spawn(
-        axum::serve(
-            admin_listener,
-            callroute::admin::router(daemon.clone(), None),
-        )
-        .into_future(),
-    );
-    let running = tokio::spawn({
-        let daemon = daemon.clone();
-        async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }
-    });
+    let admin = common::serve_admin(&daemon).await;
+    let running = daemon.spawn();
     let http = reqwest::Client::new();
 
     assert_eq!(
@@ -145,7 +134,7 @@ async fn admin_endpoints_and_an_upstream_detach() {
         explained["from_phone_number"], "+12125550107",
         "the refreshed pool no longer has the local number"
     );
-    running.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,19 +165,8 @@ async fn a_refused_key_pauses_dialing_keeps_the_queue_and_recovers() {
     };
     let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
     sim.set_api_key("rotated"); // the key is revoked after start
-    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = format!("http://{}", admin_listener.local_addr().unwrap());
-    tokio::spawn(
-        axum::serve(
-            admin_listener,
-            callroute::admin::router(daemon.clone(), None),
-        )
-        .into_future(),
-    );
-    let running = tokio::spawn({
-        let daemon = daemon.clone();
-        async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }
-    });
+    let admin = common::serve_admin(&daemon).await;
+    let running = daemon.spawn();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(daemon.auth_failed());
     assert_eq!(
@@ -217,5 +195,5 @@ async fn a_refused_key_pauses_dialing_keeps_the_queue_and_recovers() {
     }
     assert_eq!(sim.log().len(), 4);
     assert!(!daemon.auth_failed());
-    running.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }

@@ -2,8 +2,11 @@
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use callroute::daemon::Daemon;
+use callroute::store::Store;
 use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig};
 use callroute::synthflow::{Client, ClientConfig};
 
@@ -43,4 +46,14 @@ pub fn client(base_url: &str) -> Client {
         request_timeout: Duration::from_secs(2),
     })
     .unwrap()
+}
+
+/// Serves the daemon's admin listener (no webhook secret) on a free loopback port; returns
+/// its base URL.
+pub async fn serve_admin<S: Store>(daemon: &Arc<Daemon<S>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = callroute::admin::router(daemon.clone(), None);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
 }
