@@ -166,9 +166,7 @@ fn reason(code: ReasonCode, message: impl Into<String>) -> Reason {
     }
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use crate::format_instant as rfc3339;
 
 /// Decides what to do with `lead` at `now`.
 pub fn decide(

@@ -59,7 +59,7 @@ pub fn to_json(decision: &Decision, trace: &Trace) -> Value {
     json!({
         "outcome": decision.outcome(),
         "from_phone_number": from,
-        "until": until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "until": until.map(crate::format_instant),
         "reason": reason,
         "reason_code": code,
         "route": route.or(matched_route),
@@ -73,8 +73,7 @@ pub fn to_json(decision: &Decision, trace: &Trace) -> Value {
 /// The text form, one fact per line.
 pub fn to_text(decision: &Decision, trace: &Trace) -> String {
     let mut out = String::new();
-    let time =
-        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let time = crate::format_instant;
     let _ = match decision {
         Decision::Dial {
             from_phone_number,

@@ -18,3 +18,8 @@ pub mod store;
 pub mod synthflow;
 pub mod systemd;
 pub mod usage;
+
+/// How instants are shown to people and scripts: RFC 3339, UTC, whole seconds.
+pub fn format_instant(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -83,11 +83,7 @@ impl std::fmt::Display for LimitHit {
             _ => write!(f, "{} {}/{}", self.window.name(), self.used, self.limit)?,
         }
         match self.frees_at {
-            Some(t) => write!(
-                f,
-                " (frees {})",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
+            Some(t) => write!(f, " (frees {})", crate::format_instant(t)),
             None => write!(f, " (never frees)"),
         }
     }
