@@ -148,6 +148,8 @@ struct Shared<S: Store> {
     rules: ArcSwap<RuleSet>,
     /// Where the rules come from, for reloads (`None`: fixed rules, e.g. in tests).
     rules_dir: Mutex<Option<PathBuf>>,
+    /// The names of the files the running rules were read from.
+    rules_files: Mutex<Vec<String>>,
     reload: tokio::sync::Mutex<()>,
     reload_status: Mutex<ReloadStatus>,
     /// systemd's watchdog interval, if it wants pings.
@@ -179,6 +181,13 @@ struct Shared<S: Store> {
 pub struct Daemon<S: Store> {
     shared: Arc<Shared<S>>,
     stop: watch::Sender<bool>,
+}
+
+fn file_names(files: &[PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+        .collect()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -229,6 +238,7 @@ impl<S: Store> Daemon<S> {
                 events: Mutex::new(std::collections::VecDeque::new()),
                 call_waiters: Mutex::new(HashMap::new()),
                 rules_dir: Mutex::new(None),
+                rules_files: Mutex::new(Vec::new()),
                 watchdog: crate::systemd::watchdog_interval(),
                 last_beat: Mutex::new(tokio::time::Instant::now()),
                 open_leads: std::sync::atomic::AtomicU64::new(0),
@@ -277,9 +287,16 @@ impl<S: Store> Daemon<S> {
         Ok(recorded)
     }
 
-    /// Reloads read this directory.
+    /// Reloads read this directory (which the running rules were read from).
     pub fn set_rules_dir(&self, dir: PathBuf) {
+        *lock(&self.shared.rules_files) =
+            file_names(&crate::rules::rule_files(&dir).unwrap_or_default());
         *lock(&self.shared.rules_dir) = Some(dir);
+    }
+
+    /// The names of the files the running rules were read from.
+    pub fn rules_file_names(&self) -> Vec<String> {
+        lock(&self.shared.rules_files).clone()
     }
 
     /// The content hash of the running rules.
@@ -320,14 +337,34 @@ impl<S: Store> Daemon<S> {
                         }
                     }
                     Ok(Ok(loaded)) => {
-                        let changes = crate::rules::diff(&running, &loaded.rules);
-                        let hash = format!("{:016x}", loaded.rules.content_hash);
-                        self.shared.rules.store(Arc::new(loaded.rules));
-                        metrics::gauge!("callroute_rules_info", "hash" => format!("{:016x}", running.content_hash)).set(0.0);
-                        ReloadOutcome::Applied {
-                            hash,
-                            changes,
-                            warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
+                        // Everything the new rules need, their agents' pools included, is
+                        // read before they run: a lead is never decided against a pool that
+                        // is not there yet.
+                        match self.shared.fetch_pools(&loaded.rules).await {
+                            Err(e) => ReloadOutcome::Failed {
+                                errors: vec![format!("{e}; the running rules stay")],
+                            },
+                            Ok(pools) => {
+                                let changes = crate::rules::diff(&running, &loaded.rules);
+                                let hash = format!("{:016x}", loaded.rules.content_hash);
+                                {
+                                    let mut pool = lock(&self.shared.pool);
+                                    for (model_id, numbers) in pools {
+                                        pool.set_attached(&model_id, numbers);
+                                    }
+                                    self.shared.rules.store(Arc::new(loaded.rules));
+                                }
+                                *lock(&self.shared.rules_files) = file_names(&loaded.files);
+                                ReloadOutcome::Applied {
+                                    hash,
+                                    changes,
+                                    warnings: loaded
+                                        .warnings
+                                        .iter()
+                                        .map(ToString::to_string)
+                                        .collect(),
+                                }
+                            }
                         }
                     }
                 }
@@ -367,12 +404,6 @@ impl<S: Store> Daemon<S> {
             }
         }
         self.record_reload(trigger, &outcome);
-        if matches!(outcome, ReloadOutcome::Applied { .. })
-            && let Err(e) = self.shared.refresh_pools().await
-        {
-            // New rules may name new agents: their pools are needed before dialing them.
-            tracing::warn!("rules reloaded, but the pools could not be read again: {e}");
-        }
         crate::systemd::reloaded(&format!(
             "rules {:016x}",
             self.shared.rules.load().content_hash
@@ -643,6 +674,17 @@ impl<S: Store> Shared<S> {
 
     async fn refresh_pools(&self) -> Result<(), DaemonError> {
         let rules = self.rules.load_full();
+        let pools = self.fetch_pools(&rules).await?;
+        let mut pool = lock(&self.pool);
+        for (model_id, numbers) in pools {
+            pool.set_attached(&model_id, numbers);
+        }
+        Ok(())
+    }
+
+    /// Reads the attached pool of every agent of `rules`: all of them, or an error.
+    async fn fetch_pools(&self, rules: &RuleSet) -> Result<Vec<(String, Vec<E164>)>, DaemonError> {
+        let mut pools = Vec::new();
         for agent in rules.agents() {
             match self.client.attached_numbers(&agent.model_id).await {
                 Ok(numbers) => {
@@ -652,7 +694,7 @@ impl<S: Store> Shared<S> {
                         .collect();
                     metrics::gauge!("callroute_pool_numbers", "agent" => agent.name.clone())
                         .set(numbers.len() as f64);
-                    lock(&self.pool).set_attached(&agent.model_id, numbers);
+                    pools.push((agent.model_id.clone(), numbers));
                 }
                 Err(e @ ApiError::Unauthorized { .. }) => {
                     self.auth_failed.store(true, Ordering::SeqCst);
@@ -667,7 +709,7 @@ impl<S: Store> Shared<S> {
             }
         }
         self.auth_failed.store(false, Ordering::SeqCst);
-        Ok(())
+        Ok(pools)
     }
 
     async fn dial_loop(self: Arc<Self>, requests: &mut JoinSet<()>) -> Result<(), DaemonError> {
@@ -764,8 +806,6 @@ impl<S: Store> Shared<S> {
         stored: StoredLead,
         requests: &mut JoinSet<()>,
     ) -> Result<(), DaemonError> {
-        // One snapshot for the whole decision: a reload meanwhile does not change it.
-        let rules = self.rules.load_full();
         let lead = match Lead::from_raw(stored.raw.clone()) {
             Ok(lead) => lead,
             Err(e) => {
@@ -789,16 +829,18 @@ impl<S: Store> Shared<S> {
             return Ok(()); // stopping: the lead stays claimed and is released
         };
         lock(&self.pool).note_total_attempts(&lead.key, stored.attempts);
-        let first = self.decide_now(&rules, &lead);
-        if let Decision::Dial { .. } = first.1 {
+        // Decisions use the rules of the moment they are made, after every wait: a reload
+        // while this lead waited for its slot or its pacing token applies to it.
+        let first = self.decide_now(&lead);
+        if let Decision::Dial { .. } = first.2 {
             // Decide again once paced, so the time the limits were checked is the send time.
             self.alive_while(self.paced()).await;
             if self.stopping() {
                 return Ok(());
             }
         }
-        let (now, decision, route) = if matches!(first.1, Decision::Dial { .. }) {
-            self.decide_now(&rules, &lead)
+        let (rules, now, decision, route) = if matches!(first.2, Decision::Dial { .. }) {
+            self.decide_now(&lead)
         } else {
             first
         };
@@ -848,10 +890,13 @@ impl<S: Store> Shared<S> {
         Ok(())
     }
 
-    fn decide_now(&self, rules: &RuleSet, lead: &Lead) -> (DateTime<Utc>, Decision, String) {
+    /// Decides `lead` now with the running rules; returns the snapshot it decided on (one
+    /// decision finishes on one snapshot: the call request is built from the same rules).
+    fn decide_now(&self, lead: &Lead) -> (Arc<RuleSet>, DateTime<Utc>, Decision, String) {
+        let rules = self.rules.load_full();
         let (decision, trace) = {
             let pool = lock(&self.pool);
-            decide(rules, lead, &pool, Utc::now())
+            decide(&rules, lead, &pool, Utc::now())
         };
         let now = trace.now.unwrap_or_else(Utc::now);
         for excluded in &trace.excluded {
@@ -865,7 +910,7 @@ impl<S: Store> Shared<S> {
             .find(|r| r.matched)
             .map(|r| r.route.to_string())
             .unwrap_or_default();
-        (now, decision, route)
+        (rules, now, decision, route)
     }
 
     /// One counter per decision actually acted on, labelled by campaign, route, outcome and

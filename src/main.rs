@@ -465,8 +465,7 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     tokio::spawn(callroute::reload::watch(
         daemon.clone(),
         config.rules.clone(),
-        std::time::Duration::from_millis(150),
-        std::time::Duration::from_secs(30),
+        callroute::reload::WatchConfig::default(),
         until_stopped(),
     ));
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

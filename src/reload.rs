@@ -1,31 +1,86 @@
 //! What triggers a reload of the rules directory: file events (debounced, on the directory
-//! so that saves by rename and symlink swaps are seen) and a periodic content-hash check as a
-//! backstop. SIGHUP and `POST /v1/reload` call `Daemon::reload` directly: one code path.
+//! so that saves by rename are seen, and on its parent so that a swap of the directory's own
+//! symlink is seen) and a periodic check of the files' metadata as a backstop. SIGHUP and
+//! `POST /v1/reload` call `Daemon::reload` directly: one code path.
+//!
+//! Two rules keep a reload from hurting:
+//! * only changes trigger: creations, writes, renames and removals. Opening and reading (the
+//!   daemon's own reads of the rules included) never do, or a reload would trigger the next.
+//! * a file that vanished is not taken as intent until the directory has been quiet for
+//!   `settle`: a deploy that moves files out and back, or an editor that deletes before it
+//!   writes, must not remove a campaign for the moment in between.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::{EventKind, RecursiveMode, event::ModifyKind};
 use notify_debouncer_full::new_debouncer;
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, ReloadOutcome};
 use crate::store::Store;
+
+/// How the watcher waits.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchConfig {
+    /// Events closer together than this are one change.
+    pub debounce: Duration,
+    /// How often the files' metadata is compared, for changes the events missed.
+    pub backstop: Duration,
+    /// How long the directory must stay quiet before a vanished file counts as removed.
+    pub settle: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            debounce: Duration::from_millis(150),
+            backstop: Duration::from_secs(30),
+            settle: Duration::from_secs(5),
+        }
+    }
+}
+
+/// True for the events that can change what the rules directory holds.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(modify) => !matches!(modify, ModifyKind::Metadata(_)),
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
 
 /// Watches `dir` until `shutdown` resolves, reloading the daemon's rules on changes.
 pub async fn watch<S: Store>(
     daemon: Arc<Daemon<S>>,
     dir: PathBuf,
-    debounce: Duration,
-    backstop: Duration,
+    config: WatchConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // The directory's own name in its parent: a symlink swapped there replaces the directory.
+    let dir_name = dir.file_name().map(ToOwned::to_owned);
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let parent_for_filter = std::fs::canonicalize(&parent).unwrap_or(parent.clone());
     let debouncer = new_debouncer(
-        debounce,
+        config.debounce,
         None,
         move |result: notify_debouncer_full::DebounceEventResult| {
-            if result.is_ok() {
+            let Ok(events) = result else { return };
+            let relevant = events.iter().any(|event| {
+                is_change(&event.kind)
+                    && event.paths.iter().any(|path| {
+                        // In the parent, only the directory's own entry matters.
+                        path.parent() != Some(parent_for_filter.as_path())
+                            || path.file_name() == dir_name.as_deref()
+                    })
+            });
+            if relevant {
                 let _ = tx.send(());
             }
         },
@@ -40,31 +95,113 @@ pub async fn watch<S: Store>(
             None
         }
     };
+    if let Some(debouncer) = debouncer.as_mut()
+        && let Err(e) = debouncer.watch(&parent, RecursiveMode::NonRecursive)
+    {
+        tracing::warn!(
+            "cannot watch {}: {e}; a swap of the rules directory itself is seen by the periodic check only",
+            parent.display()
+        );
+    }
     let mut watched = arm(&mut debouncer, &dir, None);
-    let mut ticker = tokio::time::interval(backstop);
+    let mut ticker = tokio::time::interval(config.backstop);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_broken_hash: Option<u64> = None;
+    ticker.tick().await; // the first tick is immediate
+    let mut last_seen = Fingerprint::of(&dir);
     tokio::pin!(shutdown);
     loop {
         let trigger = tokio::select! {
             () = &mut shutdown => return,
             Some(()) = rx.recv() => "file change",
             _ = ticker.tick() => {
-                // The directory itself may have been swapped (a symlink to a new directory):
-                // watch what the path points to now.
-                watched = arm(&mut debouncer, &dir, watched);
-                match crate::rules::content_hash(&dir) {
-                    Ok(hash) if hash != daemon.rules_hash() && Some(hash) != last_broken_hash => "content hash check",
-                    _ => continue,
+                if Fingerprint::of(&dir) == last_seen {
+                    continue;
                 }
+                "metadata check"
             }
         };
-        while rx.try_recv().is_ok() {}
-        let outcome = daemon.reload(trigger).await;
-        last_broken_hash = match outcome {
-            crate::daemon::ReloadOutcome::Failed { .. } => crate::rules::content_hash(&dir).ok(),
-            _ => None,
+        // The directory itself may have been swapped (a symlink to a new directory): watch
+        // what the path points to now.
+        watched = arm(&mut debouncer, &dir, watched);
+        let settled = tokio::select! {
+            () = &mut shutdown => return,
+            settled = settle(&daemon, &dir, config.settle, &mut rx) => settled,
         };
+        if !settled {
+            continue;
+        }
+        watched = arm(&mut debouncer, &dir, watched);
+        last_seen = Fingerprint::of(&dir);
+        if let ReloadOutcome::Failed { errors } = daemon.reload(trigger).await {
+            tracing::debug!(
+                errors = errors.len(),
+                "waiting for the next change of the rules files"
+            );
+        }
+    }
+}
+
+/// Waits until a reload may proceed: at once if every file of the running rules is still
+/// there, else once the directory has been quiet for `quiet` (events restart the wait).
+/// Returns false when the files came back during the wait and nothing else changed.
+async fn settle<S: Store>(
+    daemon: &Daemon<S>,
+    dir: &Path,
+    quiet: Duration,
+    events: &mut UnboundedReceiver<()>,
+) -> bool {
+    let missing = |daemon: &Daemon<S>| {
+        let present: Vec<String> = crate::rules::rule_files(dir)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .collect();
+        daemon
+            .rules_file_names()
+            .into_iter()
+            .filter(|name| !present.contains(name))
+            .collect::<Vec<_>>()
+    };
+    let gone = missing(daemon);
+    if gone.is_empty() {
+        return true;
+    }
+    tracing::info!(
+        "{} vanished from {}; waiting {:?} of quiet before treating that as intended",
+        gone.join(", "),
+        dir.display(),
+        quiet
+    );
+    loop {
+        match tokio::time::timeout(quiet, events.recv()).await {
+            Ok(Some(())) => {
+                if missing(daemon).is_empty() {
+                    // Back again: reload only if something else changed meanwhile.
+                    return crate::rules::content_hash(dir).ok() != Some(daemon.rules_hash());
+                }
+            }
+            Ok(None) | Err(_) => return true,
+        }
+    }
+}
+
+/// What the backstop compares: the directory's target and, per rule file, its name, size,
+/// modification time and inode. Cheap (no contents read), and any save changes it.
+#[derive(Debug, PartialEq, Eq)]
+struct Fingerprint(Option<PathBuf>, Vec<(PathBuf, u64, i64, i64, u64)>);
+
+impl Fingerprint {
+    fn of(dir: &Path) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        let files = crate::rules::rule_files(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|path| match std::fs::metadata(&path) {
+                Ok(m) => (path, m.len(), m.mtime(), m.mtime_nsec(), m.ino()),
+                Err(_) => (path, 0, 0, 0, 0),
+            })
+            .collect();
+        Fingerprint(std::fs::canonicalize(dir).ok(), files)
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use callroute::daemon::{Daemon, DaemonConfig, ReloadOutcome};
 use callroute::engine::Decision;
 use callroute::lead::Lead;
+use callroute::reload::WatchConfig;
 use callroute::rules::load_dir;
 use callroute::store::sqlite::SqliteStore;
 use callroute::synthflow::simulator::Simulator;
@@ -25,22 +26,41 @@ fn rules(number: &str, comment: &str) -> String {
 }
 
 async fn daemon(dir: &Path) -> Arc<Daemon<SqliteStore>> {
-    let sim = Simulator::new(common::sim_config(&[SF, NY]));
+    daemon_with(dir, WATCH, DaemonConfig::default()).await
+}
+
+/// Short waits, and a backstop so slow that only file events can explain a reload.
+const WATCH: WatchConfig = WatchConfig {
+    debounce: Duration::from_millis(150),
+    backstop: Duration::from_secs(600),
+    settle: Duration::from_secs(1),
+};
+
+async fn daemon_with(
+    dir: &Path,
+    watch: WatchConfig,
+    config: DaemonConfig,
+) -> Arc<Daemon<SqliteStore>> {
+    daemon_on(dir, watch, config, common::sim_config(&[SF, NY])).await
+}
+
+async fn daemon_on(
+    dir: &Path,
+    watch: WatchConfig,
+    config: DaemonConfig,
+    sim: callroute::synthflow::simulator::SimConfig,
+) -> Arc<Daemon<SqliteStore>> {
+    let sim = Simulator::new(sim);
     let base = sim.start_local().await.unwrap();
     let client = common::client(&base);
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     let rules = Arc::new(load_dir(dir).unwrap().rules);
-    let daemon = Arc::new(
-        Daemon::start(store, rules, client, DaemonConfig::default())
-            .await
-            .unwrap(),
-    );
+    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
     daemon.set_rules_dir(dir.to_path_buf());
     tokio::spawn(callroute::reload::watch(
         daemon.clone(),
         dir.to_path_buf(),
-        Duration::from_millis(150),
-        Duration::from_secs(2),
+        watch,
         std::future::pending(),
     ));
     tokio::time::sleep(Duration::from_millis(300)).await; // the watcher is armed
@@ -203,5 +223,212 @@ async fn a_reload_keeps_usage_so_a_number_at_its_limit_stays_there() {
         trace.excluded
     );
     running.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn decision_for(daemon: &Daemon<SqliteStore>, campaign: &str) -> Decision {
+    let lead = Lead::from_json(&format!(
+        r#"{{"phone":"+13055550123","name":"N","campaign":"{campaign}"}}"#
+    ))
+    .unwrap();
+    daemon.explain(&lead, chrono::Utc::now()).0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_daemon_does_not_reload_not_even_after_reading_its_own_files() {
+    let dir = scratch("idle");
+    std::fs::write(dir.join("rules.yaml"), rules(SF, "v1")).unwrap();
+    let daemon = daemon(&dir).await;
+    // The daemon reads every file (open and access events) but changes none.
+    assert!(matches!(
+        daemon.reload("by hand").await,
+        ReloadOutcome::Unchanged { .. }
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let last = daemon.reload_status().last.expect("the reload by hand");
+    assert_eq!(
+        last.trigger, "by hand",
+        "only a change may trigger a reload"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const CAMPAIGN_D: &str =
+    "campaigns:\n  d:\n    agent: a\n    routes:\n      - numbers: [\"+12125550107\"]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_moved_away_and_back_during_a_deploy_changes_nothing() {
+    let dir = scratch("moved");
+    std::fs::write(dir.join("base.yaml"), rules(SF, "v1")).unwrap();
+    std::fs::write(dir.join("d.yaml"), CAMPAIGN_D).unwrap();
+    let away = dir.with_extension("away");
+    let _ = std::fs::remove_file(&away);
+    let daemon = daemon(&dir).await;
+    assert!(matches!(decision_for(&daemon, "d"), Decision::Dial { .. }));
+
+    std::fs::rename(dir.join("d.yaml"), &away).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    std::fs::rename(&away, dir.join("d.yaml")).unwrap();
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        let decision = decision_for(&daemon, "d");
+        assert!(
+            matches!(decision, Decision::Dial { .. }),
+            "campaign d must never be gone: {decision:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Removed for good: once the directory has been quiet for the settle time, it is gone.
+    std::fs::remove_file(dir.join("d.yaml")).unwrap();
+    let removed = Instant::now();
+    while matches!(decision_for(&daemon, "d"), Decision::Dial { .. }) {
+        assert!(
+            removed.elapsed() < Duration::from_secs(5),
+            "removal never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        removed.elapsed() >= WATCH.settle,
+        "a removal applied before the quiet period"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_swap_of_the_rules_directory_itself_is_seen_at_once() {
+    let root = scratch("dirswap");
+    for (version, number) in [("v1", SF), ("v2", NY)] {
+        std::fs::create_dir_all(root.join(version)).unwrap();
+        std::fs::write(
+            root.join(version).join("rules.yaml"),
+            rules(number, version),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink("v1", root.join("current")).unwrap();
+    let daemon = daemon(&root.join("current")).await;
+    assert_eq!(picked(&daemon), SF);
+    // `ln -sfn v2 current`, atomically: a new link renamed over the old one.
+    std::os::unix::fs::symlink("v2", root.join("current.tmp")).unwrap();
+    std::fs::rename(root.join("current.tmp"), root.join("current")).unwrap();
+    let latency = until_decides(&daemon, NY).await;
+    eprintln!("directory symlink swap: {latency} ms");
+    // And the new target is watched: an edit there is seen too.
+    std::fs::write(root.join("v2/rules.yaml"), rules(SF, "v2, edited")).unwrap();
+    until_decides(&daemon, SF).await;
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_waiting_for_a_call_slot_is_decided_with_the_rules_of_the_moment() {
+    let dir = scratch("slot");
+    let file = dir.join("rules.yaml");
+    std::fs::write(&file, rules(SF, "v1")).unwrap();
+    let mut sim = common::sim_config(&[SF, NY]);
+    sim.calls.talk_ms = 1500;
+    let config = DaemonConfig {
+        concurrency: 1,
+        attempts_per_second: 50,
+        poll_interval: Duration::from_millis(100),
+        ..DaemonConfig::default()
+    };
+    let daemon = daemon_on(&dir, WATCH, config, sim).await;
+    let run = daemon.spawn();
+    let leads: Vec<_> = ["+13055550100", "+13055550101"]
+        .iter()
+        .enumerate()
+        .map(|(i, phone)| {
+            (
+                format!("lead-{i}"),
+                callroute::lead::RawLead {
+                    phone: Some(phone.to_string()),
+                    name: Some("N".into()),
+                    campaign: Some("c".into()),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    callroute::store::Store::enqueue(daemon.store(), &leads, chrono::Utc::now())
+        .await
+        .unwrap();
+    daemon.wake();
+    let placed = |daemon: &Daemon<SqliteStore>| -> Vec<String> {
+        daemon
+            .events()
+            .iter()
+            .filter(|e| e.outcome == "placed")
+            .filter_map(|e| e.from_phone_number.clone())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while placed(&daemon).is_empty() {
+        assert!(Instant::now() < deadline, "the first call was not placed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The second lead now waits for the only slot. The SF number leaves the rules.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(&file, rules(NY, "v2")).unwrap();
+    assert!(matches!(
+        daemon.reload("test").await,
+        ReloadOutcome::Applied { .. }
+    ));
+    while placed(&daemon).len() < 2 {
+        assert!(Instant::now() < deadline, "the second call was not placed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        placed(&daemon),
+        [SF, NY],
+        "a number removed from the rules is never dialed again"
+    );
+    run.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_agents_pools_are_read_before_the_new_rules_run() {
+    let dir = scratch("agents");
+    let file = dir.join("rules.yaml");
+    std::fs::write(&file, rules(SF, "v1")).unwrap();
+    let mut sim = common::sim_config(&[SF]);
+    sim.agents.push(callroute::synthflow::simulator::SimAgent {
+        model_id: "m-2".into(),
+        r#type: "outbound".into(),
+        attached: vec![NY.into()],
+    });
+    let daemon = daemon_on(&dir, WATCH, DaemonConfig::default(), sim).await;
+    let with_agent = |model_id: &str| {
+        rules(SF, "v2").replace(
+            "agents: { a: { model_id: m-1 } }",
+            &format!("agents: {{ a: {{ model_id: m-1 }}, b: {{ model_id: {model_id} }} }}"),
+        ) + "  d:\n    agent: b\n    routes:\n      - numbers: [\"+12125550107\"]\n"
+    };
+
+    // An agent whose pool cannot be read: the running rules stay, and the reason is given.
+    std::fs::write(&file, with_agent("m-unknown")).unwrap();
+    match daemon.reload("test").await {
+        ReloadOutcome::Failed { errors } => {
+            assert!(errors[0].contains("agent `b`"), "{errors:?}");
+            assert!(errors[0].contains("running rules stay"), "{errors:?}");
+        }
+        other => panic!("expected the reload to fail: {other:?}"),
+    }
+    assert_eq!(picked(&daemon), SF);
+
+    // A readable one: the first decision under the new rules already sees its pool.
+    std::fs::write(&file, with_agent("m-2")).unwrap();
+    assert!(matches!(
+        daemon.reload("test").await,
+        ReloadOutcome::Applied { .. }
+    ));
+    match decision_for(&daemon, "d") {
+        Decision::Dial {
+            from_phone_number, ..
+        } => assert_eq!(from_phone_number.to_string(), NY),
+        other => panic!("expected a dial from the new agent's pool: {other:?}"),
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
