@@ -94,7 +94,15 @@ async fn status<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
                 .iter()
                 .map(|(state, n)| (state.as_str().to_string(), json!(n)))
                 .collect();
-            Json(json!({"queue": queue, "auth_failed": daemon.auth_failed(), "live_calls": daemon.live_calls(), "rules": daemon.rules_info(), "numbers": daemon.usage(Utc::now())})).into_response()
+            let held: Vec<serde_json::Value> = daemon
+                .store()
+                .held_reasons()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(reason, count)| json!({"reason": reason, "count": count}))
+                .collect();
+            Json(json!({"queue": queue, "held": held, "auth_failed": daemon.auth_failed(), "live_calls": daemon.live_calls(), "rules": daemon.rules_info(), "numbers": daemon.usage(Utc::now())})).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

@@ -404,6 +404,9 @@ impl<S: Store> Daemon<S> {
             }
         }
         self.record_reload(trigger, &outcome);
+        if matches!(outcome, ReloadOutcome::Applied { .. }) {
+            self.shared.release_held("rules reloaded").await;
+        }
         crate::systemd::reloaded(&format!(
             "rules {:016x}",
             self.shared.rules.load().content_hash
@@ -514,6 +517,8 @@ impl<S: Store> Daemon<S> {
         let shared = self.shared.clone();
         let now = Utc::now();
         shared.store.release_claims(now).await?;
+        // The rules or the pools may have changed while the daemon was down.
+        shared.release_held("daemon started").await;
         let mut requests: JoinSet<()> = JoinSet::new();
         for attempt in shared.store.in_doubt().await? {
             let shared = shared.clone();
@@ -672,14 +677,33 @@ impl<S: Store> Shared<S> {
         }
     }
 
+    /// Reads every agent's pool again; held leads are decided again if a pool changed.
     async fn refresh_pools(&self) -> Result<(), DaemonError> {
         let rules = self.rules.load_full();
         let pools = self.fetch_pools(&rules).await?;
-        let mut pool = lock(&self.pool);
-        for (model_id, numbers) in pools {
-            pool.set_attached(&model_id, numbers);
+        let mut changed = false;
+        {
+            let mut pool = lock(&self.pool);
+            for (model_id, numbers) in pools {
+                changed |= pool.set_attached(&model_id, numbers);
+            }
+        }
+        if changed {
+            self.release_held("an agent's pool changed").await;
         }
         Ok(())
+    }
+
+    /// Queues every held lead again: what held them may have changed.
+    async fn release_held(&self, why: &str) {
+        match self.store.release_held(Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(leads = n, "{why}: held leads are decided again");
+                self.wake.notify_one();
+            }
+            Err(e) => tracing::error!("{why}, but the held leads could not be queued again: {e}"),
+        }
     }
 
     /// Reads the attached pool of every agent of `rules`: all of them, or an error.
@@ -807,7 +831,12 @@ impl<S: Store> Shared<S> {
         requests: &mut JoinSet<()>,
     ) -> Result<(), DaemonError> {
         let lead = match Lead::from_raw(stored.raw.clone()) {
-            Ok(lead) => lead,
+            // One identity for the lead everywhere: its id in the store (the ledger, usage
+            // rebuilt from it, events and logs all use it).
+            Ok(lead) => Lead {
+                key: stored.id.clone(),
+                ..lead
+            },
             Err(e) => {
                 let reason = format!("invalid lead: {e}");
                 self.store.reject(&stored.id, &reason, Utc::now()).await?;
@@ -882,6 +911,10 @@ impl<S: Store> Shared<S> {
                     format!("until {}: {}", until.to_rfc3339(), reason.message),
                 );
             }
+            Decision::Hold { reason } => {
+                self.store.hold(&stored.id, &reason.message, now).await?;
+                self.event(&stored.id, "hold", None, reason.message);
+            }
             Decision::Reject { reason } => {
                 self.store.reject(&stored.id, &reason.message, now).await?;
                 self.event(&stored.id, "reject", None, reason.message);
@@ -933,7 +966,7 @@ impl<S: Store> Shared<S> {
                 crate::engine::variant_name(&reason.code),
                 until.to_rfc3339(),
             ),
-            Decision::Reject { reason } => (
+            Decision::Hold { reason } | Decision::Reject { reason } => (
                 String::new(),
                 String::new(),
                 crate::engine::variant_name(&reason.code),

@@ -33,7 +33,11 @@ pub enum Decision {
         until: DateTime<Utc>,
         reason: Reason,
     },
-    /// This lead cannot be called under these rules and this pool.
+    /// Not callable under the running rules and pool, but a change of either could make it
+    /// so: kept, and decided again after every successful reload or pool change.
+    Hold { reason: Reason },
+    /// This lead can never be called, whatever the rules say (its own data is at fault, or
+    /// it used up its lifetime attempts).
     Reject { reason: Reason },
 }
 
@@ -98,6 +102,7 @@ impl Decision {
         match self {
             Decision::Dial { .. } => "dial",
             Decision::Defer { .. } => "defer",
+            Decision::Hold { .. } => "hold",
             Decision::Reject { .. } => "reject",
         }
     }
@@ -192,7 +197,7 @@ fn decide_traced(
     trace: &mut Trace,
 ) -> Decision {
     let Some(campaign) = rules.campaign(&lead.campaign) else {
-        return Decision::Reject {
+        return Decision::Hold {
             reason: reason(
                 ReasonCode::UnknownCampaign,
                 format!("campaign `{}` is not in the rules", lead.campaign),
@@ -201,7 +206,7 @@ fn decide_traced(
     };
     trace.campaign = Some(campaign.name.clone());
     let Some(route) = match_route(campaign, lead, trace) else {
-        return Decision::Reject {
+        return Decision::Hold {
             reason: reason(
                 ReasonCode::NoRouteMatched,
                 format!("no route of campaign `{}` matches this lead", campaign.name),
@@ -231,12 +236,7 @@ fn decide_traced(
         next_open: opens,
     });
     let Some(opens) = opens else {
-        return Decision::Reject {
-            reason: reason(
-                ReasonCode::CallingHoursNeverOpen,
-                "the lead's calling hours never open (no allowed day, or its zones' windows never overlap)",
-            ),
-        };
+        return never_open();
     };
     if opens > now {
         let (code, message) = if earliest > now && opens == earliest {
@@ -276,14 +276,15 @@ fn decide_traced(
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", ");
-            return match all_free_at(&hits).and_then(|free| next_open_all(&constraints, free)) {
-                Some(until) => Decision::Defer {
+            return match all_free_at(&hits).map(|free| next_open_all(&constraints, free)) {
+                Some(Some(until)) => Decision::Defer {
                     until,
                     reason: reason(
                         ReasonCode::LeadAttemptLimit,
                         format!("lead attempt limit: {summary}"),
                     ),
                 },
+                Some(None) => never_open(),
                 None => Decision::Reject {
                     reason: reason(
                         ReasonCode::LeadAttemptCapReached,
@@ -295,6 +296,15 @@ fn decide_traced(
     }
 
     pick_number(rules, campaign, route, lead, pool, now, &constraints, trace)
+}
+
+fn never_open() -> Decision {
+    Decision::Hold {
+        reason: reason(
+            ReasonCode::CallingHoursNeverOpen,
+            "the lead's calling hours do not open within a year (no allowed day, every day blacked out, or its zones' windows never overlap)",
+        ),
+    }
 }
 
 fn match_route<'r>(campaign: &'r Campaign, lead: &Lead, trace: &mut Trace) -> Option<&'r Route> {
@@ -514,7 +524,7 @@ fn pick_number(
             .iter()
             .map(|t| Tier::NAMES[*t as usize])
             .collect();
-        return Decision::Reject {
+        return Decision::Hold {
             reason: reason(
                 ReasonCode::NoLocalNumber,
                 format!(
@@ -525,7 +535,7 @@ fn pick_number(
             ),
         };
     }
-    Decision::Reject {
+    Decision::Hold {
         reason: reason(
             ReasonCode::NoAttachedNumber,
             format!(
@@ -882,7 +892,7 @@ campaigns:
     }
 
     #[test]
-    fn unknown_campaign_and_unattached_pool_are_rejected() {
+    fn what_the_rules_or_the_pool_could_fix_is_held_not_rejected() {
         let rules = rules();
         let (decision, _) = decide(
             &rules,
@@ -891,7 +901,7 @@ campaigns:
             at(NOON_PACIFIC),
         );
         assert!(
-            matches!(decision, Decision::Reject { reason } if reason.code == ReasonCode::UnknownCampaign)
+            matches!(decision, Decision::Hold { reason } if reason.code == ReasonCode::UnknownCampaign)
         );
 
         let mut empty = PoolState::new(1);
@@ -903,7 +913,7 @@ campaigns:
             at(NOON_PACIFIC),
         );
         assert!(
-            matches!(decision, Decision::Reject { reason } if reason.code == ReasonCode::NoAttachedNumber)
+            matches!(decision, Decision::Hold { reason } if reason.code == ReasonCode::NoAttachedNumber)
         );
         assert!(
             trace
@@ -919,7 +929,7 @@ campaigns:
             at(NOON_PACIFIC),
         );
         assert!(
-            matches!(decision, Decision::Reject { reason } if reason.code == ReasonCode::NoLocalNumber)
+            matches!(decision, Decision::Hold { reason } if reason.code == ReasonCode::NoLocalNumber)
         );
     }
 

@@ -40,7 +40,7 @@ pub fn to_json(decision: &Decision, trace: &Trace) -> Value {
             None,
             None,
         ),
-        Decision::Reject { reason } => (
+        Decision::Hold { reason } | Decision::Reject { reason } => (
             None,
             None,
             Some(reason.message.clone()),
@@ -89,6 +89,11 @@ pub fn to_text(decision: &Decision, trace: &Trace) -> String {
         Decision::Defer { until, reason } => {
             writeln!(out, "DEFER until {}: {}", time(*until), reason.message)
         }
+        Decision::Hold { reason } => writeln!(
+            out,
+            "HOLD until the rules or the pool change: {}",
+            reason.message
+        ),
         Decision::Reject { reason } => writeln!(out, "REJECT: {}", reason.message),
     };
     let _ = writeln!(out, "  lead     {}", trace.lead);

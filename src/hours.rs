@@ -17,8 +17,9 @@ pub struct Window {
     pub blackout_dates: Vec<NaiveDate>,
 }
 
-/// How far ahead `next_open` looks before concluding that a window never opens.
-const HORIZON_DAYS: i64 = 15;
+/// How far ahead `next_open` looks before concluding that a window never opens: a year and
+/// a day, so that any blackout season and any yearly pattern is seen through.
+const HORIZON_DAYS: i64 = 367;
 
 impl Layered<HoursRule> {
     /// Default, then the country's, then the state's settings, field by field.
@@ -72,6 +73,9 @@ impl Window {
 
     /// The earliest instant at or after `from` when the window is open in `zone`, or `None`
     /// if it does not open within the horizon (no open day, or every one blacked out).
+    ///
+    /// A window opens either at its start time or, on the day clocks fall back, when the
+    /// wall clock jumps back into it (01:00-01:45 is open twice that night); both are tried.
     pub fn next_open(&self, zone: Tz, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.is_open(zone, from) {
             return Some(from);
@@ -80,11 +84,15 @@ impl Window {
         (0..=HORIZON_DAYS)
             .filter_map(|offset| today.checked_add_signed(Duration::days(offset)))
             .filter(|date| !self.blackout_dates.contains(date))
-            .filter_map(|date| {
+            .find_map(|date| {
                 let (start, _) = self.days[date.weekday().num_days_from_monday() as usize]?;
-                first_instant_at_or_after(zone, date.and_time(start))
+                let mut candidates = instants_of(zone, date.and_time(start));
+                candidates.extend(offset_change_on(zone, date));
+                candidates
+                    .into_iter()
+                    .filter(|&opens| opens > from && self.is_open(zone, opens))
+                    .min()
             })
-            .find(|&opens| opens > from && self.is_open(zone, opens))
     }
 
     /// When the window that is open at `at` closes (for traces and tests).
@@ -93,6 +101,41 @@ impl Window {
         let (_, end) = self.days[local.weekday().num_days_from_monday() as usize]?;
         first_instant_at_or_after(zone, local.date_naive().and_time(end))
     }
+}
+
+/// Every instant whose wall-clock time in `zone` is `local` (two when clocks fall back), or
+/// the end of the gap when clocks spring forward over it.
+fn instants_of(zone: Tz, local: NaiveDateTime) -> Vec<DateTime<Utc>> {
+    match zone.from_local_datetime(&local) {
+        LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
+        LocalResult::Ambiguous(a, b) => vec![a.with_timezone(&Utc), b.with_timezone(&Utc)],
+        LocalResult::None => first_instant_at_or_after(zone, local).into_iter().collect(),
+    }
+}
+
+/// The instant `zone`'s UTC offset changes during the local day `date`, if it does (the
+/// wall clock jumps there: a window may open at that instant rather than at its start).
+fn offset_change_on(zone: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
+    use chrono::Offset;
+    let offset = |t: DateTime<Utc>| t.with_timezone(&zone).offset().fix();
+    let mut low = first_instant_at_or_after(zone, date.and_time(NaiveTime::MIN))?.timestamp();
+    let mut high =
+        first_instant_at_or_after(zone, date.succ_opt()?.and_time(NaiveTime::MIN))?.timestamp();
+    let at = |seconds: i64| DateTime::<Utc>::from_timestamp(seconds, 0);
+    if offset(at(low)?) == offset(at(high)?) {
+        return None;
+    }
+    // One change per day at most, on a whole second: bisect to it.
+    let before = offset(at(low)?);
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if offset(at(middle)?) == before {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    at(high)
 }
 
 /// The first instant whose wall-clock time in `zone` is `local` or later: `local` itself, the
@@ -241,5 +284,53 @@ mod tests {
             (narrow, Australia::Sydney),
         ];
         assert_eq!(next_open_all(&pair, utc("2026-03-04T00:00:00Z")), None);
+    }
+
+    fn daily(start: NaiveTime, end: NaiveTime) -> Window {
+        Window {
+            days: [Some((start, end)); 7],
+            blackout_dates: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_repeated_hour_when_clocks_fall_back_opens_again() {
+        // 01:00-01:45 daily. 2026-11-01 05:50Z is 01:50 EDT: closed; at 06:00Z the clock
+        // falls back to 01:00 EST and the window is open again, the same night.
+        let w = daily(hm(1, 0), hm(1, 45));
+        assert_eq!(
+            w.next_open(America::New_York, utc("2026-11-01T05:50:00Z")),
+            Some(utc("2026-11-01T06:00:00Z"))
+        );
+        // Boise (Mountain) and Los Angeles (Pacific) together: Boise re-enters its window at
+        // 08:00Z (01:00 MST) while Los Angeles is at 01:00 PDT.
+        let both = [(w.clone(), America::Boise), (w, America::Los_Angeles)];
+        assert_eq!(
+            next_open_all(&both, utc("2026-11-01T07:45:00Z")),
+            Some(utc("2026-11-01T08:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_holiday_blackout_longer_than_two_weeks_is_waited_out() {
+        let mut w = daily(hm(9, 0), hm(20, 0));
+        let mut day = NaiveDate::from_ymd_opt(2026, 12, 21).unwrap();
+        while day <= NaiveDate::from_ymd_opt(2027, 1, 6).unwrap() {
+            w.blackout_dates.push(day);
+            day = day.succ_opt().unwrap();
+        }
+        assert_eq!(
+            w.next_open(America::New_York, utc("2026-12-21T01:30:00Z")),
+            Some(utc("2027-01-07T14:00:00Z"))
+        );
+        // A window with no day at all never opens (within the year searched).
+        let never = Window {
+            days: [None; 7],
+            blackout_dates: Vec::new(),
+        };
+        assert_eq!(
+            never.next_open(America::New_York, utc("2026-12-20T23:00:00Z")),
+            None
+        );
     }
 }

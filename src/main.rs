@@ -675,6 +675,14 @@ fn render_status(status: &serde_json::Value) -> String {
         .map(|(state, n)| format!("{state} {n}"))
         .collect();
     let _ = writeln!(out, "queue     {}", queue.join(", "));
+    for held in status["held"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "held      {:>6}  {}",
+            held["count"],
+            held["reason"].as_str().unwrap_or_default()
+        );
+    }
     let _ = writeln!(
         out,
         "\n{:<14} {:>9}  {:<20} limits",

@@ -110,10 +110,15 @@ impl PoolState {
         self.seed
     }
 
-    /// Replaces the numbers attached to the agent with this `model_id`.
-    pub fn set_attached(&mut self, model_id: &str, numbers: impl IntoIterator<Item = E164>) {
-        self.attached
-            .insert(model_id.to_string(), numbers.into_iter().collect());
+    /// Replaces the numbers attached to the agent with this `model_id`. Returns whether
+    /// that changed anything.
+    pub fn set_attached(
+        &mut self,
+        model_id: &str,
+        numbers: impl IntoIterator<Item = E164>,
+    ) -> bool {
+        let numbers: HashSet<E164> = numbers.into_iter().collect();
+        self.attached.insert(model_id.to_string(), numbers.clone()) != Some(numbers)
     }
 
     /// Treats every number named in the rules as attached to every agent (what `explain`

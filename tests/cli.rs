@@ -156,12 +156,12 @@ fn lead_at_22_local_is_deferred_to_the_next_window() {
 }
 
 #[test]
-fn unknown_campaign_is_rejected() {
+fn unknown_campaign_is_held_until_the_rules_change() {
     let json = explain_json(
         r#"{"phone":"+14155550123","name":"Ana","campaign":"winter"}"#,
         "2026-03-04T10:00:00-08:00",
     );
-    assert_eq!(json["outcome"], "reject");
+    assert_eq!(json["outcome"], "hold");
     assert_eq!(json["reason_code"], "unknown_campaign");
     assert!(json["reason"].as_str().unwrap().contains("winter"));
 }

@@ -432,3 +432,60 @@ async fn new_agents_pools_are_read_before_the_new_rules_run() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_the_rules_cannot_serve_is_held_and_dialed_once_a_reload_can() {
+    let dir = scratch("held");
+    std::fs::write(dir.join("base.yaml"), rules(SF, "v1")).unwrap();
+    let config = DaemonConfig {
+        poll_interval: Duration::from_millis(100),
+        ..DaemonConfig::default()
+    };
+    let daemon = daemon_with(&dir, WATCH, config).await;
+    let run = daemon.spawn();
+    let lead = callroute::lead::RawLead {
+        phone: Some("+13055550100".into()),
+        name: Some("N".into()),
+        campaign: Some("d".into()),
+        ..Default::default()
+    };
+    callroute::store::Store::enqueue(daemon.store(), &[("x".into(), lead)], chrono::Utc::now())
+        .await
+        .unwrap();
+    daemon.wake();
+    let state = |daemon: Arc<Daemon<SqliteStore>>| async move {
+        callroute::store::Store::lead(daemon.store(), "x")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state(daemon.clone()).await.state != callroute::store::LeadState::Held {
+        assert!(Instant::now() < deadline, "the lead was not held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let held = callroute::store::Store::held_reasons(daemon.store())
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(held[0].0.contains("campaign `d`"), "{held:?}");
+    assert_eq!(held[0].1, 1);
+
+    // The campaign arrives: the held lead is decided again at once and dialed.
+    std::fs::write(dir.join("d.yaml"), CAMPAIGN_D).unwrap();
+    while daemon
+        .events()
+        .iter()
+        .all(|e| !(e.lead_id == "x" && e.outcome == "placed"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the held lead was not dialed: {:?} {:?}",
+            daemon.events(),
+            daemon.reload_status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    run.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,7 +3,7 @@
 //! leak out of `sqlite.rs`: the daemon sees only this trait.
 //!
 //! Life of a lead: `queued` → (`claimed` → decided) → `deferred` (back to `queued` when due)
-//! | `rejected` | `dialing` (ledger row written BEFORE the HTTP request) → `placed` (has a
+//! | `held` (until the rules or the pool change: then queued again) | `rejected` | `dialing` (ledger row written BEFORE the HTTP request) → `placed` (has a
 //! `call_id`) → `completed` (outcome known) | back to `queued` (not placed: 429, connection
 //! refused, or a lookup proved the call absent) | `failed` (the API refused the lead).
 
@@ -32,6 +32,7 @@ pub enum StoreError {
 pub enum LeadState {
     Queued,
     Deferred,
+    Held,
     Claimed,
     Dialing,
     Placed,
@@ -41,9 +42,10 @@ pub enum LeadState {
 }
 
 impl LeadState {
-    pub const ALL: [LeadState; 8] = [
+    pub const ALL: [LeadState; 9] = [
         LeadState::Queued,
         LeadState::Deferred,
+        LeadState::Held,
         LeadState::Claimed,
         LeadState::Dialing,
         LeadState::Placed,
@@ -56,6 +58,7 @@ impl LeadState {
         match self {
             LeadState::Queued => "queued",
             LeadState::Deferred => "deferred",
+            LeadState::Held => "held",
             LeadState::Claimed => "claimed",
             LeadState::Dialing => "dialing",
             LeadState::Placed => "placed",
@@ -169,6 +172,21 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Keeps a lead until the rules or the pool change (`release_held`).
+    fn hold(
+        &self,
+        lead_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Queues every held lead again, due at `now` (the rules or the pool changed). Returns
+    /// how many.
+    fn release_held(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Held leads counted by reason, most first.
+    fn held_reasons(&self) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
     fn reject(
         &self,
         lead_id: &str,

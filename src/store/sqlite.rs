@@ -290,6 +290,41 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn hold(
+        &self,
+        lead_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_state(lead_id, LeadState::Held, None, Some(reason), now)
+            .await
+    }
+
+    async fn release_held(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE leads SET state = 'queued', due_at = ?1, updated_at = ?1 WHERE state = 'held'",
+        )
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn held_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(reason, '') AS reason, COUNT(*) AS n FROM leads WHERE state = 'held'
+             GROUP BY reason ORDER BY n DESC, reason",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("reason"), row.get::<i64, _>("n") as u64))
+            .collect())
+    }
+
     async fn reject(
         &self,
         lead_id: &str,
