@@ -955,7 +955,7 @@ campaigns:
         assert_eq!(
             decision,
             Decision::Defer {
-                until: t0 + chrono::Duration::minutes(60),
+                until: t0 + chrono::Duration::minutes(60) + chrono::Duration::milliseconds(250),
                 reason: reason(
                     ReasonCode::AllNumbersAtLimit,
                     "every eligible number of route `local` is at a limit; the first frees 2026-03-04T21:00:00Z"
@@ -980,7 +980,7 @@ campaigns:
         let (decision, trace) = decide(&rules, &fl, &pool, now);
         assert!(
             matches!(&decision, Decision::Defer { until, reason }
-            if reason.code == ReasonCode::LeadAttemptLimit && *until == at("2026-03-05T09:00:00-05:00")),
+            if reason.code == ReasonCode::LeadAttemptLimit && *until == at("2026-03-05T09:00:00.250-05:00")),
             "{decision:?}"
         );
         assert_eq!(trace.lead_attempts.len(), 1);

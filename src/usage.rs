@@ -223,7 +223,14 @@ fn prune(times: &mut VecDeque<DateTime<Utc>>, newest: DateTime<Utc>) {
     }
 }
 
-/// Uses in the rolling window `(now - width, now]` against `limit`.
+/// Added to every window and gap: the far side counts from when a request arrives, which
+/// varies by milliseconds, so a call exactly on the boundary could be one too many there.
+/// 1 % of the width, at least 1 ms and at most 250 ms: a 200 ms gap is not made a second.
+pub fn safety_margin(width: Duration) -> Duration {
+    (width / 100).clamp(Duration::milliseconds(1), Duration::milliseconds(250))
+}
+
+/// Uses in the rolling window `(now - width - margin, now]` against `limit`.
 fn rolling(
     times: &VecDeque<DateTime<Utc>>,
     window: LimitWindow,
@@ -232,6 +239,7 @@ fn rolling(
     now: DateTime<Utc>,
 ) -> Option<LimitHit> {
     let limit = limit?;
+    let width = width + safety_margin(width);
     let first = times.partition_point(|&t| t <= now - width);
     let end = times.partition_point(|&t| t <= now);
     let used = (end - first) as u32;
@@ -249,11 +257,12 @@ fn gap(
     min_gap: Option<std::time::Duration>,
     now: DateTime<Utc>,
 ) -> Option<LimitHit> {
-    let (last, min_gap) = (last?, min_gap?);
-    let frees_at = last + Duration::from_std(min_gap).ok()?;
+    let (last, configured) = (last?, min_gap?);
+    let min_gap = Duration::from_std(configured).ok()?;
+    let frees_at = last + min_gap + safety_margin(min_gap);
     (frees_at > now).then(|| LimitHit {
         window: LimitWindow::MinGap,
-        limit: humantime::format_duration(min_gap).to_string(),
+        limit: humantime::format_duration(configured).to_string(),
         used: 1,
         frees_at: Some(frees_at),
     })
@@ -408,10 +417,16 @@ mod tests {
         let hits = usage.hits(&limits, Tz::UTC, t(30));
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].window, LimitWindow::PerHour);
-        assert_eq!(hits[0].frees_at, Some(t(60)));
+        // An hour after the first use, plus the safety margin.
+        let margin = Duration::milliseconds(250);
+        assert_eq!(hits[0].frees_at, Some(t(60) + margin));
         assert!(
-            usage.hits(&limits, Tz::UTC, t(60)).is_empty(),
-            "the 12:00 use left the window at 13:00"
+            !usage.hits(&limits, Tz::UTC, t(60)).is_empty(),
+            "exactly an hour later, the far side may still count the 12:00 call"
+        );
+        assert!(
+            usage.hits(&limits, Tz::UTC, t(60) + margin).is_empty(),
+            "the 12:00 use left the window at 13:00:00.250"
         );
     }
 

@@ -39,7 +39,9 @@ pub fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         // Dotfiles cover vim swap files and emacs/`.#` lock files; `~` is a backup copy.
         let is_hidden_or_temp =
             name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
-        if is_yaml && !is_hidden_or_temp && path.is_file() {
+        // Not only regular files: a `*.yaml` that is a directory, a FIFO or a dangling link
+        // is reported by `load_dir`, never skipped in silence.
+        if is_yaml && !is_hidden_or_temp {
             files.push(path);
         }
     }
@@ -64,10 +66,15 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
         ));
     }
     let mut sources = Vec::new();
+    let mut unreadable = Vec::new();
     for path in &files {
-        match std::fs::read_to_string(path) {
+        match read_rule_file(path) {
             Ok(text) => sources.push((path.clone(), text)),
-            Err(e) => return Err(fail(format!("cannot read {}: {e}", path.display()))),
+            Err(message) => unreadable.push(Diagnostic {
+                severity: Severity::Error,
+                pos: SourcePos::start_of(path),
+                message,
+            }),
         }
     }
     let source_refs: Vec<(&Path, &str)> = sources
@@ -76,6 +83,7 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
         .collect();
     let (rules, diagnostics) = compile_sources(&source_refs);
     let mut diagnostics = Diagnostics(diagnostics);
+    diagnostics.0.extend(unreadable);
     diagnostics.sort();
     match rules {
         Some(rules) if !diagnostics.has_errors() => Ok(Loaded {
@@ -85,6 +93,34 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
         }),
         _ => Err(diagnostics),
     }
+}
+
+/// Reads one rules file; anything but a readable regular file (after following links) is
+/// an error that says what the entry is. FIFOs are never opened: reading one would block.
+fn read_rule_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::FileTypeExt;
+    let metadata = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "cannot read: a symbolic link to nothing".to_string(),
+        _ => format!("cannot read: {e}"),
+    })?;
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("a device")
+    };
+    if let Some(what) = what {
+        return Err(format!(
+            "not a regular file ({what}); rules files must be files (rename it so it does not end in .yaml to keep it here)"
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// Compiles rules from in-memory `(path, text)` pairs (the path is only used in messages).
@@ -183,7 +219,7 @@ pub fn content_hash(dir: &Path) -> std::io::Result<u64> {
     let files = rule_files(dir)?;
     let texts = files
         .iter()
-        .map(std::fs::read_to_string)
+        .map(|path| read_rule_file(path).map_err(std::io::Error::other))
         .collect::<std::io::Result<Vec<_>>>()?;
     let sources: Vec<(&Path, &str)> = files
         .iter()
@@ -281,8 +317,22 @@ fn reporter<'a>(file: &'a Path, out: &'a mut Vec<Diagnostic>) -> Reporter<'a> {
     Reporter { file, out }
 }
 
+/// The longest duration the rules accept (gaps, sticky TTLs): a year. Longer ones mean
+/// "never" and would overflow date arithmetic; say so instead.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 fn parse_duration(r: &mut Reporter, text: &Spanned<String>) -> Option<Duration> {
     match humantime::parse_duration(text.value.trim()) {
+        Ok(d) if d > MAX_DURATION => {
+            r.error(
+                text,
+                format!(
+                    "duration `{}` is longer than a year (366d), the longest accepted",
+                    text.value
+                ),
+            );
+            None
+        }
         Ok(d) if !d.is_zero() => Some(d),
         Ok(_) => {
             r.error(
@@ -540,6 +590,17 @@ impl Compiler {
             compile_attempts,
         );
         let campaigns = self.campaigns(files, &agents, &numbers, &number_ids);
+        if campaigns.is_empty()
+            && let Some((first, _)) = files.first()
+        {
+            // Valid YAML that says nothing (an empty file, only comments, an emptied
+            // `campaigns:`) would hold every lead: refuse it like any other broken rule set.
+            self.out.push(Diagnostic {
+                severity: Severity::Error,
+                pos: SourcePos::start_of(first),
+                message: "the rules define no campaign: every lead would be held; add a `campaigns:` entry (see rules/README.md)".into(),
+            });
+        }
         self.warn_unused_numbers(files, &number_ids, &campaigns);
         if self.out.iter().any(|d| d.severity == Severity::Error) {
             return None;
@@ -673,7 +734,7 @@ impl Compiler {
                     weight,
                     region,
                     day_zone,
-                    limits: base.overlay(own_limits),
+                    limits: base.strictest(own_limits),
                     own_limits,
                 });
             }
@@ -1335,5 +1396,101 @@ campaigns:
             .collect();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(names, ["a.yaml", "b.yml"]);
+    }
+
+    const ONE_CAMPAIGN: &str = r#"
+agents: { a: { model_id: m } }
+numbers: { "+14155550100": {} }
+campaigns: { c: { agent: a, routes: [ { numbers: all } ] } }
+"#;
+
+    #[test]
+    fn a_route_can_tighten_a_number_s_limits_but_never_loosen_them() {
+        let text = r#"
+agents: { a: { model_id: m } }
+limits:
+  default: { per_hour: 40 }
+  careful: { per_hour: 2, min_gap: 10m }
+numbers:
+  "+14155550100": { limit_profile: careful }
+campaigns:
+  c:
+    agent: a
+    routes:
+      - numbers: all
+        limits: { per_hour: 20, min_gap: 1m, per_24h: 50 }
+"#;
+        let (rules, messages) = compile(&[("r.yaml", text)]);
+        assert!(messages.is_empty(), "{messages:?}");
+        let rules = rules.unwrap();
+        let number = rules.numbers().next().unwrap();
+        let limits = rules.campaign("c").unwrap().routes[0].limits_for(number);
+        assert_eq!(
+            limits.per_hour,
+            Some(2),
+            "the profile's 2, not the route's 20"
+        );
+        assert_eq!(limits.min_gap, Some(Duration::from_secs(600)));
+        assert_eq!(limits.per_24h, Some(50), "the route adds a window");
+    }
+
+    #[test]
+    fn durations_longer_than_a_year_are_refused() {
+        for (gap, expected) in [
+            (
+                "100000000d",
+                "r.yaml:3:31: duration `100000000d` is longer than a year",
+            ),
+            (
+                "18446744073709551615s",
+                "r.yaml:3:31: duration `18446744073709551615s` is longer than a year",
+            ),
+        ] {
+            let text = format!(
+                "agents: {{ a: {{ model_id: m }} }}\nnumbers: {{ \"+14155550100\": {{}} }}\nlimits: {{ default: {{ min_gap: {gap} }} }}\ncampaigns: {{ c: {{ agent: a, routes: [ {{ numbers: all }} ] }} }}\n"
+            );
+            let (rules, messages) = compile(&[("r.yaml", &text)]);
+            assert!(rules.is_none());
+            assert_reported(&messages, expected);
+        }
+    }
+
+    #[test]
+    fn rules_without_a_campaign_are_refused() {
+        for text in [
+            "",
+            "# only a comment\n",
+            "agents: { a: { model_id: m } }\ncampaigns: {}\n",
+        ] {
+            let (rules, messages) = compile(&[("r.yaml", text)]);
+            assert!(rules.is_none(), "{text:?} must not compile");
+            assert_reported(&messages, "r.yaml:1:1: the rules define no campaign");
+        }
+        let (rules, _) = compile(&[("r.yaml", ONE_CAMPAIGN), ("empty.yaml", "")]);
+        assert!(rules.is_some(), "an empty file beside real rules is fine");
+    }
+
+    #[test]
+    fn yaml_entries_that_are_not_readable_files_are_errors_not_skipped() {
+        let dir = std::env::temp_dir().join(format!("callroute-odd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("dir.yaml")).unwrap();
+        std::fs::write(dir.join("rules.yaml"), ONE_CAMPAIGN).unwrap();
+        std::os::unix::fs::symlink("nowhere.yaml", dir.join("dangling.yaml")).unwrap();
+        std::os::unix::fs::symlink("loop.yaml", dir.join("loop.yaml")).unwrap();
+        let fifo = dir.join("pipe.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let diagnostics = load_dir(&dir).expect_err("odd entries must fail the load");
+        let messages: Vec<String> = diagnostics.0.iter().map(ToString::to_string).collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_reported(&messages, "dir.yaml:1:1: not a regular file (a directory)");
+        assert_reported(
+            &messages,
+            "dangling.yaml:1:1: cannot read: a symbolic link to nothing",
+        );
+        assert_reported(&messages, "loop.yaml:1:1: cannot read:");
+        if made.is_ok_and(|s| s.success()) {
+            assert_reported(&messages, "pipe.yaml:1:1: not a regular file (a FIFO)");
+        }
     }
 }

@@ -173,10 +173,10 @@ impl Route {
     /// The limits that apply to `number` when dialed through this route: the number's own
     /// and the route's windows both override the profile, and where both set one the
     /// stricter wins.
+    /// The limits a call from `number` on this route is held to: per window, the stricter
+    /// of the number's (its profile and its own) and the route's. A route can only tighten.
     pub fn limits_for(&self, number: &NumberInfo) -> Limits {
-        number
-            .limits
-            .overlay(self.limits.strictest(number.own_limits))
+        number.limits.strictest(self.limits)
     }
 }
 
