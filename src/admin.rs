@@ -1,9 +1,22 @@
-//! The admin listener: health, readiness, status, and lead intake over HTTP.
+//! The admin listener: health, readiness, status, lead intake, reloads and the webhook over
+//! HTTP. Everything that listens is attacked, so:
+//! * writes (`POST /v1/leads`, `POST /v1/reload`) need the bearer token, and are refused
+//!   outright when none is configured; reads need it too when one is configured, unless
+//!   `open_reads`; health and readiness are open; the webhook carries its own signature;
+//! * lead uploads must say what they are (`text/csv`, `application/json`,
+//!   `application/x-ndjson`): a browser form on some web page cannot send those without a
+//!   CORS preflight, which this listener never answers;
+//! * every connection is bounded: a cap on open connections, a time limit for the request
+//!   headers (which also closes idle keep-alive connections), one for the whole request, and
+//!   a size limit for every body.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,36 +26,210 @@ use serde_json::json;
 use crate::daemon::Daemon;
 use crate::store::{Store, intake};
 
+/// The largest body `POST /v1/leads` takes (larger lists: `callroute enqueue`, which
+/// streams, or several requests).
+pub const MAX_LEADS_BODY: usize = 64 << 20;
+/// The largest body of every other request.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Who may do what on the admin listener.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The bearer token; without one, writes are refused and reads are open.
+    pub token: Option<String>,
+    /// Reads without the token even when one is configured.
+    pub open_reads: bool,
+}
+
+/// Bounds on the admin listener's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Time to send a request's headers, and the longest a kept-alive connection may idle.
+    pub header_timeout: Duration,
+    /// Time to send the body and get the answer.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// What the webhook handler shares: the daemon, and the secret if one is configured.
 pub struct Admin<S: Store> {
     pub daemon: Arc<Daemon<S>>,
     pub webhook_secret: Option<String>,
 }
 
-pub fn router<S: Store>(daemon: Arc<Daemon<S>>, webhook_secret: Option<String>) -> Router {
+pub fn router<S: Store>(
+    daemon: Arc<Daemon<S>>,
+    webhook_secret: Option<String>,
+    access: Access,
+) -> Router {
+    let access = Arc::new(access);
     let webhooks = Router::new()
         .route("/v1/webhooks/synthflow", post(webhook::<S>))
         .with_state(Arc::new(Admin {
             daemon: daemon.clone(),
             webhook_secret,
         }));
+    let writes = Router::new()
+        .route(
+            "/v1/leads",
+            post(leads::<S>).layer(DefaultBodyLimit::max(MAX_LEADS_BODY)),
+        )
+        .route("/v1/reload", post(reload::<S>))
+        .route_layer(middleware::from_fn_with_state(
+            access.clone(),
+            require_write,
+        ))
+        .with_state(daemon.clone());
+    let reads = Router::new()
+        .route("/v1/status", get(status::<S>))
+        .route("/v1/explain", post(explain::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route_layer(middleware::from_fn_with_state(access, require_read))
+        .with_state(daemon.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
-        .route("/v1/status", get(status::<S>))
-        .route("/v1/leads", post(leads::<S>))
-        .route("/v1/explain", post(explain::<S>))
-        .route("/v1/reload", post(reload::<S>))
+        .with_state(daemon)
+        .merge(reads)
+        .merge(writes)
+        .merge(webhooks)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// `/metrics` alone, open: for a second listener that Prometheus scrapes.
+pub fn metrics_router<S: Store>(daemon: Arc<Daemon<S>>) -> Router {
+    Router::new()
         .route("/metrics", get(metrics::<S>))
         .with_state(daemon)
-        .merge(webhooks)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+fn unauthorized(message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+async fn require_write(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = &access.token else {
+        return (
+            StatusCode::FORBIDDEN,
+            "writes are disabled: no admin token is configured (set CALLROUTE_ADMIN_TOKEN, admin.token_file, or the credential callroute-admin-token)\n",
+        )
+            .into_response();
+    };
+    match bearer(request.headers()) {
+        Some(given) if same_secret(given, token) => next.run(request).await,
+        Some(_) => unauthorized("wrong admin token"),
+        None => unauthorized("this endpoint needs `Authorization: Bearer <admin token>`"),
+    }
+}
+
+async fn require_read(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    match &access.token {
+        Some(token) if !access.open_reads => match bearer(request.headers()) {
+            Some(given) if same_secret(given, token) => next.run(request).await,
+            Some(_) => unauthorized("wrong admin token"),
+            None => unauthorized("this endpoint needs `Authorization: Bearer <admin token>`"),
+        },
+        _ => next.run(request).await,
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`, within `limits`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let request_timeout = limits.request_timeout;
+    let router = router.layer(middleware::from_fn(
+        move |request: Request, next: Next| async move {
+            match tokio::time::timeout(request_timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => (StatusCode::REQUEST_TIMEOUT, "request took too long\n").into_response(),
+            }
+        },
+    ));
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, typically: wait for connections to close.
+                    tracing::warn!("admin listener cannot accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("callroute_admin_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    // Answer what is in flight, briefly.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
 
 /// The post-call webhook. With a secret configured, the `call_id` must carry a valid
 /// signature (`Synthflow-Signature`, or the documented `HTTP_SYNTHFLOW_SIGNATURE`).
 async fn webhook<S: Store>(
     State(admin): State<Arc<Admin<S>>>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     body: String,
 ) -> Response {
     let Ok(payload) = serde_json::from_str::<serde_json::Value>(&body) else {
@@ -82,6 +269,12 @@ async fn readyz<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
             "not ready: Synthflow refused the API key\n",
         )
             .into_response()
+    } else if let Some(problem) = daemon.api_problem() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {problem}\n"),
+        )
+            .into_response()
     } else {
         "ready\n".into_response()
     }
@@ -102,7 +295,7 @@ async fn status<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
                 .into_iter()
                 .map(|(reason, count)| json!({"reason": reason, "count": count}))
                 .collect();
-            Json(json!({"queue": queue, "held": held, "auth_failed": daemon.auth_failed(), "live_calls": daemon.live_calls(), "rules": daemon.rules_info(), "numbers": daemon.usage(Utc::now())})).into_response()
+            Json(json!({"queue": queue, "held": held, "auth_failed": daemon.auth_failed(), "api_problem": daemon.api_problem(), "live_calls": daemon.live_calls(), "rules": daemon.rules_info(), "numbers": daemon.usage(Utc::now())})).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -110,7 +303,32 @@ async fn status<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
 
 /// CSV with a header row, JSON Lines or a JSON array of leads; bad rows are reported and do
 /// not block good ones.
-async fn leads<S: Store>(State(daemon): State<Arc<Daemon<S>>>, body: String) -> Response {
+async fn leads<S: Store>(
+    State(daemon): State<Arc<Daemon<S>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    const ACCEPTED: [&str; 4] = [
+        "text/csv",
+        "application/json",
+        "application/x-ndjson",
+        "application/jsonl",
+    ];
+    if !media_type.as_deref().is_some_and(|t| ACCEPTED.contains(&t)) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type {} is not taken here: send text/csv, application/json or application/x-ndjson\n",
+                media_type.as_deref().map_or("(none)".to_string(), |t| format!("`{t}`"))
+            ),
+        )
+            .into_response();
+    }
     let intake = match intake::parse(body.as_bytes()) {
         Ok(intake) => intake,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
@@ -179,7 +397,7 @@ async fn reload<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
 /// Prometheus text exposition (404 when no recorder is installed, e.g. in tests).
 async fn metrics<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
     daemon.update_gauges().await;
-    match crate::metrics::render() {
+    match crate::metrics::render(&format!("{:016x}", daemon.rules_hash())) {
         Some(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,

@@ -19,7 +19,19 @@ struct RawConfig {
     rules: Option<String>,
     store: Option<String>,
     admin_listen: Option<Spanned<String>>,
+    admin: Option<RawAdmin>,
     dialing: Option<RawDialing>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token_file: Option<String>,
+    open_reads: Option<bool>,
+    metrics_listen: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u32>>,
+    header_timeout: Option<Spanned<String>>,
+    request_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,7 +70,20 @@ pub struct Config {
     pub rules: PathBuf,
     pub store: String,
     pub admin_listen: SocketAddr,
+    pub admin: AdminConfig,
     pub dialing: DaemonConfig,
+}
+
+/// How the admin listener protects itself.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// File holding the bearer token that writes (and reads, unless `open_reads`) need.
+    pub token_file: Option<PathBuf>,
+    /// Status, explain and metrics without the token (writes always need it).
+    pub open_reads: bool,
+    /// A second listener serving `/metrics` alone, without the token (for Prometheus).
+    pub metrics_listen: Option<SocketAddr>,
+    pub limits: crate::admin::ServeLimits,
 }
 
 impl Default for Config {
@@ -72,6 +97,7 @@ impl Default for Config {
             rules: PathBuf::from("rules"),
             store: "sqlite://callroute.db".into(),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            admin: AdminConfig::default(),
             dialing: DaemonConfig::default(),
         }
     }
@@ -169,6 +195,31 @@ impl Config {
                 ),
             }
         }
+        if let Some(a) = &raw.admin {
+            config.admin.token_file = a.token_file.as_ref().map(PathBuf::from);
+            config.admin.open_reads = a.open_reads.unwrap_or(false);
+            if let Some(listen) = &a.metrics_listen {
+                match listen.value.parse() {
+                    Ok(addr) => config.admin.metrics_listen = Some(addr),
+                    Err(_) => r.error(
+                        listen,
+                        format!(
+                            "metrics_listen `{}` must be IP:PORT, e.g. 127.0.0.1:9465",
+                            listen.value
+                        ),
+                    ),
+                }
+            }
+            let l = &mut config.admin.limits;
+            l.max_connections = positive(
+                &mut r,
+                &a.max_connections,
+                "max_connections",
+                l.max_connections as u32,
+            ) as usize;
+            l.header_timeout = duration(&mut r, &a.header_timeout, l.header_timeout);
+            l.request_timeout = duration(&mut r, &a.request_timeout, l.request_timeout);
+        }
         if let Some(d) = &raw.dialing {
             let c = &mut config.dialing;
             c.claim_batch = positive(&mut r, &d.claim_batch, "claim_batch", c.claim_batch);
@@ -196,6 +247,16 @@ impl Config {
             "synthflow-api-key",
         )?
         .ok_or(KeyError::Missing)
+    }
+
+    /// The admin token, if any: `CALLROUTE_ADMIN_TOKEN`, else `admin.token_file`, else the
+    /// systemd credential `callroute-admin-token`. Never logged.
+    pub fn admin_token(&self) -> Result<Option<String>, KeyError> {
+        secret(
+            "CALLROUTE_ADMIN_TOKEN",
+            self.admin.token_file.as_ref(),
+            "callroute-admin-token",
+        )
     }
 
     /// The webhook secret, if any: `SYNTHFLOW_WEBHOOK_SECRET`, else its file, else the

@@ -127,8 +127,10 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("Synthflow refused the API key: {0}")]
     Unauthorized(ApiError),
-    #[error("cannot read the pool of agent `{agent}`: {source}")]
-    Pool { agent: String, source: ApiError },
+    // `error`, not `source`: thiserror would make it the error's source, and reports that
+    // print the chain (`{:#}`) would say it twice.
+    #[error("cannot read the pool of agent `{agent}`: {error}")]
+    Pool { agent: String, error: ApiError },
 }
 
 /// What one decision led to, for logs, tests and the demo's report.
@@ -169,6 +171,8 @@ struct Shared<S: Store> {
     auth_failed: AtomicBool,
     /// Set when Synthflow refused a call: the pool may have changed upstream.
     refresh_pools_now: AtomicBool,
+    /// Why dialing is paused because Synthflow cannot be read, if it is.
+    api_problem: Mutex<Option<String>>,
     wake: Notify,
     /// The most recent events (at most `RECENT_EVENTS`), for the demo's report and tests.
     events: Mutex<std::collections::VecDeque<Event>>,
@@ -234,6 +238,7 @@ impl<S: Store> Daemon<S> {
                 consecutive_429: AtomicU32::new(0),
                 auth_failed: AtomicBool::new(false),
                 refresh_pools_now: AtomicBool::new(false),
+                api_problem: Mutex::new(None),
                 wake: Notify::new(),
                 events: Mutex::new(std::collections::VecDeque::new()),
                 call_waiters: Mutex::new(HashMap::new()),
@@ -252,7 +257,27 @@ impl<S: Store> Daemon<S> {
             }),
             stop,
         };
-        daemon.shared.refresh_pools().await?;
+        match daemon.shared.refresh_pools().await {
+            Ok(()) => {}
+            // The key or an agent is wrong: configuration, which a restart will not fix.
+            Err(e @ DaemonError::Unauthorized(_))
+            | Err(
+                e @ DaemonError::Pool {
+                    error: ApiError::Rejected { .. },
+                    ..
+                },
+            ) => return Err(e),
+            Err(e) => {
+                // Synthflow unreachable or failing: start anyway, dial nothing until the
+                // pools are read (the loop keeps trying and says why in the status).
+                tracing::error!("{e}; dialing waits until the pools can be read");
+                *lock(&daemon.shared.api_problem) = Some(e.to_string());
+                daemon
+                    .shared
+                    .refresh_pools_now
+                    .store(true, Ordering::SeqCst);
+            }
+        }
         Ok(daemon)
     }
 
@@ -421,9 +446,8 @@ impl<S: Store> Daemon<S> {
             ReloadOutcome::Failed { .. } => {
                 metrics::gauge!("callroute_rules_reload_success").set(0.0)
             }
-            ReloadOutcome::Applied { hash, .. } => {
+            ReloadOutcome::Applied { .. } => {
                 metrics::gauge!("callroute_rules_reload_success").set(1.0);
-                metrics::gauge!("callroute_rules_info", "hash" => hash.clone()).set(1.0);
             }
             ReloadOutcome::Unchanged { .. } => {
                 metrics::gauge!("callroute_rules_reload_success").set(1.0)
@@ -460,8 +484,6 @@ impl<S: Store> Daemon<S> {
                 metrics::gauge!("callroute_leads", "state" => state.as_str()).set(n as f64);
             }
         }
-        metrics::gauge!("callroute_rules_info", "hash" => format!("{:016x}", self.rules_hash()))
-            .set(1.0);
     }
 
     /// The running rules: content hash and when they were loaded.
@@ -504,6 +526,11 @@ impl<S: Store> Daemon<S> {
                 })
             })
             .collect()
+    }
+
+    /// Why dialing is paused because Synthflow's pools cannot be read, if it is.
+    pub fn api_problem(&self) -> Option<String> {
+        lock(&self.shared.api_problem).clone()
     }
 
     /// True once Synthflow refused the key; dialing is paused, the queue intact.
@@ -631,12 +658,15 @@ impl<S: Store> Shared<S> {
 
     /// Once per loop turn: the watchdog ping (from this loop, so a wedged loop gets the
     /// service restarted) and, every few seconds, the one-line STATUS.
+    fn heartbeat_every(&self) -> Duration {
+        self.watchdog.map_or(Duration::from_secs(5), |w| {
+            (w / 3).min(Duration::from_secs(5))
+        })
+    }
+
     fn heartbeat(&self) {
         let mut last = lock(&self.last_beat);
-        let every = self.watchdog.map_or(Duration::from_secs(5), |w| {
-            (w / 3).min(Duration::from_secs(5))
-        });
-        if last.elapsed() < every {
+        if last.elapsed() < self.heartbeat_every() {
             return;
         }
         *last = tokio::time::Instant::now();
@@ -654,6 +684,8 @@ impl<S: Store> Shared<S> {
             self.open_leads.load(Ordering::Relaxed),
             if self.auth_failed.load(Ordering::SeqCst) {
                 "; PAUSED: Synthflow refused the API key"
+            } else if lock(&self.api_problem).is_some() {
+                "; PAUSED: Synthflow's pools cannot be read"
             } else {
                 ""
             },
@@ -669,10 +701,14 @@ impl<S: Store> Shared<S> {
     /// minutes) or for the end of a 429 pause is this loop doing its job.
     async fn alive_while<T>(&self, work: impl Future<Output = T>) -> T {
         tokio::pin!(work);
+        // Checked twice per ping interval, whatever happened before: one wait after another
+        // must not add up to a gap.
+        let mut ticks = tokio::time::interval(self.heartbeat_every() / 2);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 out = &mut work => return out,
-                () = tokio::time::sleep(Duration::from_secs(1)) => self.heartbeat(),
+                _ = ticks.tick() => self.heartbeat(),
             }
         }
     }
@@ -724,10 +760,10 @@ impl<S: Store> Shared<S> {
                     self.auth_failed.store(true, Ordering::SeqCst);
                     return Err(DaemonError::Unauthorized(e));
                 }
-                Err(source) => {
+                Err(error) => {
                     return Err(DaemonError::Pool {
                         agent: agent.name.clone(),
-                        source,
+                        error,
                     });
                 }
             }
@@ -766,12 +802,19 @@ impl<S: Store> Shared<S> {
                 || tokio::time::Instant::now() >= next_refresh
             {
                 next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
-                if let Err(e) = self.refresh_pools().await {
+                // Pinging the watchdog meanwhile: a hung API is reported, not restarted into.
+                if let Err(e) = self.alive_while(self.refresh_pools()).await {
                     tracing::error!("{e}; dialing paused, queue kept");
-                    self.sleep_or_stop(self.config.retry_max.min(Duration::from_secs(30)))
-                        .await;
+                    *lock(&self.api_problem) = Some(e.to_string());
+                    // Try again before claiming anything: never dial on pools never read.
+                    self.refresh_pools_now.store(true, Ordering::SeqCst);
+                    self.alive_while(
+                        self.sleep_or_stop(self.config.retry_max.min(Duration::from_secs(30))),
+                    )
+                    .await;
                     continue;
                 }
+                *lock(&self.api_problem) = None;
             }
             let now = Utc::now();
             let batch = self.store.claim_due(now, self.config.claim_batch).await?;

@@ -104,7 +104,10 @@ impl Lead {
             if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {
                 Some(code)
             } else {
-                problems.push(format!("`{field}`: `{value}` is not a two-letter code"));
+                problems.push(format!(
+                    "`{field}`: `{}` is not a two-letter code",
+                    crate::bounded(value, 40)
+                ));
                 None
             }
         };
@@ -117,7 +120,12 @@ impl Lead {
             .filter(|t| !t.is_empty())
             .and_then(|t| {
                 t.parse::<Tz>()
-                    .map_err(|_| problems.push(format!("`timezone`: unknown IANA time zone `{t}`")))
+                    .map_err(|_| {
+                        problems.push(format!(
+                            "`timezone`: unknown IANA time zone `{}`",
+                            crate::bounded(t, 60)
+                        ))
+                    })
                     .ok()
             });
         let email = raw
@@ -130,7 +138,10 @@ impl Lead {
                 .split_once('@')
                 .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
         {
-            problems.push(format!("`email`: `{email}` is not an e-mail address"));
+            problems.push(format!(
+                "`email`: `{}` is not an e-mail address",
+                crate::bounded(email, 80)
+            ));
         }
         let not_before = raw
             .not_before
@@ -141,7 +152,10 @@ impl Lead {
                 DateTime::parse_from_rfc3339(t)
                     .map(|d| d.with_timezone(&Utc))
                     .map_err(|_| {
-                        problems.push(format!("`not_before`: `{t}` is not an RFC 3339 time"))
+                        problems.push(format!(
+                            "`not_before`: `{}` is not an RFC 3339 time",
+                            crate::bounded(t, 60)
+                        ))
                     })
                     .ok()
             });

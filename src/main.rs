@@ -1,6 +1,6 @@
 //! The `callroute` command line.
 
-use std::io::BufRead;
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -22,6 +22,34 @@ use callroute::synthflow::simulator::{SimConfig, Simulator};
 use callroute::synthflow::{Client, ClientConfig};
 use callroute::usage::PoolState;
 use std::sync::Arc;
+
+/// Standard output for every command: a reader that went away (`callroute explain | head`)
+/// ends the program quietly, as it does for `cat`, instead of a panic.
+macro_rules! print {
+    ($($arg:tt)*) => { write_stdout(&format!($($arg)*)) };
+}
+macro_rules! println {
+    ($($arg:tt)*) => { write_stdout(&(format!($($arg)*) + "\n")) };
+}
+
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The largest lead `--lead @FILE` reads.
+const MAX_LEAD_BYTES: u64 = 1 << 20;
+/// The longest line `--history` reads.
+const MAX_HISTORY_LINE: u64 = 64 << 10;
+/// The most `--history` reads in all.
+const MAX_HISTORY_BYTES: u64 = 256 << 20;
 
 /// sysexits.h: the input data was incorrect (a bad lead).
 const EX_DATAERR: u8 = 65;
@@ -274,10 +302,19 @@ fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 fn read_arg(value: &str) -> anyhow::Result<String> {
-    match value.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
-        None => Ok(value.to_string()),
+    use std::io::Read;
+    let Some(path) = value.strip_prefix('@') else {
+        return Ok(value.to_string());
+    };
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {path}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LEAD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {path}"))?;
+    if bytes.len() as u64 > MAX_LEAD_BYTES {
+        anyhow::bail!("{path}: larger than {MAX_LEAD_BYTES} bytes; a lead is a small JSON object");
     }
+    String::from_utf8(bytes).with_context(|| format!("{path}: not UTF-8 text"))
 }
 
 fn explain_lead(
@@ -339,16 +376,31 @@ struct PastCall {
 }
 
 fn replay_history(pool: &mut PoolState, lead: &Lead, path: &Path) -> anyhow::Result<()> {
+    use std::io::Read;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
+    let mut reader = std::io::BufReader::new(file.take(MAX_HISTORY_BYTES));
+    let mut buffer = Vec::new();
+    for index in 0.. {
+        let place = || format!("{}:{}", path.display(), index + 1);
+        buffer.clear();
+        let read = (&mut reader)
+            .take(MAX_HISTORY_LINE + 1)
+            .read_until(b'\n', &mut buffer)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        if read as u64 > MAX_HISTORY_LINE {
+            anyhow::bail!("{}: line longer than {MAX_HISTORY_LINE} bytes", place());
+        }
+        let line =
+            std::str::from_utf8(&buffer).with_context(|| format!("{}: not UTF-8", place()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let place = || format!("{}:{}", path.display(), index + 1);
         let call: PastCall =
-            serde_json::from_str(&line).with_context(|| format!("{}: not a past call", place()))?;
+            serde_json::from_str(line).with_context(|| format!("{}: not a past call", place()))?;
         let number = E164::parse(&call.from_phone_number).with_context(place)?;
         let at = parse_time(&call.at).with_context(place)?;
         let called = match call.lead {
@@ -357,6 +409,12 @@ fn replay_history(pool: &mut PoolState, lead: &Lead, path: &Path) -> anyhow::Res
             None => lead.clone(),
         };
         pool.record(number, &called, at);
+    }
+    if reader.get_ref().limit() == 0 {
+        anyhow::bail!(
+            "{}: larger than {MAX_HISTORY_BYTES} bytes; give the recent calls only",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -423,9 +481,20 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_CONFIG));
         }
     };
-    let store = SqliteStore::open(&config.store)
-        .await
-        .with_context(|| format!("opening the store {}", config.store))?;
+    let admin_token = match config.admin_token() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    let store = match SqliteStore::open(&config.store).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: cannot open the store {}: {e}", config.store);
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
     let client = Client::new(&ClientConfig {
         base_url: config.base_url.clone(),
         api_key,
@@ -434,19 +503,48 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     })?;
     callroute::metrics::install();
     metrics::gauge!("callroute_rules_reload_success").set(1.0);
-    let daemon = Arc::new(
-        Daemon::start(
-            store,
-            Arc::new(loaded.rules),
-            client,
-            config.dialing.clone(),
-        )
-        .await?,
-    );
+    let daemon = match Daemon::start(
+        store,
+        Arc::new(loaded.rules),
+        client,
+        config.dialing.clone(),
+    )
+    .await
+    {
+        Ok(daemon) => Arc::new(daemon),
+        // Anything `start` refuses (a refused key, an agent Synthflow does not know, an
+        // unusable store) is configuration: systemd must not restart into it.
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
     daemon.set_rules_dir(config.rules.clone());
-    let listener = tokio::net::TcpListener::bind(config.admin_listen)
-        .await
-        .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;
+    let listener = match tokio::net::TcpListener::bind(config.admin_listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on admin_listen {}: {e}",
+                config.admin_listen
+            );
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    let metrics_listener = match config.admin.metrics_listen {
+        None => None,
+        Some(address) => match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("error: cannot listen on admin.metrics_listen {address}: {e}");
+                return Ok(ExitCode::from(EX_CONFIG));
+            }
+        },
+    };
+    if admin_token.is_none() {
+        tracing::warn!(
+            "no admin token: POST /v1/leads and /v1/reload are refused (reload with SIGHUP or the file watcher)"
+        );
+    }
     tracing::info!(admin = %listener.local_addr()?, "callroute running");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
@@ -455,13 +553,28 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
-    let router = callroute::admin::router(daemon.clone(), webhook_secret);
-    let admin_stopped = until_stopped();
-    let admin = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(admin_stopped)
-            .await
-    });
+    let router = callroute::admin::router(
+        daemon.clone(),
+        webhook_secret,
+        callroute::admin::Access {
+            token: admin_token,
+            open_reads: config.admin.open_reads,
+        },
+    );
+    let admin = tokio::spawn(callroute::admin::serve(
+        listener,
+        router,
+        config.admin.limits,
+        until_stopped(),
+    ));
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(callroute::admin::serve(
+            listener,
+            callroute::admin::metrics_router(daemon.clone()),
+            config.admin.limits,
+            until_stopped(),
+        ));
+    }
     tokio::spawn(callroute::reload::watch(
         daemon.clone(),
         config.rules.clone(),
@@ -569,13 +682,13 @@ async fn reload(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let url = format!("http://{}/v1/reload", admin_address(&config));
-    let response = reqwest::Client::new()
-        .post(&url)
+    let response = with_token(&config, reqwest::Client::new().post(&url))?
         .send()
         .await
         .with_context(|| {
             format!("cannot reach the daemon at {url}; is `callroute run` running?")
         })?;
+    let response = refused_as_error(response).await?;
     let outcome: serde_json::Value = response
         .json()
         .await
@@ -617,14 +730,44 @@ async fn status(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let url = format!("http://{}/v1/status", admin_address(&config));
-    let status: serde_json::Value = reqwest::get(&url)
+    let response = with_token(&config, reqwest::Client::new().get(&url))?
+        .send()
         .await
-        .with_context(|| format!("cannot reach the daemon at {url}; is `callroute run` running?"))?
+        .with_context(|| {
+            format!("cannot reach the daemon at {url}; is `callroute run` running?")
+        })?;
+    let status: serde_json::Value = refused_as_error(response)
+        .await?
         .json()
         .await
         .context("unexpected answer from the daemon")?;
     print!("{}", render_status(&status));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds the admin token (from the same sources the daemon reads) to a request.
+fn with_token(
+    config: &Config,
+    request: reqwest::RequestBuilder,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    Ok(match config.admin_token()? {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    })
+}
+
+/// The daemon's own words when it refuses the request (401, 403, ...).
+async fn refused_as_error(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_client_error() && status != reqwest::StatusCode::UNPROCESSABLE_ENTITY {
+        let text = response.text().await.unwrap_or_default();
+        anyhow::bail!(
+            "the daemon refused (HTTP {}): {}",
+            status.as_u16(),
+            text.trim()
+        );
+    }
+    Ok(response)
 }
 
 /// The terminal view of `/v1/status`.

@@ -30,9 +30,17 @@ pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE.get()
 }
 
-/// The Prometheus text, if the recorder is installed.
-pub fn render() -> Option<String> {
-    HANDLE.get().map(PrometheusHandle::render)
+/// The Prometheus text, if the recorder is installed. `rules_hash` is rendered here rather
+/// than recorded: the recorder keeps a series for every label value it has seen, and only
+/// the running rules' hash may be exported.
+pub fn render(rules_hash: &str) -> Option<String> {
+    HANDLE.get().map(|handle| {
+        let mut text = handle.render();
+        text.push_str(&format!(
+            "# HELP callroute_rules_info Content hash of the running rules (value 1).\n# TYPE callroute_rules_info gauge\ncallroute_rules_info{{hash=\"{rules_hash}\"}} 1\n"
+        ));
+        text
+    })
 }
 
 fn describe() {
@@ -80,10 +88,6 @@ fn describe() {
     describe_gauge!(
         "callroute_rules_last_reload_timestamp_seconds",
         "When the last reload was attempted (Unix time)."
-    );
-    describe_gauge!(
-        "callroute_rules_info",
-        "Content hash of the running rules (value 1)."
     );
     metrics::gauge!("callroute_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

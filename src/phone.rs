@@ -20,17 +20,22 @@ pub enum PhoneError {
     Invalid(String),
 }
 
+/// How much of a bad number an error repeats.
+fn shown(text: &str) -> String {
+    crate::bounded(text, 40)
+}
+
 impl E164 {
     /// Parses and validates a number that must already be written in E.164.
     pub fn parse(text: &str) -> Result<E164, PhoneError> {
         let digits = text
             .strip_prefix('+')
             .filter(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| PhoneError::NotE164(text.to_string()))?;
+            .ok_or_else(|| PhoneError::NotE164(shown(text)))?;
         let parsed = phonenumber::parse(None, text)
-            .map_err(|e| PhoneError::Unparsable(text.to_string(), e.to_string()))?;
+            .map_err(|e| PhoneError::Unparsable(shown(text), e.to_string()))?;
         if !phonenumber::is_valid(&parsed) {
-            return Err(PhoneError::Invalid(text.to_string()));
+            return Err(PhoneError::Invalid(shown(text)));
         }
         let value = digits
             .parse::<u64>()

@@ -65,6 +65,8 @@ async fn admin_endpoints_and_an_upstream_detach() {
     let body = format!("{leads}\n{{\"phone\":\"nope\",\"name\":\"N\",\"campaign\":\"c\"}}\n");
     let answer: serde_json::Value = http
         .post(format!("{admin}/v1/leads"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .header("content-type", "application/x-ndjson")
         .body(body)
         .send()
         .await
@@ -103,6 +105,7 @@ async fn admin_endpoints_and_an_upstream_detach() {
 
     let status: serde_json::Value = http
         .get(format!("{admin}/v1/status"))
+        .bearer_auth(common::ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -122,6 +125,7 @@ async fn admin_endpoints_and_an_upstream_detach() {
 
     let explained: serde_json::Value = http
         .post(format!("{admin}/v1/explain"))
+        .bearer_auth(common::ADMIN_TOKEN)
         .json(&serde_json::json!({"lead": {"phone": "+14155559999", "name": "E", "campaign": "c"}}))
         .send()
         .await
@@ -196,4 +200,124 @@ async fn a_refused_key_pauses_dialing_keeps_the_queue_and_recovers() {
     assert_eq!(sim.log().len(), 4);
     assert!(!daemon.auth_failed());
     running.stop().await.unwrap();
+}
+
+async fn idle_daemon() -> Arc<Daemon<SqliteStore>> {
+    let sim = Simulator::new(common::sim_config(&["+14155550100", "+12125550107"]));
+    let base = sim.start_local().await.unwrap();
+    let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    Arc::new(
+        Daemon::start(store, rules, common::client(&base), DaemonConfig::default())
+            .await
+            .unwrap(),
+    )
+}
+
+/// Milliseconds until the server closes `stream` (reads return 0 or fail), up to 5 s.
+async fn closed_after(stream: &mut tokio::net::TcpStream) -> u128 {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed().as_millis(),
+            Ok(Ok(_)) => continue, // a response (e.g. 408); the close follows
+            Err(_) => panic!("the connection was still open after 5 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_surplus_connections_are_shed() {
+    use tokio::io::AsyncWriteExt;
+    let daemon = idle_daemon().await;
+    let limits = callroute::admin::ServeLimits {
+        max_connections: 4,
+        header_timeout: Duration::from_millis(400),
+        request_timeout: Duration::from_secs(2),
+    };
+    let access = callroute::admin::Access {
+        token: Some(common::ADMIN_TOKEN.into()),
+        open_reads: false,
+    };
+    let admin = common::serve_admin_with(&daemon, access, limits).await;
+    let address = admin.trim_start_matches("http://").to_string();
+
+    // Half-sent headers are cut off at the header timeout.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let waited = closed_after(&mut slow).await;
+    assert!((300..2000).contains(&waited), "closed after {waited} ms");
+
+    // Four idle connections fill the cap: a fifth is closed at once...
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut surplus = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let waited = closed_after(&mut surplus).await;
+    assert!(waited < 300, "the surplus connection waited {waited} ms");
+    // ...and once the idle ones time out, the listener answers again.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let health = reqwest::get(format!("{admin}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    for mut connection in idle {
+        closed_after(&mut connection).await;
+    }
+
+    // A body larger than the limit is refused, not read.
+    let big = "x".repeat(callroute::admin::MAX_BODY + 1);
+    let answer = reqwest::Client::new()
+        .post(format!("{admin}/v1/explain"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_writes_are_refused_and_reads_are_open() {
+    let daemon = idle_daemon().await;
+    let admin = common::serve_admin_with(
+        &daemon,
+        callroute::admin::Access::default(),
+        callroute::admin::ServeLimits::default(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let leads = http
+        .post(format!("{admin}/v1/leads"))
+        .header("content-type", "text/csv")
+        .body("phone,name,campaign\n+14155550123,A,c\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(leads.status(), 403);
+    assert!(leads.text().await.unwrap().contains("no admin token"));
+    let reload = http
+        .post(format!("{admin}/v1/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 403);
+    let status = http.get(format!("{admin}/v1/status")).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    assert_eq!(
+        daemon
+            .store()
+            .counts()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.1)
+            .sum::<u64>(),
+        0
+    );
 }

@@ -232,3 +232,70 @@ fn bad_lead_exits_65_with_every_problem() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_explain_quietly() {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callroute"))
+        .args([
+            "explain",
+            "--rules",
+            "rules",
+            "--lead",
+            r#"{"phone":"+14155550123","name":"Ana","campaign":"spring"}"#,
+            "--at",
+            "2026-03-04T10:00:00-08:00",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Like `| head -c 10`: read a little, then close the pipe.
+    let mut first = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn endless_inputs_are_read_only_so_far() {
+    let out = callroute(&["explain", "--rules", "rules", "--lead", "@/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("larger than 1048576 bytes"), "{stderr}");
+
+    let lead = r#"{"phone":"+14155550123","name":"Ana","campaign":"spring"}"#;
+    let out = callroute(&[
+        "explain",
+        "--rules",
+        "rules",
+        "--lead",
+        lead,
+        "--history",
+        "/dev/zero",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/dev/zero:1: line longer than"), "{stderr}");
+
+    // A huge phone number is not echoed back whole.
+    let huge = format!(
+        r#"{{"phone":"+1{}","name":"Ana","campaign":"spring"}}"#,
+        "4".repeat(900_000)
+    );
+    let file = std::env::temp_dir().join(format!("callroute-huge-{}.json", std::process::id()));
+    std::fs::write(&file, huge).unwrap();
+    let out = callroute(&[
+        "explain",
+        "--rules",
+        "rules",
+        "--lead",
+        &format!("@{}", file.display()),
+    ]);
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.len() < 1000, "{} bytes of error", stderr.len());
+    assert!(stderr.contains("characters in all"), "{stderr}");
+}

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_callroute");
+const TOKEN: &str = "admin-token-4242";
 
 fn rules(number: &str) -> String {
     format!(
@@ -53,6 +54,7 @@ fn signal(pid: u32, name: &str) {
 fn reload(config: &Path) -> std::process::Output {
     Command::new(BIN)
         .args(["reload", "--config", config.to_str().unwrap()])
+        .env("CALLROUTE_ADMIN_TOKEN", TOKEN)
         .output()
         .unwrap()
 }
@@ -97,6 +99,7 @@ fn notify_protocol_reloads_and_shutdown() {
     let mut daemon = Command::new(BIN)
         .args(["run", "--config", config.to_str().unwrap()])
         .env("SYNTHFLOW_API_KEY", "sk-live-4242-secret")
+        .env("CALLROUTE_ADMIN_TOKEN", TOKEN)
         .env("CALLROUTE_LOG", "info")
         .args(["--log-format", "json"])
         .env("NOTIFY_SOCKET", &socket_path)
@@ -173,9 +176,58 @@ fn notify_protocol_reloads_and_shutdown() {
         !metrics.contains("3055550199"),
         "a lead's number leaked into a label"
     );
+    assert_eq!(
+        metrics.matches("callroute_rules_info{").count(),
+        1,
+        "only the running rules' hash is exported, after three reloads:\n{metrics}"
+    );
+
+    // Writes need the token, and a lead upload must say what it is.
+    let anonymous = raw_http(
+        admin_port,
+        "POST",
+        "/v1/leads",
+        lead,
+        None,
+        "application/json",
+    );
+    assert!(anonymous.starts_with("HTTP/1.0 401"), "{anonymous}");
+    let wrong = raw_http(
+        admin_port,
+        "POST",
+        "/v1/reload",
+        "",
+        Some("guess"),
+        "application/json",
+    );
+    assert!(wrong.starts_with("HTTP/1.0 401"), "{wrong}");
+    let form = raw_http(
+        admin_port,
+        "POST",
+        "/v1/leads",
+        lead,
+        Some(TOKEN),
+        "text/plain",
+    );
+    assert!(form.starts_with("HTTP/1.0 415"), "{form}");
+    let reads = raw_http(
+        admin_port,
+        "GET",
+        "/v1/status",
+        "",
+        None,
+        "application/json",
+    );
+    assert!(
+        reads.starts_with("HTTP/1.0 401"),
+        "reads need the token too: {reads}"
+    );
+    let health = raw_http(admin_port, "GET", "/healthz", "", None, "application/json");
+    assert!(health.starts_with("HTTP/1.0 200"), "{health}");
 
     let view = Command::new(BIN)
         .args(["status", "--config", config.to_str().unwrap()])
+        .env("CALLROUTE_ADMIN_TOKEN", TOKEN)
         .output()
         .unwrap();
     let view = String::from_utf8_lossy(&view.stdout);
@@ -210,21 +262,167 @@ fn notify_protocol_reloads_and_shutdown() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A tiny HTTP/1.0 exchange with the admin listener; returns the body.
+/// A tiny HTTP/1.0 exchange with the admin listener, with the token; returns the body.
 fn http(port: u16, method: &str, path: &str, body: &str) -> String {
+    let content_type = if body.starts_with('{') {
+        "application/json"
+    } else {
+        "text/csv"
+    };
+    raw_http(port, method, path, body, Some(TOKEN), content_type)
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The whole response, status line first.
+fn raw_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+    content_type: &str,
+) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{authorization}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string()
+}
+
+/// `callroute run` with `config_text` (and the notify socket, if given); the child.
+fn run_daemon(dir: &Path, config_text: &str, notify: Option<&Path>) -> std::process::Child {
+    let config = dir.join("callroute.yaml");
+    std::fs::write(&config, config_text).unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("SYNTHFLOW_API_KEY", "wrong-key")
+        .env("WATCHDOG_USEC", "1500000")
+        .stderr(Stdio::piped());
+    if let Some(socket) = notify {
+        command.env("NOTIFY_SOCKET", socket);
+    }
+    command.spawn().unwrap()
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("callroute-service-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/rules.yaml"), rules("+14155550100")).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn configuration_found_wrong_at_start_exits_78() {
+    let dir = scratch("exit78");
+    // A store that cannot be opened.
+    let child = run_daemon(
+        &dir,
+        &format!(
+            "rules: {}\nstore: sqlite:///nonexistent/dir/q.db\nadmin_listen: 127.0.0.1:{}\n",
+            dir.join("rules").display(),
+            free_port()
+        ),
+        None,
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("cannot open the store"), "{stderr}");
+
+    // A key Synthflow refuses.
+    std::fs::write(
+        dir.join("sim.yaml"),
+        "api_key: the-right-key\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\"]\n",
+    )
+    .unwrap();
+    let mut simulator = Command::new(BIN)
+        .args(["simulator", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.join("sim.yaml"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(simulator.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    let child = run_daemon(
+        &dir,
+        &format!(
+            "synthflow: {{ base_url: \"{base}\" }}\nrules: {}\nstore: sqlite://{}\nadmin_listen: 127.0.0.1:{}\n",
+            dir.join("rules").display(),
+            dir.join("q.db").display(),
+            free_port()
+        ),
+        None,
+    );
+    let out = child.wait_with_output().unwrap();
+    let _ = simulator.kill();
+    let _ = simulator.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("refused the API key"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_hung_api_never_starves_the_watchdog() {
+    let dir = scratch("hung");
+    // Synthflow that accepts connections and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let admin_port = free_port();
+    let mut daemon = run_daemon(
+        &dir,
+        &format!(
+            "synthflow: {{ base_url: \"http://127.0.0.1:{hung_port}/v2\", request_timeout: 2s }}\nrules: {}\nstore: sqlite://{}\nadmin_listen: 127.0.0.1:{admin_port}\n",
+            dir.join("rules").display(),
+            dir.join("q.db").display(),
+        ),
+        Some(&socket_path),
+    );
+    let ready = expect(&socket, "READY=1", Duration::from_secs(10));
+    assert!(ready.contains("STATUS="), "{ready}");
+    // For 6 s the pools cannot be read (requests hang 2 s each): pings keep coming.
+    let mut last = Instant::now();
+    let mut longest = Duration::ZERO;
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        expect(&socket, "WATCHDOG=1", Duration::from_secs(3));
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
+    }
+    assert!(
+        longest < Duration::from_millis(1500),
+        "a watchdog gap of {longest:?} against WatchdogSec 1.5 s"
+    );
+    let ready = raw_http(admin_port, "GET", "/readyz", "", None, "text/plain");
+    assert!(ready.starts_with("HTTP/1.0 503"), "{ready}");
+    assert!(ready.contains("cannot read the pool"), "{ready}");
+    signal(daemon.id(), "TERM");
+    assert!(daemon.wait().unwrap().success());
+    drop(hung);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -193,3 +193,25 @@ async fn connection_refused_is_certainly_not_placed() {
     assert!(matches!(err, ApiError::Connect(_)), "{err:?}");
     assert!(!err.call_may_exist());
 }
+
+#[tokio::test]
+async fn a_base_url_without_v2_gets_a_hint_and_errors_never_repeat_themselves() {
+    let sim = Simulator::new(config(10, 5));
+    let base = start(&sim).await;
+    let without_v2 = base.trim_end_matches("/v2");
+    let error = client(without_v2, "sim-key", 2000)
+        .attached_numbers(MODEL)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("HTTP 404"), "{text}");
+    assert!(text.contains("does not end in /v2"), "{text}");
+
+    // Wrapped as the daemon reports it, and printed with its chain as `main` does.
+    let wrapped = anyhow::Error::from(callroute::daemon::DaemonError::Pool {
+        agent: "a".into(),
+        error,
+    });
+    let report = format!("{wrapped:#}");
+    assert_eq!(report.matches("HTTP 404").count(), 1, "{report}");
+}

@@ -59,13 +59,16 @@ async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
         ..DaemonConfig::default()
     };
     let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
-    tokio::spawn(
-        axum::serve(
-            admin_listener,
-            callroute::admin::router(daemon.clone(), Some("whsec".into())),
-        )
-        .into_future(),
-    );
+    tokio::spawn(callroute::admin::serve(
+        admin_listener,
+        callroute::admin::router(
+            daemon.clone(),
+            Some("whsec".into()),
+            callroute::admin::Access::default(),
+        ),
+        callroute::admin::ServeLimits::default(),
+        std::future::pending(),
+    ));
     let running = tokio::spawn({
         let daemon = daemon.clone();
         async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }

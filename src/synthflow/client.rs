@@ -155,6 +155,13 @@ impl Client {
                 status: s.as_u16(),
                 reason,
             },
+            StatusCode::NOT_FOUND if !self.base_url.ends_with("/v2") => ApiError::Rejected {
+                status: 404,
+                reason: format!(
+                    "{reason} (base_url `{}` does not end in /v2, where Synthflow's API lives: e.g. https://api.synthflow.ai/v2)",
+                    self.base_url
+                ),
+            },
             s => ApiError::Rejected {
                 status: s.as_u16(),
                 reason,

@@ -160,14 +160,44 @@ pub fn error_reason(body: &str) -> String {
             .and_then(Value::as_str)
             .map(str::to_string)
     });
-    found.unwrap_or_else(|| {
-        let trimmed = body.trim();
-        if trimmed.is_empty() {
-            "(empty body)".to_string()
-        } else {
-            trimmed.chars().take(300).collect()
+    let text = found.unwrap_or_else(|| match &parsed {
+        // An undocumented JSON shape: its values as `key: value` text, not raw JSON.
+        Some(value) => {
+            let mut pairs = Vec::new();
+            flatten(value, "", &mut pairs);
+            if pairs.is_empty() {
+                "(no reason given)".to_string()
+            } else {
+                pairs.join(", ")
+            }
         }
-    })
+        None if body.trim().is_empty() => "(empty body)".to_string(),
+        None => body.trim().to_string(),
+    });
+    crate::bounded(&text, 300)
+}
+
+fn flatten(value: &Value, path: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                flatten(value, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for (index, value) in items.iter().enumerate() {
+                flatten(value, &format!("{path}[{index}]"), out);
+            }
+        }
+        Value::Null => {}
+        Value::String(text) => out.push(format!("{path}: {text}")),
+        other => out.push(format!("{path}: {other}")),
+    }
 }
 
 #[cfg(test)]
@@ -206,5 +236,12 @@ mod tests {
             "Not allowed"
         );
         assert_eq!(error_reason(""), "(empty body)");
+        // An undocumented shape (a 429's body is not documented) reads as text, not JSON.
+        assert_eq!(
+            error_reason(r#"{"status":"error","detail":{"code":429,"hint":"slow down"}}"#),
+            "status: error, detail.code: 429, detail.hint: slow down"
+        );
+        let long = "x".repeat(10_000);
+        assert!(error_reason(&long).ends_with("… (10000 characters in all)"));
     }
 }

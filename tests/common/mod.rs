@@ -48,12 +48,36 @@ pub fn client(base_url: &str) -> Client {
     .unwrap()
 }
 
-/// Serves the daemon's admin listener (no webhook secret) on a free loopback port; returns
-/// its base URL.
+/// The admin token the tests' admin listeners want.
+pub const ADMIN_TOKEN: &str = "admin-secret-for-tests";
+
+/// Serves the daemon's admin listener (token `ADMIN_TOKEN`, no webhook secret) on a free
+/// loopback port; returns its base URL.
 pub async fn serve_admin<S: Store>(daemon: &Arc<Daemon<S>>) -> String {
+    serve_admin_with(
+        daemon,
+        callroute::admin::Access {
+            token: Some(ADMIN_TOKEN.into()),
+            open_reads: false,
+        },
+        callroute::admin::ServeLimits::default(),
+    )
+    .await
+}
+
+pub async fn serve_admin_with<S: Store>(
+    daemon: &Arc<Daemon<S>>,
+    access: callroute::admin::Access,
+    limits: callroute::admin::ServeLimits,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = callroute::admin::router(daemon.clone(), None);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let router = callroute::admin::router(daemon.clone(), None, access);
+    tokio::spawn(callroute::admin::serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
     url
 }
