@@ -173,6 +173,8 @@ struct Shared<S: Store> {
     refresh_pools_now: AtomicBool,
     /// Why dialing is paused because Synthflow cannot be read, if it is.
     api_problem: Mutex<Option<String>>,
+    /// Due instants handed out to deferred leads, one pacing interval apart.
+    due_calendar: Mutex<crate::schedule::DueCalendar>,
     wake: Notify,
     /// The most recent events (at most `RECENT_EVENTS`), for the demo's report and tests.
     events: Mutex<std::collections::VecDeque<Event>>,
@@ -239,6 +241,7 @@ impl<S: Store> Daemon<S> {
                 auth_failed: AtomicBool::new(false),
                 refresh_pools_now: AtomicBool::new(false),
                 api_problem: Mutex::new(None),
+                due_calendar: Mutex::new(crate::schedule::DueCalendar::new(interval)),
                 wake: Notify::new(),
                 events: Mutex::new(std::collections::VecDeque::new()),
                 call_waiters: Mutex::new(HashMap::new()),
@@ -636,6 +639,7 @@ impl<S: Store> Shared<S> {
         }
     }
 
+    /// Logs and remembers what happened to a lead's call (placed, retry, failed).
     fn event(&self, lead_id: &str, outcome: &str, from: Option<String>, detail: String) {
         tracing::info!(
             lead = lead_id,
@@ -643,6 +647,11 @@ impl<S: Store> Shared<S> {
             from = from.as_deref().unwrap_or(""),
             "{detail}"
         );
+        self.remember(lead_id, outcome, from, detail);
+    }
+
+    /// Remembers an event without logging it (decisions have their own log line).
+    fn remember(&self, lead_id: &str, outcome: &str, from: Option<String>, detail: String) {
         let mut events = lock(&self.events);
         if events.len() == RECENT_EVENTS {
             events.pop_front();
@@ -839,7 +848,7 @@ impl<S: Store> Shared<S> {
                     // Back to the queue, untouched, until the key works again.
                     let reason = "dialing paused: Synthflow refused the API key";
                     self.store
-                        .defer(&lead.id, Utc::now(), reason, Utc::now())
+                        .defer(&lead.id, Utc::now(), "api_key_refused", reason, Utc::now())
                         .await?;
                     continue;
                 }
@@ -916,7 +925,11 @@ impl<S: Store> Shared<S> {
         } else {
             first
         };
-        self.count_decision(&lead, &decision, &route);
+        // One log line per change of state: a lead deferred again for the reason it was
+        // deferred for before is logged at debug level only.
+        let repeated = matches!(&decision, Decision::Defer { reason, .. }
+            if stored.reason_code.as_deref() == Some(crate::engine::variant_name(&reason.code).as_str()));
+        self.count_decision(&lead, &decision, &route, repeated);
         match decision {
             Decision::Dial {
                 from_phone_number,
@@ -944,10 +957,12 @@ impl<S: Store> Shared<S> {
                 });
             }
             Decision::Defer { until, reason } => {
+                let until = self.spread(until, now);
+                let code = crate::engine::variant_name(&reason.code);
                 self.store
-                    .defer(&stored.id, until, &reason.message, now)
+                    .defer(&stored.id, until, &code, &reason.message, now)
                     .await?;
-                self.event(
+                self.remember(
                     &stored.id,
                     "defer",
                     None,
@@ -955,12 +970,15 @@ impl<S: Store> Shared<S> {
                 );
             }
             Decision::Hold { reason } => {
-                self.store.hold(&stored.id, &reason.message, now).await?;
-                self.event(&stored.id, "hold", None, reason.message);
+                let code = crate::engine::variant_name(&reason.code);
+                self.store
+                    .hold(&stored.id, &code, &reason.message, now)
+                    .await?;
+                self.remember(&stored.id, "hold", None, reason.message);
             }
             Decision::Reject { reason } => {
                 self.store.reject(&stored.id, &reason.message, now).await?;
-                self.event(&stored.id, "reject", None, reason.message);
+                self.remember(&stored.id, "reject", None, reason.message);
             }
         }
         Ok(())
@@ -991,7 +1009,7 @@ impl<S: Store> Shared<S> {
 
     /// One counter per decision actually acted on, labelled by campaign, route, outcome and
     /// reason (bounded sets: never the lead's phone number).
-    fn count_decision(&self, lead: &Lead, decision: &Decision, route: &str) {
+    fn count_decision(&self, lead: &Lead, decision: &Decision, route: &str, repeated: bool) {
         let (tier, number, reason, until) = match decision {
             Decision::Dial {
                 tier,
@@ -1029,17 +1047,38 @@ impl<S: Store> Shared<S> {
             "reason" => reason_label
         )
         .increment(1);
-        tracing::info!(
-            lead = %lead.key,
-            campaign = %lead.campaign,
-            route,
-            tier,
-            number,
-            outcome = decision.outcome(),
-            reason,
-            until,
-            "decision"
-        );
+        let detail = match decision {
+            Decision::Dial { .. } => "",
+            Decision::Defer { reason, .. }
+            | Decision::Hold { reason }
+            | Decision::Reject { reason } => reason.message.as_str(),
+        };
+        macro_rules! decision_line {
+            ($level:ident) => {
+                tracing::$level!(
+                    lead = %lead.key,
+                    campaign = %lead.campaign,
+                    route,
+                    tier,
+                    number,
+                    outcome = decision.outcome(),
+                    reason,
+                    until,
+                    detail,
+                    "decision"
+                )
+            };
+        }
+        if repeated {
+            decision_line!(debug);
+        } else {
+            decision_line!(info);
+        }
+    }
+
+    /// Gives a deferred lead its own due instant, at or after `until` (see `schedule`).
+    fn spread(&self, until: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        lock(&self.due_calendar).take(until, now)
     }
 
     fn call_request(rules: &RuleSet, lead: &Lead, model_id: &str, from: E164) -> CallRequest {

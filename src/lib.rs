@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod phone;
 pub mod reload;
 pub mod rules;
+pub mod schedule;
 pub mod store;
 pub mod synthflow;
 pub mod systemd;

@@ -191,6 +191,7 @@ async fn deferred_leads_wait_and_claims_are_released() {
         .defer(
             "a",
             t0() + Duration::hours(14),
+            "outside_calling_hours",
             "outside calling hours",
             t0(),
         )
@@ -202,10 +203,51 @@ async fn deferred_leads_wait_and_claims_are_released() {
         "b was claimed and never decided"
     );
     assert_eq!(store.claim_due(t0(), 10).await.unwrap()[0].id, "b");
+    let a = store.lead("a").await.unwrap().unwrap();
+    assert_eq!(a.reason.as_deref(), Some("outside calling hours"));
+    assert_eq!(a.reason_code.as_deref(), Some("outside_calling_hours"));
+}
+
+#[tokio::test]
+async fn held_leads_are_counted_by_reason_and_queued_again_at_once() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let leads: Vec<_> = ["+14155550123", "+14155550124", "+14155550125"]
+        .iter()
+        .enumerate()
+        .map(|(i, phone)| (format!("l{i}"), raw(phone)))
+        .collect();
+    store.enqueue(&leads, t0()).await.unwrap();
+    store.claim_due(t0(), 10).await.unwrap();
+    for (id, reason) in [
+        ("l0", "campaign `x` is not in the rules"),
+        ("l1", "campaign `x` is not in the rules"),
+        ("l2", "no route matches"),
+    ] {
+        store
+            .hold(id, "unknown_campaign", reason, t0())
+            .await
+            .unwrap();
+    }
     assert_eq!(
-        store.lead("a").await.unwrap().unwrap().reason.as_deref(),
-        Some("outside calling hours")
+        store
+            .claim_due(t0() + Duration::days(30), 10)
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "held leads never come due by themselves"
     );
+    assert_eq!(
+        store.held_reasons().await.unwrap(),
+        [
+            ("campaign `x` is not in the rules".to_string(), 2),
+            ("no route matches".to_string(), 1)
+        ]
+    );
+    let later = t0() + Duration::hours(1);
+    assert_eq!(store.release_held(later).await.unwrap(), 3);
+    assert_eq!(store.claim_due(later, 10).await.unwrap().len(), 3);
+    assert!(store.held_reasons().await.unwrap().is_empty());
 }
 
 #[tokio::test]

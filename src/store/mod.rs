@@ -83,6 +83,8 @@ pub struct StoredLead {
     pub attempts: u32,
     pub call_id: Option<String>,
     pub reason: Option<String>,
+    /// The machine-readable code of `reason`, for a deferred or held lead.
+    pub reason_code: Option<String>,
 }
 
 /// One row of the ledger: an attempt to call a lead from a number.
@@ -169,6 +171,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         lead_id: &str,
         until: DateTime<Utc>,
+        code: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -176,6 +179,7 @@ pub trait Store: Send + Sync + 'static {
     fn hold(
         &self,
         lead_id: &str,
+        code: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;

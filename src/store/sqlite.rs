@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS leads (
     attempts INTEGER NOT NULL DEFAULT 0,
     call_id TEXT,
     reason TEXT,
+    reason_code TEXT,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
@@ -94,6 +95,19 @@ impl SqliteStore {
             .await
             .map_err(db)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(db)?;
+        // Stores created before leads kept their reason's code.
+        let has_code: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('leads') WHERE name = 'reason_code'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(db)?;
+        if has_code == 0 {
+            sqlx::query("ALTER TABLE leads ADD COLUMN reason_code TEXT")
+                .execute(&pool)
+                .await
+                .map_err(db)?;
+        }
         Ok(SqliteStore { pool })
     }
 
@@ -114,6 +128,7 @@ impl SqliteStore {
             attempts: row.get::<i64, _>("attempts") as u32,
             call_id: row.get("call_id"),
             reason: row.get("reason"),
+            reason_code: row.get("reason_code"),
             raw,
             id,
         })
@@ -157,13 +172,15 @@ impl SqliteStore {
         lead_id: &str,
         state: LeadState,
         due_at: Option<DateTime<Utc>>,
+        code: Option<&str>,
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, reason_code = ?, updated_at = ? WHERE id = ?")
             .bind(state.as_str())
             .bind(due_at.map(ms))
             .bind(reason)
+            .bind(code)
             .bind(ms(now))
             .bind(lead_id)
             .execute(&self.pool)
@@ -253,7 +270,7 @@ impl Store for SqliteStore {
             "UPDATE leads SET state = 'claimed', updated_at = ?1
              WHERE id IN (SELECT id FROM leads WHERE state IN ('queued', 'deferred') AND due_at <= ?1
                           ORDER BY due_at LIMIT ?2)
-             RETURNING id, payload, state, due_at, attempts, call_id, reason",
+             RETURNING id, payload, state, due_at, attempts, call_id, reason, reason_code",
         )
         .bind(ms(now))
         .bind(i64::from(limit))
@@ -283,21 +300,37 @@ impl Store for SqliteStore {
         &self,
         lead_id: &str,
         until: DateTime<Utc>,
+        code: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_state(lead_id, LeadState::Deferred, Some(until), Some(reason), now)
-            .await
+        self.set_state(
+            lead_id,
+            LeadState::Deferred,
+            Some(until),
+            Some(code),
+            Some(reason),
+            now,
+        )
+        .await
     }
 
     async fn hold(
         &self,
         lead_id: &str,
+        code: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_state(lead_id, LeadState::Held, None, Some(reason), now)
-            .await
+        self.set_state(
+            lead_id,
+            LeadState::Held,
+            None,
+            Some(code),
+            Some(reason),
+            now,
+        )
+        .await
     }
 
     async fn release_held(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -331,7 +364,7 @@ impl Store for SqliteStore {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_state(lead_id, LeadState::Rejected, None, Some(reason), now)
+        self.set_state(lead_id, LeadState::Rejected, None, None, Some(reason), now)
             .await
     }
 
@@ -355,7 +388,7 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        sqlx::query("UPDATE leads SET state = 'dialing', attempts = attempts + 1, reason = NULL, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE leads SET state = 'dialing', attempts = attempts + 1, reason = NULL, reason_code = NULL, updated_at = ? WHERE id = ?")
             .bind(ms(at))
             .bind(lead_id)
             .execute(&mut *tx)
@@ -413,7 +446,7 @@ impl Store for SqliteStore {
         .await?;
         // An attempt that placed no call is not an attempt on the lead (`attempts` counts
         // calls that may have happened, for lifetime caps).
-        sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, reason_code = NULL, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ?")
             .bind(state.as_str())
             .bind(due)
             .bind(reason)
@@ -460,7 +493,7 @@ impl Store for SqliteStore {
 
     async fn lead(&self, lead_id: &str) -> Result<Option<StoredLead>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, payload, state, due_at, attempts, call_id, reason FROM leads WHERE id = ?",
+            "SELECT id, payload, state, due_at, attempts, call_id, reason, reason_code FROM leads WHERE id = ?",
         )
         .bind(lead_id)
         .fetch_optional(&self.pool)

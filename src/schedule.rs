@@ -1,0 +1,117 @@
+//! When deferred leads come due. The account places at most one call per pacing interval, so
+//! leads deferred to the same instant (a calling window that opens, a number that frees) can
+//! only be dialed one interval apart anyway: giving each its own slot makes them come due
+//! one by one instead of as a herd that is decided, and deferred, again all at once.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+/// Slots one pacing interval wide; each handed out once. Pure: the caller passes the times.
+#[derive(Debug)]
+pub struct DueCalendar {
+    width_ms: i64,
+    /// Taken slot → a later slot that may be free (a union-find "next free" chain).
+    taken: HashMap<i64, i64>,
+    /// Slots before this one are in the past and forgotten.
+    horizon: i64,
+}
+
+impl DueCalendar {
+    pub fn new(width: std::time::Duration) -> DueCalendar {
+        DueCalendar {
+            width_ms: (width.as_millis() as i64).max(1),
+            taken: HashMap::new(),
+            horizon: i64::MIN,
+        }
+    }
+
+    /// The earliest free instant at or after `wanted`, taken. `now` lets past slots go.
+    pub fn take(&mut self, wanted: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.forget_before(now);
+        let wanted_ms = wanted.timestamp_millis();
+        // Each instant lies inside its own slot, so no two leads get the same one.
+        let free = self.first_free(wanted_ms.div_euclid(self.width_ms));
+        self.taken.insert(free, free + 1);
+        let at = (free * self.width_ms).max(wanted_ms);
+        DateTime::from_timestamp_millis(at).unwrap_or(wanted)
+    }
+
+    fn first_free(&mut self, slot: i64) -> i64 {
+        let mut root = slot;
+        while let Some(&next) = self.taken.get(&root) {
+            root = next;
+        }
+        // Path compression: the next search from any slot on the way is one step.
+        let mut at = slot;
+        while let Some(&next) = self.taken.get(&at) {
+            if next == root {
+                break;
+            }
+            self.taken.insert(at, root);
+            at = next;
+        }
+        root
+    }
+
+    /// Drops slots in the past once they are many; memory follows the leads still waiting.
+    fn forget_before(&mut self, now: DateTime<Utc>) {
+        let current = now.timestamp_millis().div_euclid(self.width_ms);
+        if current > self.horizon && self.taken.len() > 1024 {
+            self.taken.retain(|&slot, _| slot >= current);
+            self.horizon = current;
+        }
+    }
+
+    /// Slots held (for tests and status).
+    pub fn len(&self) -> usize {
+        self.taken.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.taken.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn t(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+    }
+
+    #[test]
+    fn equal_instants_get_consecutive_slots_and_close_ones_never_collide() {
+        let mut calendar = DueCalendar::new(Duration::from_millis(20));
+        let now = t(0);
+        let first: Vec<_> = (0..5).map(|_| calendar.take(t(1000), now)).collect();
+        assert_eq!(first, [t(1000), t(1020), t(1040), t(1060), t(1080)]);
+        // Wanted 30 ms later: the next free slot, not one already given.
+        assert_eq!(calendar.take(t(1030), now), t(1100));
+        // Far from the crowd: exactly as wanted.
+        assert_eq!(calendar.take(t(5003), now), t(5003));
+        // Never earlier than wanted, even inside a slot.
+        assert_eq!(calendar.take(t(5001), now), t(5020));
+    }
+
+    #[test]
+    fn fifty_thousand_leads_at_one_instant_spread_at_the_pace() {
+        let mut calendar = DueCalendar::new(Duration::from_millis(200));
+        let mut due: Vec<_> = (0..50_000).map(|_| calendar.take(t(0), t(0))).collect();
+        assert_eq!(due[49_999], t(49_999 * 200));
+        due.dedup();
+        assert_eq!(due.len(), 50_000);
+    }
+
+    #[test]
+    fn past_slots_are_forgotten() {
+        let mut calendar = DueCalendar::new(Duration::from_millis(1));
+        for i in 0..2000 {
+            calendar.take(t(i), t(0));
+        }
+        calendar.take(t(10_000), t(5_000));
+        assert!(calendar.len() < 10, "{} slots kept", calendar.len());
+    }
+}
