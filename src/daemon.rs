@@ -72,8 +72,15 @@ fn usage_lookback(rules: &RuleSet) -> chrono::Duration {
     chrono::Duration::hours(26).max(chrono::Duration::from_std(longest_sticky).unwrap_or_default())
 }
 
+/// How often an idle daemon looks whether another process wrote to the store.
+const STORE_WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
 /// How many recent events a daemon keeps in memory (the log has them all).
 const RECENT_EVENTS: usize = 10_000;
+
+/// The longest wait between two status polls of a live call: a call's slot stays taken
+/// until a poll (or the webhook) sees its end, so this bounds the slot time wasted per call.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a call is followed before its slot is given back with an unknown outcome.
 const MAX_CALL_FOLLOW: Duration = Duration::from_secs(3 * 3600);
@@ -168,6 +175,9 @@ struct Shared<S: Store> {
     /// Until when no request may go out (after a 429), as epoch ms.
     paused_until_ms: std::sync::atomic::AtomicI64,
     consecutive_429: AtomicU32,
+    consecutive_connect_failures: AtomicU32,
+    /// One beat of the account's pace (with headroom).
+    pacing_interval: Duration,
     auth_failed: AtomicBool,
     /// Set when Synthflow refused a call: the pool may have changed upstream.
     refresh_pools_now: AtomicBool,
@@ -214,7 +224,9 @@ impl<S: Store> Daemon<S> {
         let now = Utc::now();
         let mut pool = PoolState::new(now.timestamp_millis() as u64);
         let lookback = usage_lookback(&rules);
+        let mut last_attempt = None;
         for attempt in store.attempts_since(now - lookback).await? {
+            last_attempt = last_attempt.max(Some(attempt.at));
             if let Ok(number) = E164::parse(&attempt.from_number) {
                 pool.record_for_key(number, &attempt.lead_id, attempt.at);
             }
@@ -238,6 +250,8 @@ impl<S: Store> Daemon<S> {
                 pool: Mutex::new(pool),
                 paused_until_ms: std::sync::atomic::AtomicI64::new(0),
                 consecutive_429: AtomicU32::new(0),
+                consecutive_connect_failures: AtomicU32::new(0),
+                pacing_interval: interval,
                 auth_failed: AtomicBool::new(false),
                 refresh_pools_now: AtomicBool::new(false),
                 api_problem: Mutex::new(None),
@@ -260,6 +274,15 @@ impl<S: Store> Daemon<S> {
             }),
             stop,
         };
+        // The pace carries over a restart: the account still counts the attempts the last
+        // run made, so the first one of this run waits its beat after them.
+        if let Some(last) = last_attempt {
+            let next = last + chrono::Duration::from_std(interval).unwrap_or_default();
+            daemon
+                .shared
+                .paused_until_ms
+                .store(next.timestamp_millis(), Ordering::SeqCst);
+        }
         match daemon.shared.refresh_pools().await {
             Ok(()) => {}
             // The key or an agent is wrong: configuration, which a restart will not fix.
@@ -631,11 +654,28 @@ impl<S: Store> Shared<S> {
         }
     }
 
-    /// The dialing loop's idle wait: also ends when new leads arrive (`Daemon::wake`).
+    /// The dialing loop's idle wait: also ends when new leads arrive, through the admin
+    /// listener (`Daemon::wake`) or written into the store by another process.
     async fn idle(&self, duration: Duration) {
         tokio::select! {
             () = self.sleep_or_stop(duration) => {}
             () = self.wake.notified() => {}
+            () = self.store_written_by_others() => {}
+        }
+    }
+
+    /// Resolves once the store's data version moves (checked twice a second).
+    async fn store_written_by_others(&self) {
+        let Ok(seen) = self.store.data_version().await else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(STORE_WATCH_INTERVAL).await;
+            match self.store.data_version().await {
+                Ok(now) if now != seen => return,
+                Ok(_) => {}
+                Err(_) => return std::future::pending().await,
+            }
         }
     }
 
@@ -1109,16 +1149,10 @@ impl<S: Store> Shared<S> {
         }
     }
 
-    fn backoff(&self) -> Duration {
-        let n = self.consecutive_429.load(Ordering::SeqCst).min(16);
-        let base = self
-            .config
-            .retry_base
-            .saturating_mul(1 << n)
-            .min(self.config.retry_max);
-        // Full jitter between half and all of the back-off, from the clock's low bits.
+    /// The back-off after the `n`th failure in a row, jittered from the clock's low bits.
+    fn backoff(&self, n: u32) -> Duration {
         let jitter = (Utc::now().timestamp_subsec_nanos() % 1000) as f64 / 1000.0;
-        base.mul_f64(0.5 + jitter / 2.0)
+        crate::schedule::backoff(n, self.config.retry_base, self.config.retry_max, jitter)
     }
 
     async fn dispatch(
@@ -1134,6 +1168,7 @@ impl<S: Store> Shared<S> {
         let outcome = match result {
             Ok(call_id) => {
                 self.consecutive_429.store(0, Ordering::SeqCst);
+                self.consecutive_connect_failures.store(0, Ordering::SeqCst);
                 self.placed(attempt_id, &lead.key, &call_id, Some(from), Some(permit))
                     .await
             }
@@ -1186,20 +1221,35 @@ impl<S: Store> Shared<S> {
         let now = Utc::now();
         let next = match &error {
             ApiError::RateLimited(_) => {
-                self.consecutive_429.fetch_add(1, Ordering::SeqCst);
-                let wait = self.backoff();
+                // A lone 429 (a call placed elsewhere on the account, a request that arrived
+                // early) costs one pacing beat; only 429s in a row pause the account for
+                // `retry_base`, doubling. The lead is not at fault: it goes when the pause ends.
+                let in_a_row = self.consecutive_429.fetch_add(1, Ordering::SeqCst) + 1;
+                let wait = if in_a_row == 1 {
+                    self.pacing_interval
+                } else {
+                    self.backoff(in_a_row - 1)
+                };
                 let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
                 self.paused_until_ms
                     .fetch_max(until.timestamp_millis(), Ordering::SeqCst);
+                metrics::counter!("callroute_rate_limited_total").increment(1);
                 NotPlaced::Retry {
                     due_at: until,
                     reason: error.to_string(),
                 }
             }
-            ApiError::Connect(_) => NotPlaced::Retry {
-                due_at: now + chrono::Duration::from_std(self.backoff()).unwrap_or_default(),
-                reason: error.to_string(),
-            },
+            ApiError::Connect(_) => {
+                let in_a_row = self
+                    .consecutive_connect_failures
+                    .fetch_add(1, Ordering::SeqCst)
+                    + 1;
+                NotPlaced::Retry {
+                    due_at: now
+                        + chrono::Duration::from_std(self.backoff(in_a_row)).unwrap_or_default(),
+                    reason: error.to_string(),
+                }
+            }
             ApiError::Unauthorized { .. } => {
                 tracing::error!(
                     "Synthflow refused the API key ({error}); dialing stopped, queue kept"
@@ -1368,8 +1418,8 @@ impl<S: Store> Shared<S> {
             }
             tokio::select! {
                 () = self.sleep_or_stop(delay) => {}
-                // The webhook already recorded the end; the poll below confirms it.
-                () = webhook.notified() => {}
+                // The webhook recorded the end: the slot is free now, not at the next poll.
+                () = webhook.notified() => return,
             }
             if self.stopping() {
                 return; // resumed at the next start from the store's live calls
@@ -1385,10 +1435,10 @@ impl<S: Store> Shared<S> {
                     }
                     return;
                 }
-                Ok(_) => delay = (delay * 2).min(Duration::from_secs(30)),
+                Ok(_) => delay = (delay * 2).min(MAX_POLL_INTERVAL),
                 Err(e) => {
                     tracing::warn!(call_id, "status poll failed: {e}");
-                    delay = (delay * 2).min(Duration::from_secs(30));
+                    delay = (delay * 2).min(MAX_POLL_INTERVAL);
                 }
             }
         }

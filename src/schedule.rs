@@ -73,6 +73,21 @@ impl DueCalendar {
     }
 }
 
+/// The back-off after the `n`th failure in a row (n >= 1): `base`, doubling each time, at
+/// most `max`, less up to a quarter for jitter (`jitter` in [0, 1)), so that the first
+/// back-off is `base` as documented, never twice it.
+pub fn backoff(
+    n: u32,
+    base: std::time::Duration,
+    max: std::time::Duration,
+    jitter: f64,
+) -> std::time::Duration {
+    let doubled = base
+        .saturating_mul(1u32 << n.saturating_sub(1).min(20))
+        .min(max);
+    doubled.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +128,15 @@ mod tests {
         }
         calendar.take(t(10_000), t(5_000));
         assert!(calendar.len() < 10, "{} slots kept", calendar.len());
+    }
+
+    #[test]
+    fn the_first_backoff_is_the_base_then_it_doubles_up_to_the_max() {
+        let (base, max) = (Duration::from_secs(2), Duration::from_secs(300));
+        assert_eq!(backoff(1, base, max, 0.0), base);
+        assert_eq!(backoff(1, base, max, 1.0), Duration::from_millis(1500));
+        assert_eq!(backoff(2, base, max, 0.0), Duration::from_secs(4));
+        assert_eq!(backoff(3, base, max, 0.0), Duration::from_secs(8));
+        assert_eq!(backoff(40, base, max, 0.0), max);
     }
 }

@@ -254,7 +254,7 @@ async fn faults_never_cause_a_second_call() {
         accept_then_error_rate: 0.1,
         accept_then_timeout_rate: 0.1,
         hang_ms: 1_000,
-        latency_ms: 0,
+        ..Faults::default()
     };
     // The account allows 8 attempts/s while the daemon is set to 20: 429s happen too.
     let result = run("faults", simulator(8, faults), 40, 300).await;
@@ -272,4 +272,160 @@ async fn faults_never_cause_a_second_call() {
         "{:?}",
         result.counts
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_429_costs_one_pacing_beat_not_seconds() {
+    // One request in ten is refused with 429 whatever the load; the back-off keeps its
+    // documented default (2 s, doubling) for 429s in a row.
+    let sim = simulator(
+        100,
+        Faults {
+            rate_limit_rate: 0.1,
+            ..Faults::default()
+        },
+    );
+    let base = sim.start_local().await.unwrap();
+    let dir = rules_dir("lone429");
+    let rules = Arc::new(load_dir(&dir).unwrap().rules);
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let intake = intake::parse(leads_csv(40).as_bytes()).unwrap();
+    store.enqueue(&intake.leads, Utc::now()).await.unwrap();
+    let client = Client::new(&ClientConfig {
+        base_url: base,
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let config = DaemonConfig {
+        attempts_per_second: 20,
+        concurrency: 10,
+        poll_interval: Duration::from_millis(20),
+        ..DaemonConfig::default()
+    };
+    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    let running = daemon.spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sim.log().len() < 40 - FLORIDA_LEADS && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let log = sim.log();
+    assert_eq!(
+        log.len(),
+        40 - FLORIDA_LEADS,
+        "every lead placed once in the end"
+    );
+    let refusals = sim.rate_limited_at();
+    assert!(!refusals.is_empty(), "the fault was injected");
+    // After a 429, the next call goes out within a few beats (50 ms each at 20/s), not after
+    // the 2 s back-off meant for 429s in a row.
+    let mut longest = chrono::Duration::zero();
+    for refused in &refusals {
+        if let Some(next) = log
+            .iter()
+            .map(|c| c.accepted_at)
+            .filter(|t| t > refused)
+            .min()
+        {
+            longest = longest.max(next - *refused);
+        }
+    }
+    assert!(
+        longest < chrono::Duration::milliseconds(1500),
+        "dialing stood still for {longest} after a 429"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pace_carries_over_a_restart() {
+    // The account allows 5 attempts a second, and the daemon paces at 5.
+    let sim = simulator(5, Faults::default());
+    let base = sim.start_local().await.unwrap();
+    let dir = rules_dir("restart-pace");
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let intake = intake::parse(leads_csv(6).as_bytes()).unwrap();
+    store.enqueue(&intake.leads, Utc::now()).await.unwrap();
+    // The previous run's last attempt went out just now (its ledger says so).
+    let claimed = store.claim_due(Utc::now(), 1).await.unwrap();
+    let previous = Utc::now();
+    let attempt = store
+        .begin_attempt(&claimed[0].id, "m-1", "+14155550100", "r", previous)
+        .await
+        .unwrap();
+    store
+        .attempt_placed(attempt, "earlier-call", previous)
+        .await
+        .unwrap();
+    store
+        .complete("earlier-call", "completed", previous)
+        .await
+        .unwrap();
+
+    let client = Client::new(&ClientConfig {
+        base_url: base,
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let config = DaemonConfig {
+        attempts_per_second: 5,
+        poll_interval: Duration::from_millis(20),
+        ..DaemonConfig::default()
+    };
+    let rules = Arc::new(load_dir(&dir).unwrap().rules);
+    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    let running = daemon.spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sim.log().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = sim.log()[0].accepted_at;
+    assert!(
+        first - previous >= chrono::Duration::milliseconds(195),
+        "the first attempt came {} ms after the last run's, closer than the account's 200 ms",
+        (first - previous).num_milliseconds()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leads_enqueued_by_another_process_are_dialed_without_waiting_for_the_idle_poll() {
+    let sim = simulator(100, Faults::default());
+    let base = sim.start_local().await.unwrap();
+    let dir = rules_dir("other-process");
+    let url = format!("sqlite://{}", dir.join("queue.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    let client = Client::new(&ClientConfig {
+        base_url: base,
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let config = DaemonConfig {
+        attempts_per_second: 20,
+        idle_poll: Duration::from_secs(60),
+        ..DaemonConfig::default()
+    };
+    let rules = Arc::new(load_dir(&dir).unwrap().rules);
+    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    let running = daemon.spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await; // idle now, for a minute
+
+    // `callroute enqueue` is another process: another handle on the same file.
+    let other = SqliteStore::open(&url).await.unwrap();
+    let intake = intake::parse(leads_csv(1).as_bytes()).unwrap();
+    other.enqueue(&intake.leads, Utc::now()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sim.log().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(sim.log().len(), 1, "the new lead waited for the idle poll");
 }

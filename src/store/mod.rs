@@ -242,4 +242,7 @@ pub trait Store: Send + Sync + 'static {
     /// When the next queued or deferred lead is due.
     fn next_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
     fn counts(&self) -> impl Future<Output = Result<Vec<(LeadState, u64)>, StoreError>> + Send;
+    /// A number that changes when another process has written to the store (new leads
+    /// enqueued by `callroute enqueue`): cheap enough to poll while idle.
+    fn data_version(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

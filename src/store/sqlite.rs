@@ -57,6 +57,9 @@ const ENQUEUE_CHUNK: usize = 500;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// A connection of its own for `data_version`, which counts the commits of *other*
+    /// connections: processes that enqueue into the same file, typically. `None` in memory.
+    watcher: Option<std::sync::Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>>,
 }
 
 fn db(error: sqlx::Error) -> StoreError {
@@ -89,6 +92,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
         let in_memory = path.contains(":memory:");
+        let options_for_watch = options.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 4 })
             .connect_with(options)
@@ -108,7 +112,15 @@ impl SqliteStore {
                 .await
                 .map_err(db)?;
         }
-        Ok(SqliteStore { pool })
+        let watcher = if in_memory {
+            None
+        } else {
+            use sqlx::ConnectOptions;
+            Some(std::sync::Arc::new(tokio::sync::Mutex::new(
+                options_for_watch.connect().await.map_err(db)?,
+            )))
+        };
+        Ok(SqliteStore { pool, watcher })
     }
 
     fn lead_from_row(row: &SqliteRow) -> Result<StoredLead, StoreError> {
@@ -510,6 +522,18 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         Ok(next.map(time))
+    }
+
+    async fn data_version(&self) -> Result<u64, StoreError> {
+        let Some(watcher) = &self.watcher else {
+            return Ok(0);
+        };
+        let mut connection = watcher.lock().await;
+        let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(db)?;
+        Ok(version as u64)
     }
 
     async fn counts(&self) -> Result<Vec<(LeadState, u64)>, StoreError> {

@@ -104,6 +104,9 @@ pub struct Faults {
     pub hang_ms: u64,
     /// Extra latency on every request.
     pub latency_ms: u64,
+    /// Share of `POST /v2/calls` answered 429 whatever the load (another dialer on the
+    /// account, say).
+    pub rate_limit_rate: f64,
 }
 
 /// A call the simulator accepted.
@@ -170,6 +173,8 @@ struct SimState {
     recent_attempts: VecDeque<DateTime<Utc>>,
     draws: u64,
     rate_limited: u64,
+    /// When each 429 was answered.
+    rate_limited_at: Vec<DateTime<Utc>>,
 }
 
 impl SimState {
@@ -219,6 +224,7 @@ impl Simulator {
                 recent_attempts: VecDeque::new(),
                 draws: 0,
                 rate_limited: 0,
+                rate_limited_at: Vec::new(),
             })),
         }
     }
@@ -237,6 +243,11 @@ impl Simulator {
     /// How many `POST /v2/calls` were refused with 429.
     pub fn rate_limited(&self) -> u64 {
         self.lock().rate_limited
+    }
+
+    /// When each 429 was answered.
+    pub fn rate_limited_at(&self) -> Vec<DateTime<Utc>> {
+        self.lock().rate_limited_at.clone()
     }
 
     /// Changes the key the simulator accepts (a revoked or rotated key).
@@ -363,8 +374,12 @@ async fn create_call(State(sim): State<Simulator>, headers: HeaderMap, body: Str
         }
         let caps = state.config.attempts_per_second as usize;
         let concurrency = state.config.concurrency as usize;
-        if state.recent_attempts.len() >= caps || state.live_calls(now) >= concurrency {
+        if state.recent_attempts.len() >= caps
+            || state.live_calls(now) >= concurrency
+            || state.draw() < faults.rate_limit_rate
+        {
             state.rate_limited += 1;
+            state.rate_limited_at.push(now);
             return detail(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
         }
         state.recent_attempts.push_back(now);
