@@ -1324,8 +1324,13 @@ impl<S: Store> Shared<S> {
     async fn reconcile(self: Arc<Self>, attempt: Attempt, phone: Option<String>) {
         let phone = match phone {
             Some(phone) => phone,
+            // The number exactly as the request sent it (E.164), whatever the store holds
+            // (stores written before leads were kept normalised hold the raw text).
             None => match self.store.lead(&attempt.lead_id).await {
-                Ok(Some(lead)) => lead.raw.phone.unwrap_or_default(),
+                Ok(Some(lead)) => {
+                    let phone = lead.raw.phone.unwrap_or_default();
+                    E164::parse(phone.trim()).map_or(phone, |number| number.to_string())
+                }
                 _ => return,
             },
         };

@@ -30,6 +30,37 @@ pub struct RawLead {
     pub labels: BTreeMap<String, String>,
 }
 
+impl RawLead {
+    /// The same lead written as it is understood: every field trimmed, empty ones left out,
+    /// the phone number in E.164. The store keeps this form, so that one identity runs from
+    /// intake to the call request to the lookup after a crash.
+    pub fn normalised(self) -> RawLead {
+        let clean = |value: Option<String>| {
+            value
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let phone = clean(self.phone).map(|phone| match E164::parse(&phone) {
+            Ok(number) => number.to_string(),
+            Err(_) => phone,
+        });
+        RawLead {
+            id: clean(self.id),
+            phone,
+            name: clean(self.name),
+            campaign: clean(self.campaign),
+            brand: clean(self.brand),
+            state: clean(self.state).map(|s| s.to_ascii_uppercase()),
+            country: clean(self.country).map(|c| c.to_ascii_uppercase()),
+            timezone: clean(self.timezone),
+            email: clean(self.email),
+            variables: self.variables,
+            not_before: clean(self.not_before),
+            labels: self.labels,
+        }
+    }
+}
+
 /// Everything wrong with one lead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .problems.join("; "))]

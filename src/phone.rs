@@ -1,4 +1,5 @@
-//! E.164 phone numbers: parsing (via the `phonenumber` crate) into a compact, hashable key.
+//! E.164 phone numbers: parsing and validation (by libphonenumber's patterns, generated into
+//! `geo`, the same data the region facts come from) into a compact, hashable key.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,8 +15,8 @@ pub struct E164(u64);
 pub enum PhoneError {
     #[error("`{0}` is not in E.164 form (expected `+` then 8 to 15 digits, e.g. +14155550100)")]
     NotE164(String),
-    #[error("`{0}` is not a valid phone number: {1}")]
-    Unparsable(String, String),
+    #[error("`{0}` has no country: no country calling code starts it")]
+    UnknownCountryCode(String),
     #[error("`{0}` is not a valid number for its country (unassigned prefix or wrong length)")]
     Invalid(String),
 }
@@ -32,10 +33,14 @@ impl E164 {
             .strip_prefix('+')
             .filter(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| PhoneError::NotE164(shown(text)))?;
-        let parsed = phonenumber::parse(None, text)
-            .map_err(|e| PhoneError::Unparsable(shown(text), e.to_string()))?;
-        if !phonenumber::is_valid(&parsed) {
-            return Err(PhoneError::Invalid(shown(text)));
+        match crate::geo::numbering::region_of_digits(digits) {
+            Ok(_) => {}
+            Err(crate::geo::numbering::Invalid::UnknownCountryCode) => {
+                return Err(PhoneError::UnknownCountryCode(shown(text)));
+            }
+            Err(crate::geo::numbering::Invalid::NotAssigned) => {
+                return Err(PhoneError::Invalid(shown(text)));
+            }
         }
         let value = digits
             .parse::<u64>()

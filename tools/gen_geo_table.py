@@ -17,16 +17,91 @@ What is kept, and why:
   Other countries keep their country-wide entry, which is a real (if coarse) answer.
 * For each NANP area code: the ISO region (US, CA, PR, BS, JM, ...) and, for the US and
   Canada, the two-letter state/province code taken from the geocoding descriptions.
+* Which numbers are valid, and of which region: per country calling code, its regions in
+  libphonenumber's order with their leading-digits, general and number-type patterns, applied
+  by src/phone.rs exactly as libphonenumber's is_valid_number / region_code_for_number do. One
+  source for validity and for regions; `tests/data/validity.txt` holds sample numbers with
+  libphonenumber's own verdict, which a Rust test holds the generated patterns to.
 """
 import collections
 import pathlib
+import random
 import sys
 
 import phonenumbers
 from phonenumbers.geodata import GEOCODE_DATA
 from phonenumbers.tzdata import TIMEZONE_DATA
+from phonenumbers import PhoneMetadata
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "src" / "geo" / "generated.rs"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "src" / "geo" / "generated.rs"
+SAMPLES = ROOT / "tests" / "data" / "validity.txt"
+
+# The number types is_valid_number accepts, in libphonenumber's order.
+TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
+         "voicemail", "fixed_line", "mobile")
+
+
+def metadata_of(cc, region):
+    if region == "001":
+        return PhoneMetadata.metadata_for_nongeo_region(cc)
+    return PhoneMetadata.metadata_for_region(region)
+
+
+def numbering_rows():
+    """(country code, [(region, leading digits, general pattern, types pattern)])."""
+    rows = []
+    for cc in sorted(COUNTRY_CODE_TO_REGION_CODE):
+        regions = []
+        for region in COUNTRY_CODE_TO_REGION_CODE[cc]:
+            meta = metadata_of(cc, region)
+            if meta is None or meta.general_desc is None:
+                continue
+            types = [getattr(meta, t).national_number_pattern for t in TYPES
+                     if getattr(meta, t) is not None
+                     and getattr(meta, t).national_number_pattern]
+            if not types:
+                continue
+            regions.append((region, meta.leading_digits or "",
+                            meta.general_desc.national_number_pattern,
+                            "|".join(f"(?:{t})" for t in types)))
+        if regions:
+            rows.append((cc, regions))
+    return rows
+
+
+def samples():
+    """Numbers with libphonenumber's verdict: every NANP area code, random numbers of every
+    country's possible lengths, and each region's example numbers."""
+    rng = random.Random(20261129)
+    out = []
+    def add(e164):
+        number = phonenumbers.parse(e164)
+        valid = phonenumbers.is_valid_number(number)
+        region = phonenumbers.region_code_for_number(number) if valid else None
+        out.append(f"{e164} {int(valid)} {region or '-'}")
+    for npa in range(200, 1000):
+        for _ in range(2):
+            add(f"+1{npa}{rng.randrange(200, 1000)}{rng.randrange(0, 10000):04d}")
+    for cc in sorted(COUNTRY_CODE_TO_REGION_CODE):
+        if cc == 1:
+            continue
+        for region in COUNTRY_CODE_TO_REGION_CODE[cc]:
+            meta = metadata_of(cc, region)
+            if meta is None or meta.general_desc is None:
+                continue
+            lengths = [n for n in (meta.general_desc.possible_length or ()) if n > 0] or [8]
+            for _ in range(6):
+                n = rng.choice(lengths)
+                digits = str(rng.randrange(1, 10)) + "".join(str(rng.randrange(10)) for _ in range(n - 1))
+                if 8 <= len(str(cc)) + n <= 15:
+                    add(f"+{cc}{digits}")
+            for t in TYPES:
+                desc = getattr(meta, t)
+                if desc is not None and desc.example_number:
+                    add(f"+{cc}{desc.example_number}")
+    return "\n".join(sorted(set(out))) + "\n"
 
 STATES = {
     "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
@@ -139,19 +214,35 @@ def build():
     out.append("pub(super) static NANP_EXCHANGE_STATES: &[(&str, &str)] = &[")
     out.extend(f'    ("{p}", "{st}"),' for p, st in sorted(state_rows))
     out.append("];")
+    out.append("")
+    out.append("/// Per country calling code, its regions in libphonenumber's order (main region first):")
+    out.append("/// (region, leading-digits pattern or \"\", general pattern, number types' patterns).")
+    out.append("#[allow(clippy::type_complexity)]")
+    out.append("pub(crate) static NUMBERING: &[(u16, &[(&str, &str, &str, &str)])] = &[")
+    for cc, regions in numbering_rows():
+        out.append(f"    ({cc}, &[")
+        for region, leading, general, types in regions:
+            out.append(f'        ("{region}", r#"{leading}"#, r#"{general}"#, r#"{types}"#),')
+        out.append("    ]),")
+    out.append("];")
     return "\n".join(out) + "\n"
 
 
 def main():
-    text = build()
+    outputs = {OUT: build(), SAMPLES: samples()}
     if "--check" in sys.argv:
-        if OUT.read_text() != text:
-            print(f"{OUT} is stale: re-run tools/gen_geo_table.py", file=sys.stderr)
+        stale = [path for path, text in outputs.items()
+                 if not path.exists() or path.read_text() != text]
+        for path in stale:
+            print(f"{path} is stale: re-run tools/gen_geo_table.py", file=sys.stderr)
+        if stale:
             sys.exit(1)
-        print(f"{OUT} matches phonenumbers {phonenumbers.__version__}")
+        print(f"{OUT} and {SAMPLES} match phonenumbers {phonenumbers.__version__}")
         return
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
+    for path, text in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

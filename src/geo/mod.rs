@@ -4,6 +4,7 @@
 
 #[rustfmt::skip]
 mod generated;
+pub mod numbering;
 
 use chrono_tz::Tz;
 
@@ -56,8 +57,10 @@ fn nanp_country_and_states(npa: u16, digits: &str) -> (Option<String>, Vec<Strin
 }
 
 fn country_of_non_nanp(digits: &str) -> Option<String> {
-    let number = phonenumber::parse(None, format!("+{digits}")).ok()?;
-    number.country().id().map(|id| id.as_ref().to_string())
+    numbering::region_of_digits(digits)
+        .ok()
+        .filter(|region| *region != "001")
+        .map(str::to_string)
 }
 
 /// Time zones at the longest prefix the data has for these digits.

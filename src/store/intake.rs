@@ -24,7 +24,7 @@ impl Intake {
     fn take(&mut self, line: usize, raw: Result<RawLead, String>) {
         match raw.and_then(|raw| {
             Lead::from_raw(raw.clone())
-                .map(|lead| (lead.key, raw))
+                .map(|lead| (lead.key, raw.normalised()))
                 .map_err(|e| e.to_string())
         }) {
             Ok(lead) => self.leads.push(lead),
@@ -192,6 +192,7 @@ mod tests {
         assert_eq!(intake.leads.len(), 1);
         let (id, raw) = &intake.leads[0];
         assert_eq!(id, "spring:+14155550123");
+        assert_eq!(raw.phone.as_deref(), Some("+14155550123"));
         assert_eq!(raw.variables["Company"], "Acme");
         assert_eq!(raw.labels["segment"], "vip");
         assert_eq!(intake.rejected.len(), 2);
@@ -218,5 +219,23 @@ mod tests {
         );
         let array = "[{\"phone\":\"+14155550123\",\"name\":\"A\",\"campaign\":\"c\",\"id\":\"x\"}]";
         assert_eq!(parse(array.as_bytes()).unwrap().leads[0].0, "x");
+    }
+
+    #[test]
+    fn what_is_stored_is_the_lead_as_understood() {
+        let line =
+            r#"{"phone":" +14155550123 ","name":" Ana ","campaign":"c ","state":"ca","email":""}"#;
+        let intake = parse(line.as_bytes()).unwrap();
+        let (id, raw) = &intake.leads[0];
+        assert_eq!(id, "c:+14155550123");
+        assert_eq!(
+            raw.phone.as_deref(),
+            Some("+14155550123"),
+            "the number the call and the lookup use"
+        );
+        assert_eq!(raw.name.as_deref(), Some("Ana"));
+        assert_eq!(raw.campaign.as_deref(), Some("c"));
+        assert_eq!(raw.state.as_deref(), Some("CA"));
+        assert_eq!(raw.email, None);
     }
 }
