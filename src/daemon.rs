@@ -183,6 +183,8 @@ struct Shared<S: Store> {
     refresh_pools_now: AtomicBool,
     /// Why dialing is paused because Synthflow cannot be read, if it is.
     api_problem: Mutex<Option<String>>,
+    /// Per agent, the numbers its rules name that are not attached upstream.
+    unattached: Mutex<Vec<(String, Vec<E164>)>>,
     /// Due instants handed out to deferred leads, one pacing interval apart.
     due_calendar: Mutex<crate::schedule::DueCalendar>,
     wake: Notify,
@@ -255,6 +257,7 @@ impl<S: Store> Daemon<S> {
                 auth_failed: AtomicBool::new(false),
                 refresh_pools_now: AtomicBool::new(false),
                 api_problem: Mutex::new(None),
+                unattached: Mutex::new(Vec::new()),
                 due_calendar: Mutex::new(crate::schedule::DueCalendar::new(interval)),
                 wake: Notify::new(),
                 events: Mutex::new(std::collections::VecDeque::new()),
@@ -406,6 +409,8 @@ impl<S: Store> Daemon<S> {
                                     self.shared.rules.store(Arc::new(loaded.rules));
                                 }
                                 *lock(&self.shared.rules_files) = file_names(&loaded.files);
+                                self.shared
+                                    .report_unattached(&self.shared.rules.load_full());
                                 ReloadOutcome::Applied {
                                     hash,
                                     changes,
@@ -552,6 +557,12 @@ impl<S: Store> Daemon<S> {
                 })
             })
             .collect()
+    }
+
+    /// Per agent, the numbers the rules give it that are not attached upstream (as of the
+    /// last pool read).
+    pub fn unattached(&self) -> Vec<(String, Vec<E164>)> {
+        lock(&self.shared.unattached).clone()
     }
 
     /// Why dialing is paused because Synthflow's pools cannot be read, if it is.
@@ -776,7 +787,41 @@ impl<S: Store> Shared<S> {
         if changed {
             self.release_held("an agent's pool changed").await;
         }
+        self.report_unattached(&rules);
         Ok(())
+    }
+
+    /// Numbers the rules give an agent that Synthflow does not have attached to it: never
+    /// dialed, and worth saying so (at start, after each pool read, in status and metrics).
+    fn report_unattached(&self, rules: &RuleSet) {
+        let pool = lock(&self.pool);
+        let mut report = Vec::new();
+        for agent in rules.agents() {
+            let missing: Vec<E164> = rules
+                .numbers_for_agent(&agent.model_id)
+                .into_iter()
+                .filter(|n| !pool.is_attached(&agent.model_id, *n))
+                .collect();
+            metrics::gauge!("callroute_numbers_not_attached", "agent" => agent.name.clone())
+                .set(missing.len() as f64);
+            if !missing.is_empty() {
+                report.push((agent.name.clone(), missing));
+            }
+        }
+        drop(pool);
+        let mut known = lock(&self.unattached);
+        if *known != report {
+            for (agent, missing) in &report {
+                let list: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    agent,
+                    count = missing.len(),
+                    "numbers in the rules but not attached to agent `{agent}` upstream are never dialed: {}",
+                    list.join(", ")
+                );
+            }
+            *known = report;
+        }
     }
 
     /// Queues every held lead again: what held them may have changed.

@@ -806,6 +806,23 @@ fn render_status(status: &serde_json::Value) -> String {
     if status["auth_failed"].as_bool() == Some(true) {
         let _ = writeln!(out, "dialing   PAUSED: Synthflow refused the API key");
     }
+    if let Some(problem) = status["api_problem"].as_str() {
+        let _ = writeln!(out, "dialing   PAUSED: {problem}");
+    }
+    for (agent, numbers) in status["not_attached"].as_object().into_iter().flatten() {
+        let list: Vec<&str> = numbers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "pool      agent `{agent}`: {} in the rules but NOT attached upstream (never dialed): {}",
+            list.len(),
+            list.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "live      {} calls",

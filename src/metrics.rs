@@ -82,6 +82,18 @@ fn describe() {
         "Numbers attached to each agent, as last read from Synthflow."
     );
     describe_gauge!(
+        "callroute_numbers_not_attached",
+        "Numbers the rules give an agent that are not attached to it upstream (never dialed)."
+    );
+    describe_counter!(
+        "callroute_rate_limited_total",
+        "POST /v2/calls answered 429 (the call was not placed)."
+    );
+    describe_counter!(
+        "callroute_admin_connections_refused_total",
+        "Admin connections closed at accept because admin.max_connections were open."
+    );
+    describe_gauge!(
         "callroute_rules_reload_success",
         "1 if the rules files on disk loaded at the last reload, 0 if they are broken."
     );

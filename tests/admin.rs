@@ -321,3 +321,37 @@ async fn without_a_token_writes_are_refused_and_reads_are_open() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_in_the_rules_but_not_attached_upstream_are_flagged() {
+    // The rules name two numbers; Synthflow has only New York's attached to the agent.
+    let sim = Simulator::new(common::sim_config(&["+12125550107"]));
+    let base = sim.start_local().await.unwrap();
+    let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let daemon = Arc::new(
+        Daemon::start(store, rules, common::client(&base), DaemonConfig::default())
+            .await
+            .unwrap(),
+    );
+    let missing: Vec<(String, Vec<String>)> = daemon
+        .unattached()
+        .into_iter()
+        .map(|(agent, numbers)| (agent, numbers.iter().map(ToString::to_string).collect()))
+        .collect();
+    assert_eq!(
+        missing,
+        [("a".to_string(), vec!["+14155550100".to_string()])]
+    );
+    let admin = common::serve_admin(&daemon).await;
+    let status: serde_json::Value = reqwest::Client::new()
+        .get(format!("{admin}/v1/status"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["not_attached"]["a"][0], "+14155550100");
+}

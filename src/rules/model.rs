@@ -42,6 +42,21 @@ impl RuleSet {
         self.number_ids.get(&number).copied()
     }
 
+    /// Every number some route of a campaign of `model_id`'s agent may dial, in rule order.
+    pub fn numbers_for_agent(&self, model_id: &str) -> Vec<E164> {
+        let mut ids: Vec<NumberId> = self
+            .campaigns()
+            .filter(|c| c.model_id == model_id)
+            .flat_map(|c| &c.routes)
+            .flat_map(|r| r.selection.members.iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| self.numbers[id as usize].number)
+            .collect()
+    }
+
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
         self.agents.values()
     }
@@ -170,9 +185,6 @@ pub struct Route {
 }
 
 impl Route {
-    /// The limits that apply to `number` when dialed through this route: the number's own
-    /// and the route's windows both override the profile, and where both set one the
-    /// stricter wins.
     /// The limits a call from `number` on this route is held to: per window, the stricter
     /// of the number's (its profile and its own) and the route's. A route can only tighten.
     pub fn limits_for(&self, number: &NumberInfo) -> Limits {
