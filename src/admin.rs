@@ -300,7 +300,7 @@ async fn status<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
                 .into_iter()
                 .map(|(reason, count)| json!({"reason": reason, "count": count}))
                 .collect();
-            Json(json!({"queue": queue, "held": held, "auth_failed": daemon.auth_failed(), "api_problem": daemon.api_problem(), "not_attached": not_attached, "live_calls": daemon.live_calls(), "rules": daemon.rules_info(), "numbers": daemon.usage(Utc::now())})).into_response()
+            Json(json!({"queue": queue, "held": held, "auth_failed": daemon.auth_failed(), "api_problem": daemon.api_problem(), "not_attached": not_attached, "live_calls": daemon.live_calls(), "rules": daemon.rules_info(), "numbers": daemon.usage(daemon.now())})).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -343,7 +343,7 @@ async fn leads<S: Store>(
         .iter()
         .map(|r| json!({"line": r.line, "reason": r.reason}))
         .collect();
-    match daemon.store().enqueue(&intake.leads, Utc::now()).await {
+    match daemon.store().enqueue(&intake.leads, daemon.now()).await {
         Ok(counts) => {
             daemon.wake();
             Json(json!({"accepted": counts.accepted, "duplicate": counts.duplicate, "rejected": rejected.len(), "errors": rejected})).into_response()
@@ -372,7 +372,7 @@ async fn explain<S: Store>(
         }
     };
     let at = match body.get("at").and_then(|v| v.as_str()) {
-        None => Utc::now(),
+        None => daemon.now(),
         Some(text) => match chrono::DateTime::parse_from_rfc3339(text) {
             Ok(t) => t.with_timezone(&Utc),
             Err(_) => {

@@ -109,6 +109,8 @@ pub struct DaemonConfig {
     pub drain_timeout: Duration,
     /// Longest idle sleep (new leads from other processes are noticed at least this often).
     pub idle_poll: Duration,
+    /// The clock decisions, the ledger and deferrals run on.
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for DaemonConfig {
@@ -124,6 +126,7 @@ impl Default for DaemonConfig {
             reconcile_delay: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(30),
             idle_poll: Duration::from_secs(30),
+            clock: crate::clock::Clock::System,
         }
     }
 }
@@ -223,7 +226,7 @@ impl<S: Store> Daemon<S> {
         client: Client,
         config: DaemonConfig,
     ) -> Result<Daemon<S>, DaemonError> {
-        let now = Utc::now();
+        let now = config.clock.now();
         let mut pool = PoolState::new(now.timestamp_millis() as u64);
         let lookback = usage_lookback(&rules);
         let mut last_attempt = None;
@@ -280,7 +283,8 @@ impl<S: Store> Daemon<S> {
         // The pace carries over a restart: the account still counts the attempts the last
         // run made, so the first one of this run waits its beat after them.
         if let Some(last) = last_attempt {
-            let next = last + chrono::Duration::from_std(interval).unwrap_or_default();
+            let next = daemon.shared.config.clock.to_wall(last)
+                + chrono::Duration::from_std(interval).unwrap_or_default();
             daemon
                 .shared
                 .paused_until_ms
@@ -310,6 +314,11 @@ impl<S: Store> Daemon<S> {
         Ok(daemon)
     }
 
+    /// The time on the daemon's clock (the system clock, or the demo's simulated one).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.config.clock.now()
+    }
+
     /// Wakes the loop (new leads were enqueued).
     pub fn wake(&self) {
         self.shared.wake.notify_one();
@@ -333,7 +342,7 @@ impl<S: Store> Daemon<S> {
         let recorded = self
             .shared
             .store
-            .complete(call_id, status, Utc::now())
+            .complete(call_id, status, self.shared.config.clock.now())
             .await?;
         if let Some(waiter) = lock(&self.shared.call_waiters).get(call_id) {
             waiter.notify_one();
@@ -485,7 +494,7 @@ impl<S: Store> Daemon<S> {
             }
         }
         let mut status = lock(&self.shared.reload_status);
-        let now = Utc::now();
+        let now = self.shared.config.clock.now();
         match outcome {
             ReloadOutcome::Failed { .. } => status.disk_broken = true,
             ReloadOutcome::Applied { .. } => {
@@ -579,7 +588,7 @@ impl<S: Store> Daemon<S> {
     /// (up to the drain timeout), returns unclaimed leads to the queue, and returns.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), DaemonError> {
         let shared = self.shared.clone();
-        let now = Utc::now();
+        let now = shared.config.clock.now();
         shared.store.release_claims(now).await?;
         // The rules or the pools may have changed while the daemon was down.
         shared.release_held("daemon started").await;
@@ -607,7 +616,7 @@ impl<S: Store> Daemon<S> {
                     "drain timeout: requests still in flight are left for the next start to reconcile"
                 );
             }
-            shared.store.release_claims(Utc::now()).await?;
+            shared.store.release_claims(shared.config.clock.now()).await?;
             result
         };
         tokio::pin!(main);
@@ -709,7 +718,7 @@ impl<S: Store> Shared<S> {
         }
         events.push_back(Event {
             lead_id: lead_id.to_string(),
-            at: Utc::now(),
+            at: self.config.clock.now(),
             outcome: outcome.to_string(),
             from_phone_number: from,
             detail,
@@ -826,7 +835,7 @@ impl<S: Store> Shared<S> {
 
     /// Queues every held lead again: what held them may have changed.
     async fn release_held(&self, why: &str) {
-        match self.store.release_held(Utc::now()).await {
+        match self.store.release_held(self.config.clock.now()).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(leads = n, "{why}: held leads are decided again");
@@ -872,7 +881,7 @@ impl<S: Store> Shared<S> {
         while !self.stopping() {
             if tokio::time::Instant::now() >= next_count {
                 next_count = tokio::time::Instant::now() + Duration::from_secs(30);
-                let cutoff = Utc::now() - usage_lookback(&self.rules.load());
+                let cutoff = self.config.clock.now() - usage_lookback(&self.rules.load());
                 lock(&self.pool).forget_leads_idle_since(cutoff);
                 if let Ok(counts) = self.store.counts().await {
                     let open = counts
@@ -910,11 +919,11 @@ impl<S: Store> Shared<S> {
                 }
                 *lock(&self.api_problem) = None;
             }
-            let now = Utc::now();
+            let now = self.config.clock.now();
             let batch = self.store.claim_due(now, self.config.claim_batch).await?;
             if batch.is_empty() {
                 let until_due = match self.store.next_due().await? {
-                    Some(due) => (due - Utc::now()).to_std().unwrap_or_default(),
+                    Some(due) => self.config.clock.real_until(due),
                     None => self.config.idle_poll,
                 };
                 // Wake in time for the next watchdog ping: it proves this loop is alive.
@@ -933,7 +942,7 @@ impl<S: Store> Shared<S> {
                     // Back to the queue, untouched, until the key works again.
                     let reason = "dialing paused: Synthflow refused the API key";
                     self.store
-                        .defer(&lead.id, Utc::now(), "api_key_refused", reason, Utc::now())
+                        .defer(&lead.id, now, "api_key_refused", reason, now)
                         .await?;
                     continue;
                 }
@@ -976,7 +985,7 @@ impl<S: Store> Shared<S> {
             },
             Err(e) => {
                 let reason = format!("invalid lead: {e}");
-                self.store.reject(&stored.id, &reason, Utc::now()).await?;
+                self.store.reject(&stored.id, &reason, self.config.clock.now()).await?;
                 self.event(&stored.id, "reject", None, reason);
                 return Ok(());
             }
@@ -1075,7 +1084,7 @@ impl<S: Store> Shared<S> {
         let rules = self.rules.load_full();
         let (decision, trace) = {
             let pool = lock(&self.pool);
-            decide(&rules, lead, &pool, Utc::now())
+            decide(&rules, lead, &pool, self.config.clock.now())
         };
         let now = trace.now.unwrap_or_else(Utc::now);
         for excluded in &trace.excluded {
@@ -1240,7 +1249,7 @@ impl<S: Store> Shared<S> {
                 .increment(1);
         }
         self.store
-            .attempt_placed(attempt_id, call_id, Utc::now())
+            .attempt_placed(attempt_id, call_id, self.config.clock.now())
             .await?;
         self.event(
             lead_id,
@@ -1263,7 +1272,7 @@ impl<S: Store> Shared<S> {
         error: ApiError,
         permit: OwnedSemaphorePermit,
     ) -> Result<(), StoreError> {
-        let now = Utc::now();
+        let now = self.config.clock.now();
         let next = match &error {
             ApiError::RateLimited(_) => {
                 // A lone 429 (a call placed elsewhere on the account, a request that arrived
@@ -1275,9 +1284,11 @@ impl<S: Store> Shared<S> {
                 } else {
                     self.backoff(in_a_row - 1)
                 };
-                let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                let wait = chrono::Duration::from_std(wait).unwrap_or_default();
+                // The pause is real time: it is the account's clock that counts.
                 self.paused_until_ms
-                    .fetch_max(until.timestamp_millis(), Ordering::SeqCst);
+                    .fetch_max((Utc::now() + wait).timestamp_millis(), Ordering::SeqCst);
+                let until = now + wait;
                 metrics::counter!("callroute_rate_limited_total").increment(1);
                 NotPlaced::Retry {
                     due_at: until,
@@ -1387,7 +1398,8 @@ impl<S: Store> Shared<S> {
             if self.stopping() {
                 return;
             }
-            let since = attempt.at - chrono::Duration::seconds(5);
+            // Synthflow's records carry wall-clock times.
+            let since = self.config.clock.to_wall(attempt.at) - chrono::Duration::seconds(5);
             match self
                 .client
                 .find_calls(&attempt.model_id, &phone, since.timestamp_millis())
@@ -1399,7 +1411,7 @@ impl<S: Store> Shared<S> {
                             .as_deref()
                             .is_none_or(|f| f == attempt.from_number)
                     });
-                    let now = Utc::now();
+                    let now = self.config.clock.now();
                     let result = match ours {
                         Some(call) => {
                             // The call is live whether or not a slot is free: follow it
@@ -1461,7 +1473,7 @@ impl<S: Store> Shared<S> {
                 // No call lasts this long: stop holding a slot for it, and say so.
                 let outcome = "unknown: no final status within 3 h";
                 tracing::warn!(call_id, "{outcome}");
-                if let Err(e) = self.store.complete(call_id, outcome, Utc::now()).await {
+                if let Err(e) = self.store.complete(call_id, outcome, self.config.clock.now()).await {
                     tracing::error!(call_id, "cannot record the outcome: {e}");
                 }
                 return;
@@ -1478,7 +1490,7 @@ impl<S: Store> Shared<S> {
                 Ok(record) if record.is_terminal() => {
                     if let Err(e) = self
                         .store
-                        .complete(call_id, &record.status, Utc::now())
+                        .complete(call_id, &record.status, self.config.clock.now())
                         .await
                     {
                         tracing::error!(call_id, "cannot record the outcome: {e}");

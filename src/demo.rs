@@ -1,6 +1,12 @@
 //! `callroute demo`: the whole service in one process on the example rules: a simulator on
 //! a free loopback port, a temporary SQLite queue, a few hundred sample leads across states
 //! and time zones, the daemon at 20 attempts/s, then a report per lead and per number.
+//!
+//! The daemon runs on a simulated clock (see `crate::clock`) that starts on a weekday
+//! morning, before the first US calling window opens, and runs 240 times faster than the
+//! wall clock: whatever the day and hour, the demo shows calling hours opening zone by zone,
+//! limits filling and freeing, local presence falling back, and deferrals with their reasons,
+//! in under a minute. The report says so, and every time in it is on that clock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -9,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Datelike, Utc, Weekday};
 
+use crate::clock::Clock;
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::rules::load_dir;
 use crate::store::sqlite::SqliteStore;
@@ -27,7 +34,29 @@ const AREA_CODES: &[&str] = &[
 
 pub struct DemoOptions {
     pub leads: usize,
+    /// Wall-clock time to run for.
     pub run_for: Duration,
+    /// How much faster than the wall clock the demo's clock runs.
+    pub speed: f64,
+    /// Where the demo's clock starts (default: `default_start`).
+    pub start: Option<DateTime<Utc>>,
+}
+
+/// 12:50 UTC on the next weekday after `today` that is not a holiday of the example rules:
+/// ten minutes before calling hours open in New York (08:00 EST is 13:00 UTC; in summer the
+/// first window is already open), then Chicago an hour later, Denver and Phoenix, then Los
+/// Angeles.
+pub fn default_start(today: chrono::NaiveDate) -> DateTime<Utc> {
+    let mut day = today;
+    loop {
+        day = day.succ_opt().unwrap_or(day);
+        let holiday = (day.month(), day.day()) == (12, 25) || (day.month(), day.day()) == (1, 1);
+        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) && !holiday {
+            break;
+        }
+    }
+    day.and_hms_opt(12, 50, 0)
+        .map_or_else(Utc::now, |t| t.and_utc())
 }
 
 /// Sample leads as CSV, with a few deliberately bad rows to show intake errors.
@@ -63,6 +92,10 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
             .map_err(|d| anyhow::anyhow!("{d}"))?
             .rules,
     );
+    let start = options
+        .start
+        .unwrap_or_else(|| default_start(Utc::now().date_naive()));
+    let clock = Clock::simulated(start, options.speed);
     let all_numbers: Vec<String> = rules.numbers().map(|n| n.number.to_string()).collect();
     let simulator = Simulator::new(SimConfig {
         api_key: "demo-key".into(),
@@ -77,8 +110,8 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
             })
             .collect(),
         calls: CallBehaviour {
-            ring_ms: 300,
-            talk_ms: 1_500,
+            ring_ms: 100,
+            talk_ms: 400,
             answer_rate: 0.6,
             ..CallBehaviour::default()
         },
@@ -92,8 +125,20 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
     std::fs::create_dir_all(&dir)?;
     let store = SqliteStore::open(&format!("sqlite://{}", dir.join("queue.db").display())).await?;
     let mut report = String::new();
+    let wall_span = options.run_for;
+    let _ = writeln!(
+        report,
+        "SIMULATED CLOCK: the demo's day starts {} and runs {}x faster than the wall clock \
+         ({} of wall time cover {} of its day); every time below is on that clock.",
+        start.format("%a %Y-%m-%d %H:%M UTC"),
+        options.speed,
+        humantime::format_duration(Duration::from_secs(wall_span.as_secs())),
+        humantime::format_duration(Duration::from_secs(
+            wall_span.mul_f64(options.speed).as_secs()
+        )),
+    );
     let intake = intake::parse(sample_csv(options.leads).as_bytes())?;
-    let counts = store.enqueue(&intake.leads, Utc::now()).await?;
+    let counts = store.enqueue(&intake.leads, clock.now()).await?;
     let _ = writeln!(
         report,
         "enqueue: {} accepted, {} duplicate, {} rejected",
@@ -114,10 +159,11 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
     let config = DaemonConfig {
         attempts_per_second: 20,
         concurrency: 10,
-        poll_interval: Duration::from_millis(250),
+        poll_interval: Duration::from_millis(100),
         retry_base: Duration::from_millis(200),
         reconcile_delay: Duration::from_millis(200),
         idle_poll: Duration::from_millis(200),
+        clock,
         ..DaemonConfig::default()
     };
     let daemon = Arc::new(
@@ -134,25 +180,29 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
             *n > 0
                 && matches!(
                     s,
-                    LeadState::Claimed | LeadState::Dialing | LeadState::Placed
+                    LeadState::Queued | LeadState::Claimed | LeadState::Dialing | LeadState::Placed
                 )
         });
         let next_due = daemon.store().next_due().await?;
         let left = options.run_for.saturating_sub(started.elapsed());
-        let nothing_due_in_time = next_due
-            .is_none_or(|t| t > Utc::now() + chrono::Duration::from_std(left).unwrap_or_default());
+        let nothing_due_in_time = next_due.is_none_or(|t| clock.real_until(t) > left);
         if (!busy && nothing_due_in_time) || left.is_zero() {
             break;
         }
     }
     running.stop().await?;
+    let ended = clock.now();
 
     // Per lead: where it ended and why.
     let events = daemon.events();
     let mut last_from: HashMap<&str, &str> = HashMap::new();
+    let mut placed_at: HashMap<&str, DateTime<Utc>> = HashMap::new();
     for event in &events {
         if let Some(from) = &event.from_phone_number {
             last_from.insert(&event.lead_id, from);
+        }
+        if event.outcome == "placed" {
+            placed_at.entry(&event.lead_id).or_insert(event.at);
         }
     }
     let _ = writeln!(
@@ -162,10 +212,31 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
     );
     let mut ids: Vec<&String> = intake.leads.iter().map(|(id, _)| id).collect();
     ids.sort();
+    // Per lead zone: when its first call went out, and how its leads ended.
+    let mut zones: BTreeMap<String, ZoneRow> = BTreeMap::new();
     for id in ids {
         let Some(lead) = daemon.store().lead(id).await? else {
             continue;
         };
+        let zone = crate::lead::Lead::from_raw(lead.raw.clone())
+            .ok()
+            .map(|l| {
+                l.zones
+                    .iter()
+                    .map(|z| z.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .unwrap_or_default();
+        let row = zones.entry(zone).or_default();
+        row.leads += 1;
+        if let Some(at) = placed_at.get(id.as_str()) {
+            row.called += 1;
+            row.first = Some(row.first.map_or(*at, |f: DateTime<Utc>| f.min(*at)));
+        }
+        if lead.state == LeadState::Deferred {
+            row.deferred += 1;
+        }
         let reason = match lead.state {
             LeadState::Completed => format!(
                 "call {} ended: {}",
@@ -174,7 +245,7 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
             ),
             LeadState::Deferred => format!(
                 "until {}: {}",
-                lead.due_at.format("%H:%M:%S UTC"),
+                lead.due_at.format("%a %H:%M:%S UTC"),
                 lead.reason.unwrap_or_default()
             ),
             _ => lead.reason.unwrap_or_default(),
@@ -189,14 +260,34 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
         );
     }
 
-    // Per number: calls the simulator saw against the number's limits.
-    let log = simulator.log();
-    let mut by_number: BTreeMap<String, Vec<chrono::DateTime<Utc>>> = BTreeMap::new();
-    for call in &log {
-        by_number
-            .entry(call.request.from_phone_number.clone().unwrap_or_default())
-            .or_default()
-            .push(call.accepted_at);
+    let _ = writeln!(
+        report,
+        "\n{:<36} {:>5} {:>7} {:>9}  first call (calling hours open zone by zone)",
+        "lead time zone", "leads", "called", "deferred"
+    );
+    let mut by_opening: Vec<(&String, &ZoneRow)> = zones.iter().collect();
+    by_opening.sort_by_key(|(zone, row)| (row.first.is_none(), row.first, (*zone).clone()));
+    for (zone, row) in by_opening {
+        let _ = writeln!(
+            report,
+            "{:<36} {:>5} {:>7} {:>9}  {}",
+            zone,
+            row.leads,
+            row.called,
+            row.deferred,
+            row.first
+                .map_or("not yet: outside its calling hours".to_string(), |t| t
+                    .format("%H:%M:%S UTC")
+                    .to_string())
+        );
+    }
+
+    // Per number: the calls placed from it (on the demo's clock) against its limits.
+    let mut by_number: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();
+    for event in events.iter().filter(|e| e.outcome == "placed") {
+        if let Some(from) = &event.from_phone_number {
+            by_number.entry(from.clone()).or_default().push(event.at);
+        }
     }
     let _ = writeln!(
         report,
@@ -241,14 +332,47 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
         .filter(|(_, n)| *n > 0)
         .map(|(s, n)| format!("{} {n}", s.as_str()))
         .collect();
+    let limit_waits = events
+        .iter()
+        .filter(|e| e.outcome == "defer" && e.detail.contains("at a limit"))
+        .count();
     let _ = writeln!(
         report,
-        "\n{} calls placed in {:.1} s ({} refused with 429); leads: {}",
-        log.len(),
+        "\n{} calls placed from {} to {} on the demo's clock ({:.1} s of wall time; {} refused with 429; {} waits for a number at its limit); leads: {}",
+        simulator.log().len(),
+        start.format("%H:%M UTC"),
+        ended.format("%H:%M UTC"),
         started.elapsed().as_secs_f64(),
         simulator.rate_limited(),
+        limit_waits,
         summary.join(", ")
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
+}
+
+#[derive(Default)]
+struct ZoneRow {
+    leads: usize,
+    called: usize,
+    deferred: usize,
+    first: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_day_is_the_next_weekday_that_is_no_holiday() {
+        let day = |text: &str| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+        // Sunday 2026-11-29 → Monday 2026-11-30.
+        assert_eq!(
+            default_start(day("2026-11-29")).to_rfc3339(),
+            "2026-11-30T12:50:00+00:00"
+        );
+        // Friday → Monday; Christmas Eve 2026 (Thursday) → Saturday? no: Monday 2026-12-28.
+        assert_eq!(default_start(day("2026-12-04")).date_naive(), day("2026-12-07"));
+        assert_eq!(default_start(day("2026-12-24")).date_naive(), day("2026-12-28"));
+    }
 }

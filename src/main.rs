@@ -88,9 +88,15 @@ enum Command {
         /// How many sample leads to enqueue.
         #[arg(long, default_value_t = 300)]
         leads: usize,
-        /// Stop after this long even if leads are still due.
-        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        /// Stop after this long (wall time) even if leads are still due.
+        #[arg(long, default_value = "50s", value_parser = humantime::parse_duration)]
         run_for: std::time::Duration,
+        /// How many times faster than the wall clock the demo's clock runs.
+        #[arg(long, default_value_t = 240.0)]
+        speed: f64,
+        /// Where the demo's clock starts (RFC 3339); default: 12:50 UTC on the next weekday.
+        #[arg(long)]
+        start: Option<String>,
     },
     /// Run the daemon: dial the queue until SIGTERM/SIGINT.
     Run {
@@ -184,7 +190,20 @@ fn main() -> ExitCode {
             rules,
             leads,
             run_for,
-        } => runtime().and_then(|rt| rt.block_on(demo(&rules, leads, run_for))),
+            speed,
+            start,
+        } => runtime().and_then(|rt| {
+            let start = start.as_deref().map(parse_time).transpose()?;
+            rt.block_on(demo(
+                &rules,
+                callroute::demo::DemoOptions {
+                    leads,
+                    run_for,
+                    speed,
+                    start,
+                },
+            ))
+        }),
         Command::Run { config } => {
             runtime().and_then(|rt| rt.block_on(run_daemon(config.as_deref())))
         }
@@ -425,13 +444,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn demo(
-    rules: &Path,
-    leads: usize,
-    run_for: std::time::Duration,
-) -> anyhow::Result<ExitCode> {
-    let report =
-        callroute::demo::run(rules, callroute::demo::DemoOptions { leads, run_for }).await?;
+async fn demo(rules: &Path, options: callroute::demo::DemoOptions) -> anyhow::Result<ExitCode> {
+    if !(options.speed > 0.0 && options.speed.is_finite()) {
+        anyhow::bail!("--speed must be a positive number");
+    }
+    let report = callroute::demo::run(rules, options).await?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
