@@ -131,7 +131,12 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostics> {
         let raw: RawConfig = match serde_saphyr::from_str::<Option<RawConfig>>(text) {
             Ok(raw) => raw.unwrap_or_default(),
-            Err(e) => return Err(Diagnostics(vec![diag::from_yaml_error(path, &e)])),
+            Err(e) => {
+                return Err(Diagnostics(vec![diag::explain_yaml_error(
+                    diag::from_yaml_error(path, &e),
+                    text,
+                )]));
+            }
         };
         let mut out = Vec::new();
         let mut r = Reporter {

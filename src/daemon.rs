@@ -616,7 +616,10 @@ impl<S: Store> Daemon<S> {
                     "drain timeout: requests still in flight are left for the next start to reconcile"
                 );
             }
-            shared.store.release_claims(shared.config.clock.now()).await?;
+            shared
+                .store
+                .release_claims(shared.config.clock.now())
+                .await?;
             result
         };
         tokio::pin!(main);
@@ -985,7 +988,9 @@ impl<S: Store> Shared<S> {
             },
             Err(e) => {
                 let reason = format!("invalid lead: {e}");
-                self.store.reject(&stored.id, &reason, self.config.clock.now()).await?;
+                self.store
+                    .reject(&stored.id, &reason, self.config.clock.now())
+                    .await?;
                 self.event(&stored.id, "reject", None, reason);
                 return Ok(());
             }
@@ -1473,7 +1478,11 @@ impl<S: Store> Shared<S> {
                 // No call lasts this long: stop holding a slot for it, and say so.
                 let outcome = "unknown: no final status within 3 h";
                 tracing::warn!(call_id, "{outcome}");
-                if let Err(e) = self.store.complete(call_id, outcome, self.config.clock.now()).await {
+                if let Err(e) = self
+                    .store
+                    .complete(call_id, outcome, self.config.clock.now())
+                    .await
+                {
                     tracing::error!(call_id, "cannot record the outcome: {e}");
                 }
                 return;

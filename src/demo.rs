@@ -372,7 +372,13 @@ mod tests {
             "2026-11-30T12:50:00+00:00"
         );
         // Friday → Monday; Christmas Eve 2026 (Thursday) → Saturday? no: Monday 2026-12-28.
-        assert_eq!(default_start(day("2026-12-04")).date_naive(), day("2026-12-07"));
-        assert_eq!(default_start(day("2026-12-24")).date_naive(), day("2026-12-28"));
+        assert_eq!(
+            default_start(day("2026-12-04")).date_naive(),
+            day("2026-12-07")
+        );
+        assert_eq!(
+            default_start(day("2026-12-24")).date_naive(),
+            day("2026-12-28")
+        );
     }
 }

@@ -85,6 +85,23 @@ fn longest_prefix<T: Copy>(table: &[(&str, T)], digits: &str) -> Option<T> {
     })
 }
 
+/// True for a US state or Canadian province code the number data assigns to some number.
+pub fn is_known_state(code: &str) -> bool {
+    generated::NANP_AREA_CODES
+        .iter()
+        .any(|(_, _, states)| states.split('|').any(|s| s == code))
+        || generated::NANP_EXCHANGE_STATES
+            .iter()
+            .any(|(_, states)| states.split('|').any(|s| s == code))
+}
+
+/// True for an ISO region code that has numbers of its own.
+pub fn is_known_country(code: &str) -> bool {
+    generated::NUMBERING
+        .iter()
+        .any(|(_, regions)| regions.iter().any(|(region, ..)| *region == code))
+}
+
 /// Every NANP area code the generated table knows, with its region and state(s).
 pub fn nanp_area_codes() -> impl Iterator<Item = (u16, &'static str, &'static str)> {
     generated::NANP_AREA_CODES.iter().copied()

@@ -127,17 +127,56 @@ fn read_rule_file(path: &Path) -> Result<String, String> {
 pub fn compile_sources(sources: &[(&Path, &str)]) -> (Option<RuleSet>, Vec<Diagnostic>) {
     let mut out = Vec::new();
     let mut parsed = Vec::new();
+    let mut parse_failed = false;
     for (path, text) in sources {
         match parse_file(path, text) {
-            Ok(file) => parsed.push((path.to_path_buf(), file)),
-            Err(errors) => out.extend(errors),
+            Ok((file, key_errors)) => {
+                out.extend(key_errors);
+                parsed.push((path.to_path_buf(), file));
+            }
+            Err(errors) => {
+                parse_failed = true;
+                out.extend(errors);
+            }
         }
     }
-    let parse_failed = !out.is_empty();
+    let parse_errors = out.len();
     let mut compiler = Compiler { out };
     let rules = compiler.compile(&parsed, hash_sources(sources));
-    let rules = if parse_failed { None } else { rules };
+    if parse_errors > 0 && !parse_failed {
+        // Unknown or duplicate keys only: every definition was read, every check is true.
+        return (None, compiler.out);
+    }
+    if parse_failed {
+        // What a file that does not parse defines is unknown: references to it from the
+        // other files would be reported as errors that are not. Keep the other checks.
+        let mut out = compiler.out;
+        let checked = out.split_off(parse_errors);
+        let dropped = checked.iter().filter(|d| is_reference_error(d)).count();
+        out.extend(checked.into_iter().filter(|d| !is_reference_error(d)));
+        if dropped > 0 {
+            out.push(Diagnostic {
+                severity: Severity::Warning,
+                pos: out[0].pos.clone(),
+                message: format!(
+                    "{dropped} references to agents, numbers, brands, labels, limit profiles or campaigns were not checked while this file does not parse"
+                ),
+            });
+        }
+        return (None, out);
+    }
     (rules, compiler.out)
+}
+
+/// Errors that only say a name defined elsewhere was not found.
+fn is_reference_error(diagnostic: &Diagnostic) -> bool {
+    let m = diagnostic.message.as_str();
+    m.starts_with("unknown agent")
+        || m.starts_with("unknown brand")
+        || m.starts_with("unknown label")
+        || m.starts_with("unknown limit profile")
+        || (m.starts_with("number ") && m.contains("is not defined under"))
+        || m.starts_with("the rules define no campaign")
 }
 
 /// At most this many unknown or duplicate keys are reported per file.
@@ -145,17 +184,17 @@ const MAX_KEY_ERRORS: usize = 50;
 
 /// Parses one file. serde stops at the first error; an unknown or duplicate key written in
 /// block style is cut out (its lines blanked, so later positions stay true) and the file
-/// parsed again, so that every such key is reported at once. Any other error ends the file.
-fn parse_file(path: &Path, text: &str) -> Result<RawFile, Vec<Diagnostic>> {
+/// parsed again, so that every such key is reported at once, with the rest of the file
+/// (`Ok` with those errors). Any other error ends the file (`Err`).
+fn parse_file(path: &Path, text: &str) -> Result<(RawFile, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut text = text.to_string();
     for _ in 0..MAX_KEY_ERRORS {
         let error = match serde_saphyr::from_str::<Option<RawFile>>(&text) {
-            Ok(file) if errors.is_empty() => return Ok(file.unwrap_or_default()),
-            Ok(_) => return Err(errors),
+            Ok(file) => return Ok((file.unwrap_or_default(), errors)),
             Err(e) => e,
         };
-        let diagnostic = diag::from_yaml_error(path, &error);
+        let diagnostic = diag::explain_yaml_error(diag::from_yaml_error(path, &error), &text);
         let is_key_error = diagnostic.message.starts_with("unknown field")
             || diagnostic.message.starts_with("duplicate key");
         let rest = if is_key_error {
@@ -395,6 +434,25 @@ fn is_region_code(text: &str) -> bool {
 
 fn check_code(r: &mut Reporter, key: &Spanned<String>, what: &str) -> bool {
     if is_region_code(&key.value) {
+        let known = if what == "country" {
+            geo::is_known_country(&key.value)
+        } else {
+            geo::is_known_state(&key.value)
+        };
+        if !known {
+            r.warn(
+                key,
+                format!(
+                    "{what} `{}` is not a {} the number data knows: this override can never apply",
+                    key.value,
+                    if what == "country" {
+                        "country"
+                    } else {
+                        "US state or Canadian province"
+                    }
+                ),
+            );
+        }
         return true;
     }
     r.error(
@@ -457,10 +515,18 @@ fn parse_weekday(r: &mut Reporter, text: &Spanned<String>) -> Option<Weekday> {
 
 fn compile_hours(r: &mut Reporter, raw: &RawHours) -> HoursRule {
     let mut rule = HoursRule {
-        days: raw
-            .days
-            .as_ref()
-            .map(|days| days.iter().filter_map(|d| parse_weekday(r, d)).collect()),
+        days: raw.days.as_ref().map(|days| {
+            if days.value.is_empty() {
+                r.warn(
+                    days,
+                    "`days: []` opens no day: leads under these hours are held, never called (list the days to call on; holidays go in `blackout_dates`)",
+                );
+            }
+            days.value
+                .iter()
+                .filter_map(|d| parse_weekday(r, d))
+                .collect()
+        }),
         start: raw.start.as_ref().and_then(|t| parse_time(r, t)),
         end: raw.end.as_ref().and_then(|t| parse_time(r, t)),
         ..HoursRule::default()
@@ -590,9 +656,10 @@ impl Compiler {
             compile_attempts,
         );
         let campaigns = self.campaigns(files, &agents, &numbers, &number_ids);
-        if campaigns.is_empty()
-            && let Some((first, _)) = files.first()
-        {
+        let declared = files
+            .iter()
+            .any(|(_, f)| f.campaigns.as_ref().is_some_and(|m| !m.0.is_empty()));
+        if !declared && let Some((first, _)) = files.first() {
             // Valid YAML that says nothing (an empty file, only comments, an emptied
             // `campaigns:`) would hold every lead: refuse it like any other broken rule set.
             self.out.push(Diagnostic {
@@ -805,7 +872,7 @@ impl Compiler {
                     r.error(
                         &raw.routes,
                         format!(
-                            "campaign `{}` has no routes: every lead would be rejected",
+                            "campaign `{}` has no routes: every lead would be held",
                             name.value
                         ),
                     );
@@ -834,7 +901,7 @@ impl Compiler {
                     if let Some(route) = route {
                         if let Some(shadow) = routes
                             .iter()
-                            .find(|earlier| earlier.when.is_always() || earlier.when == route.when)
+                            .find(|earlier| earlier.when.covers(&route.when))
                         {
                             r.out.push(Diagnostic {
                                 severity: Severity::Warning,
@@ -1251,7 +1318,8 @@ calling_hours:
 
     #[test]
     fn parse_errors_stop_only_their_own_file() {
-        let unknown_key = "agents:\n  other: { model_id: m-2, modle: x }\n";
+        // Block style: the unknown key is cut out and the rest of the file still counts.
+        let unknown_key = "agents:\n  other:\n    model_id: m-2\n    modle: x\n";
         let duplicate_key = "numbers:\n  \"+12125550107\": {}\n  \"+12125550107\": {}\n";
         let semantic = "campaigns:\n  c:\n    agent: nobody\n    routes: []\n";
         let (rules, messages) = compile(&[
@@ -1261,7 +1329,7 @@ calling_hours:
             ("c.yaml", semantic),
         ]);
         assert!(rules.is_none());
-        assert_reported(&messages, "a.yaml:2:27: unknown field `modle`");
+        assert_reported(&messages, "a.yaml:4:5: unknown field `modle`");
         assert_reported(&messages, "b.yaml:3:3: duplicate key `+12125550107`");
         assert_reported(&messages, "c.yaml:3:12: unknown agent `nobody`");
         assert_reported(&messages, "c.yaml:4:13: campaign `c` has no routes");
@@ -1492,5 +1560,63 @@ campaigns:
         if made.is_ok_and(|s| s.success()) {
             assert_reported(&messages, "pipe.yaml:1:1: not a regular file (a FIFO)");
         }
+    }
+
+    #[test]
+    fn a_route_under_a_broader_one_and_overrides_that_never_apply_are_warned_about() {
+        let text = r#"
+agents: { a: { model_id: m } }
+numbers: { "+14155550100": { brand: x } }
+calling_hours:
+  default: { days: [mon, tue], start: "08:00", end: "20:00" }
+  states:
+    XX: { end: "19:00" }
+    TX: { days: [] }
+  countries:
+    ZZ: { end: "19:00" }
+campaigns:
+  c:
+    agent: a
+    routes:
+      - when: { brand: x }
+        numbers: all
+      - when: { brand: x, state: CA }
+        numbers: all
+      - when: { state: [CA, NV] }
+        numbers: all
+      - when: { state: CA }
+        numbers: all
+"#;
+        let (rules, messages) = compile(&[("r.yaml", text)]);
+        assert!(rules.is_some(), "{messages:?}");
+        for expected in [
+            "r.yaml:17:9: warning: route `#2` of campaign `c` can never match: route `#1`",
+            "r.yaml:21:9: warning: route `#4` of campaign `c` can never match: route `#3`",
+            "r.yaml:7:5: warning: state `XX` is not a US state or Canadian province the number data knows",
+            "r.yaml:8:17: warning: `days: []` opens no day",
+            "r.yaml:10:5: warning: country `ZZ` is not a country the number data knows",
+        ] {
+            assert_reported(&messages, expected);
+        }
+        assert_eq!(messages.len(), 5, "{messages:#?}");
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_does_not_make_the_others_look_broken() {
+        let pool = "agents: { a: { model_id: m } }\nnumbers: { \"+14155550100\": {} }\nlimits: { default: { per_minute: -2 } }\n";
+        let campaigns =
+            "campaigns: { c: { agent: a, routes: [ { numbers: [\"+14155550100\"] } ] } }\n";
+        let (rules, messages) = compile(&[("pool.yaml", pool), ("campaigns.yaml", campaigns)]);
+        assert!(rules.is_none());
+        assert_reported(
+            &messages,
+            "pool.yaml:3:34: expected a whole number here (e.g. 2), not `-2`",
+        );
+        assert!(
+            !messages
+                .iter()
+                .any(|m| m.contains("unknown agent") || m.contains("no campaign")),
+            "{messages:#?}"
+        );
     }
 }

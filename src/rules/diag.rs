@@ -115,6 +115,15 @@ impl Reporter<'_> {
     pub fn error<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
         self.error_at(spanned.referenced, message);
     }
+
+    pub fn warn<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+        let pos = self.pos(spanned.referenced);
+        self.out.push(Diagnostic {
+            severity: Severity::Warning,
+            pos,
+            message: message.into(),
+        });
+    }
 }
 
 /// A serde-saphyr parse error as `file:line:col: message`, without its terminal snippet.
@@ -145,5 +154,144 @@ pub fn from_yaml_error(file: &Path, error: &serde_saphyr::Error) -> Diagnostic {
         severity: Severity::Error,
         pos,
         message,
+    }
+}
+
+/// A YAML error rewritten to say what to do, with the offending text, where serde's words
+/// ("invalid u32", "expected sequence start") would leave a person guessing. `text` is the
+/// file's content.
+pub fn explain_yaml_error(mut diagnostic: Diagnostic, text: &str) -> Diagnostic {
+    let token = token_at(text, diagnostic.pos.line, diagnostic.pos.column);
+    let message = diagnostic.message.as_str();
+    let better = if message.starts_with("invalid u") || message.starts_with("invalid i") {
+        Some(format!(
+            "expected a whole number here (e.g. 2), not `{token}`"
+        ))
+    } else if message == "expected string scalar" {
+        Some("expected a single value here, not a list or a mapping".to_string())
+    } else if message == "expected sequence start" {
+        Some(format!(
+            "expected a list here (`[a, b]`, or one `- item` per line), not `{token}`"
+        ))
+    } else if message == "expected mapping start" {
+        Some(format!(
+            "expected a mapping here (`key: value` lines, or `{{ key: value }}`), not `{token}`"
+        ))
+    } else if message.starts_with("multiple YAML documents") {
+        Some(
+            "a rules file holds one YAML document: remove the `---` line, or put each document in a file of its own"
+                .to_string(),
+        )
+    } else if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        misplaced_key(text, field, diagnostic.pos.line, diagnostic.pos.column)
+            .map(|hint| format!("{message}: {hint}"))
+    } else {
+        None
+    };
+    if let Some(better) = better {
+        diagnostic.message = better;
+    }
+    diagnostic
+}
+
+/// The scalar written at `line`:`column` (1-based), cut at the first delimiter, for messages.
+fn token_at(text: &str, line: u64, column: u64) -> String {
+    let Some(line) = text.lines().nth((line as usize).saturating_sub(1)) else {
+        return String::new();
+    };
+    let rest: String = line
+        .chars()
+        .skip((column as usize).saturating_sub(1))
+        .collect();
+    let rest = rest.trim();
+    let token = if rest.starts_with('[') || rest.starts_with('{') {
+        rest
+    } else {
+        rest.split([',', '}', ']', '#'])
+            .next()
+            .unwrap_or(rest)
+            .trim()
+    };
+    crate::bounded(token, 40)
+}
+
+/// For a block mapping starting at `line`:`column` that lacks `field`: a `field:` written
+/// elsewhere at another indentation is probably meant to be in it. Says where, and how far
+/// to indent it.
+fn misplaced_key(text: &str, field: &str, line: u64, column: u64) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.get((line as usize).checked_sub(1)?)?;
+    let indent = start.len() - start.trim_start().len();
+    if indent + 1 != column as usize {
+        return None; // a flow mapping: indentation says nothing
+    }
+    let key = format!("{field}:");
+    let (found, written) = lines.iter().enumerate().find_map(|(index, candidate)| {
+        let trimmed = candidate.trim_start();
+        let written = candidate.len() - trimmed.len();
+        (index + 1 != line as usize
+            && written != indent
+            && (trimmed.starts_with(&key)
+                || trimmed
+                    .strip_prefix("- ")
+                    .is_some_and(|t| t.starts_with(&key))))
+        .then_some((index + 1, written))
+    })?;
+    Some(format!(
+        "the `{field}:` on line {found} is indented {written} spaces; to belong to the mapping that starts on line {line}, indent it {indent}"
+    ))
+}
+
+#[cfg(test)]
+mod explain_tests {
+    use super::*;
+
+    fn at(line: u64, column: u64, message: &str) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            pos: SourcePos {
+                file: "r.yaml".into(),
+                line,
+                column,
+            },
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn serde_words_become_instructions() {
+        let text = "limits:\n  default:\n    per_minute: -2  # two a minute\n";
+        let d = explain_yaml_error(at(3, 17, "invalid u32"), text);
+        assert_eq!(d.message, "expected a whole number here (e.g. 2), not `-2`");
+        let text = "calling_hours:\n  default: { days: mon, start: '08:00' }\n";
+        let d = explain_yaml_error(at(2, 20, "expected sequence start"), text);
+        assert!(
+            d.message.starts_with("expected a list here"),
+            "{}",
+            d.message
+        );
+        assert!(d.message.ends_with("not `mon`"), "{}", d.message);
+        let d = explain_yaml_error(
+            at(
+                3,
+                1,
+                "multiple YAML documents detected; use from_str_multiple",
+            ),
+            "a: 1\n---\nb: 2\n",
+        );
+        assert!(!d.message.contains("from_str_multiple"), "{}", d.message);
+    }
+
+    #[test]
+    fn a_missing_field_points_at_the_misindented_key() {
+        let text = "campaigns:\n  winter:\n    agent: acme\n  routes:\n      - numbers: all\n";
+        let d = explain_yaml_error(at(3, 5, "missing field `routes`"), text);
+        assert_eq!(
+            d.message,
+            "missing field `routes`: the `routes:` on line 4 is indented 2 spaces; to belong to the mapping that starts on line 3, indent it 4"
+        );
     }
 }

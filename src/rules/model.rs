@@ -260,6 +260,29 @@ impl Condition {
     pub fn is_always(&self) -> bool {
         *self == Condition::default()
     }
+
+    /// True when every lead that satisfies `other` satisfies `self` too: a route with
+    /// `self` above one with `other` leaves it nothing to match.
+    pub fn covers(&self, other: &Condition) -> bool {
+        fn within<T: PartialEq>(broad: &Option<Vec<T>>, narrow: &Option<Vec<T>>) -> bool {
+            match (broad, narrow) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(broad), Some(narrow)) => narrow.iter().all(|v| broad.contains(v)),
+            }
+        }
+        within(&self.brand, &other.brand)
+            && within(&self.country, &other.country)
+            && within(&self.state, &other.state)
+            && within(&self.area_code, &other.area_code)
+            && within(&self.timezone, &other.timezone)
+            && self.labels.iter().all(|(key, values)| {
+                other
+                    .labels
+                    .iter()
+                    .any(|(k, narrow)| k == key && narrow.iter().all(|v| values.contains(v)))
+            })
+    }
 }
 
 /// Facts a condition is tested against (a lead's or a number's).

@@ -61,7 +61,7 @@ pub struct RawOverrides<T> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHours {
-    pub days: Option<Vec<Spanned<String>>>,
+    pub days: Option<Spanned<Vec<Spanned<String>>>>,
     pub start: Option<Spanned<String>>,
     pub end: Option<Spanned<String>>,
     pub by_day: Option<SpannedMap<RawDayHours>>,
