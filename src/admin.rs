@@ -402,7 +402,7 @@ async fn reload<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
 /// Prometheus text exposition (404 when no recorder is installed, e.g. in tests).
 async fn metrics<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
     daemon.update_gauges().await;
-    match crate::metrics::render(&format!("{:016x}", daemon.rules_hash())) {
+    match crate::metrics::render(&crate::rules::hash_text(daemon.rules_hash())) {
         Some(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,

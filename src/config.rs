@@ -144,20 +144,12 @@ impl Config {
             out: &mut out,
         };
         let mut config = Config::default();
-        let duration =
-            |r: &mut Reporter, value: &Option<Spanned<String>>, default: Duration| match value {
-                None => default,
-                Some(text) => match humantime::parse_duration(text.value.trim()) {
-                    Ok(d) if !d.is_zero() => d,
-                    _ => {
-                        r.error(
-                            text,
-                            format!("bad duration `{}`: expected e.g. 500ms, 5s, 2m", text.value),
-                        );
-                        default
-                    }
-                },
-            };
+        let duration = |r: &mut Reporter, value: &Option<Spanned<String>>, default: Duration| {
+            value
+                .as_ref()
+                .and_then(|text| r.duration(text))
+                .unwrap_or(default)
+        };
         let positive =
             |r: &mut Reporter, value: &Option<Spanned<u32>>, key: &str, default: u32| match value {
                 Some(v) if v.value == 0 => {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::geo::{self, NumberRegion};
+use crate::geo::NumberRegion;
 use crate::phone::E164;
 
 /// A lead as it arrives (JSON, a CSV row, ...): strings, not yet checked.
@@ -193,7 +193,7 @@ impl Lead {
         let Some(phone) = phone.filter(|_| problems.is_empty()) else {
             return Err(LeadError { problems });
         };
-        let region = geo::region_of(phone);
+        let region = phone.region();
         let key = match raw.id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
             Some(id) => id.to_string(),
             None => format!("{campaign}:{phone}"),

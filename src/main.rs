@@ -299,7 +299,7 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
     let rules = &loaded.rules;
     let routes: usize = rules.campaigns().map(|c| c.routes.len()).sum();
     println!(
-        "{}: ok: {} files, {} campaigns, {} routes, {} numbers, {} agents, {} warnings (rules hash {:016x})",
+        "{}: ok: {} files, {} campaigns, {} routes, {} numbers, {} agents, {} warnings (rules hash {})",
         dir.display(),
         loaded.files.len(),
         rules.campaigns().count(),
@@ -307,7 +307,7 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
         rules.numbers().count(),
         rules.agents().count(),
         loaded.warnings.len(),
-        rules.content_hash,
+        rules.hash_text(),
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -610,7 +610,10 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    callroute::systemd::ready(&format!("rules {:016x}; dialing", daemon.rules_hash()));
+    callroute::systemd::ready(&format!(
+        "rules {}; dialing",
+        rules::hash_text(daemon.rules_hash())
+    ));
     daemon
         .run(async move {
             termination().await;

@@ -57,6 +57,11 @@ impl E164 {
         (10_000_000_000..20_000_000_000).contains(&self.0)
     }
 
+    /// What the number data says about where this number is.
+    pub fn region(self) -> crate::geo::NumberRegion {
+        crate::geo::region_of(self.0)
+    }
+
     /// The three-digit NANP area code (NPA), if this is a +1 number.
     pub fn nanp_area_code(self) -> Option<u16> {
         self.is_nanp()

@@ -17,7 +17,7 @@ use crate::rules::{AttemptRule, Limits, RuleSet};
 
 /// How long individual uses are kept: the longest window that counts them (a local calendar
 /// day lasts up to 25 hours).
-const RETENTION: Duration = Duration::hours(26);
+pub const RETENTION: Duration = Duration::hours(26);
 
 #[derive(Debug, Clone, Default)]
 pub struct PoolState {

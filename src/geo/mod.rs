@@ -8,8 +8,6 @@ pub mod numbering;
 
 use chrono_tz::Tz;
 
-use crate::phone::E164;
-
 /// Where the tables come from, for `--version` style reports.
 pub const DATA_SOURCE: &str = generated::SOURCE;
 
@@ -24,10 +22,14 @@ pub struct NumberRegion {
     pub zones: Vec<Tz>,
 }
 
-/// Looks up everything the generated tables know about `number`.
-pub fn region_of(number: E164) -> NumberRegion {
-    let digits = number.digits().to_string();
-    let area_code = number.nanp_area_code();
+/// Looks up everything the generated tables know about the number whose E.164 digits
+/// (country code first) are `digits`. (`E164::region` is the usual way in: this module is
+/// data, below the phone number type, and does not know it.)
+pub fn region_of(digits: u64) -> NumberRegion {
+    let area_code = (10_000_000_000..20_000_000_000)
+        .contains(&digits)
+        .then_some(((digits / 10_000_000) % 1000) as u16);
+    let digits = digits.to_string();
     let (country, states) = match area_code {
         Some(npa) => nanp_country_and_states(npa, &digits),
         None => (country_of_non_nanp(&digits), Vec::new()),
@@ -112,7 +114,7 @@ mod tests {
     use super::*;
 
     fn region(number: &str) -> NumberRegion {
-        region_of(E164::parse(number).unwrap())
+        crate::phone::E164::parse(number).unwrap().region()
     }
 
     fn zone_names(r: &NumberRegion) -> Vec<&'static str> {

@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveTime, Weekday};
 use chrono_tz::Tz;
@@ -356,43 +355,6 @@ fn reporter<'a>(file: &'a Path, out: &'a mut Vec<Diagnostic>) -> Reporter<'a> {
     Reporter { file, out }
 }
 
-/// The longest duration the rules accept (gaps, sticky TTLs): a year. Longer ones mean
-/// "never" and would overflow date arithmetic; say so instead.
-const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
-
-fn parse_duration(r: &mut Reporter, text: &Spanned<String>) -> Option<Duration> {
-    match humantime::parse_duration(text.value.trim()) {
-        Ok(d) if d > MAX_DURATION => {
-            r.error(
-                text,
-                format!(
-                    "duration `{}` is longer than a year (366d), the longest accepted",
-                    text.value
-                ),
-            );
-            None
-        }
-        Ok(d) if !d.is_zero() => Some(d),
-        Ok(_) => {
-            r.error(
-                text,
-                format!("duration `{}` must be longer than zero", text.value),
-            );
-            None
-        }
-        Err(_) => {
-            r.error(
-                text,
-                format!(
-                    "bad duration `{}`: expected a number and a unit, e.g. 20s, 15m, 2h, 7d",
-                    text.value
-                ),
-            );
-            None
-        }
-    }
-}
-
 fn positive(r: &mut Reporter, value: &Option<Spanned<u32>>, key: &str) -> Option<u32> {
     let value = value.as_ref()?;
     if value.value == 0 {
@@ -411,7 +373,7 @@ fn compile_limits(r: &mut Reporter, raw: &RawLimits) -> Limits {
         per_hour: positive(r, &raw.per_hour, "per_hour"),
         per_24h: positive(r, &raw.per_24h, "per_24h"),
         per_day: positive(r, &raw.per_day, "per_day"),
-        min_gap: raw.min_gap.as_ref().and_then(|g| parse_duration(r, g)),
+        min_gap: raw.min_gap.as_ref().and_then(|g| r.duration(g)),
     }
 }
 
@@ -569,7 +531,7 @@ fn compile_attempts(r: &mut Reporter, raw: &RawAttempts) -> AttemptRule {
     AttemptRule {
         per_24h: positive(r, &raw.per_24h, "per_24h"),
         max_total: positive(r, &raw.max_total, "max_total"),
-        min_gap: raw.min_gap.as_ref().and_then(|g| parse_duration(r, g)),
+        min_gap: raw.min_gap.as_ref().and_then(|g| r.duration(g)),
     }
 }
 
@@ -778,7 +740,7 @@ impl Compiler {
                     Some(w) => w.value,
                     None => 1,
                 };
-                let region = geo::region_of(number);
+                let region = number.region();
                 let explicit_zone = raw
                     .timezone
                     .as_ref()
@@ -1172,7 +1134,7 @@ fn compile_route(
     if raw.local_presence.is_none() {
         tiers.push(Tier::Any);
     }
-    let sticky = raw.sticky.as_ref().and_then(|s| parse_duration(r, s));
+    let sticky = raw.sticky.as_ref().and_then(|s| r.duration(s));
     let strategy = match &raw.strategy {
         Some(s) => Strategy::parse(&s.value).unwrap_or_else(|| {
             r.error(
@@ -1498,7 +1460,7 @@ campaigns:
             Some(2),
             "the profile's 2, not the route's 20"
         );
-        assert_eq!(limits.min_gap, Some(Duration::from_secs(600)));
+        assert_eq!(limits.min_gap, Some(std::time::Duration::from_secs(600)));
         assert_eq!(limits.per_24h, Some(50), "the route adds a window");
     }
 

@@ -116,6 +116,26 @@ impl Reporter<'_> {
         self.error_at(spanned.referenced, message);
     }
 
+    /// A duration written at `text`: longer than zero and at most a year (longer ones mean
+    /// "never" and would overflow date arithmetic). Reports what is wrong and gives `None`.
+    pub fn duration(&mut self, text: &Spanned<String>) -> Option<std::time::Duration> {
+        const MAX: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+        let value = text.value.trim();
+        let problem = match humantime::parse_duration(value) {
+            Ok(d) if d > MAX => {
+                format!("duration `{value}` is longer than a year (366d), the longest accepted")
+            }
+            Ok(d) if d.is_zero() => format!("duration `{value}` must be longer than zero"),
+            Ok(d) => return Some(d),
+            Err(_) => format!(
+                "bad duration `{}`: expected a number and a unit, e.g. 500ms, 20s, 15m, 2h, 7d",
+                crate::bounded(value, 40)
+            ),
+        };
+        self.error(text, problem);
+        None
+    }
+
     pub fn warn<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
         let pos = self.pos(spanned.referenced);
         self.out.push(Diagnostic {

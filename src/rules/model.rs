@@ -27,7 +27,18 @@ pub struct RuleSet {
     pub content_hash: u64,
 }
 
+/// How a rules hash is shown everywhere (logs, status, metrics, `check`, systemd): 16 hex
+/// digits.
+pub fn hash_text(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
 impl RuleSet {
+    /// This rule set's content hash as shown to people.
+    pub fn hash_text(&self) -> String {
+        hash_text(self.content_hash)
+    }
+
     pub fn numbers(&self) -> impl Iterator<Item = &NumberInfo> {
         self.numbers.iter()
     }

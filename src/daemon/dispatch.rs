@@ -1,0 +1,262 @@
+//! One call request and what its answer means: placed, not placed (429, refused
+//! connection, refused lead) or unclear (reconciled with `GET /v2/calls`, never resent on
+//! a guess).
+
+use super::*;
+
+impl<S: Store> Shared<S> {
+    /// The back-off after the `n`th failure in a row, jittered from the clock's low bits.
+    pub(super) fn backoff(&self, n: u32) -> Duration {
+        let jitter = (Utc::now().timestamp_subsec_nanos() % 1000) as f64 / 1000.0;
+        crate::schedule::backoff(n, self.config.retry_base, self.config.retry_max, jitter)
+    }
+
+    pub(super) async fn dispatch(
+        self: Arc<Self>,
+        attempt_id: i64,
+        lead: Lead,
+        request: CallRequest,
+        from: E164,
+        at: DateTime<Utc>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let result = self.client.create_call(&request).await;
+        let outcome = match result {
+            Ok(call_id) => {
+                self.consecutive_429.store(0, Ordering::SeqCst);
+                self.consecutive_connect_failures.store(0, Ordering::SeqCst);
+                self.placed(attempt_id, &lead.key, &call_id, Some(from), Some(permit))
+                    .await
+            }
+            Err(error) => {
+                self.not_placed_or_unknown(attempt_id, &lead, &request, from, at, error, permit)
+                    .await
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::error!(lead = %lead.key, attempt_id, "cannot record the attempt's result: {e}; it will be reconciled at the next start");
+        }
+    }
+
+    pub(super) async fn placed(
+        self: &Arc<Self>,
+        attempt_id: i64,
+        lead_id: &str,
+        call_id: &str,
+        from: Option<E164>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), StoreError> {
+        if let Some(from) = from {
+            metrics::counter!("callroute_calls_placed_total", "from_number" => from.to_string())
+                .increment(1);
+        }
+        self.store
+            .attempt_placed(attempt_id, call_id, self.config.clock.now())
+            .await?;
+        self.event(
+            lead_id,
+            "placed",
+            from.map(|f| f.to_string()),
+            format!("call {call_id}"),
+        );
+        tokio::spawn(self.clone().watch_call(call_id.to_string(), permit));
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn not_placed_or_unknown(
+        self: &Arc<Self>,
+        attempt_id: i64,
+        lead: &Lead,
+        request: &CallRequest,
+        from: E164,
+        at: DateTime<Utc>,
+        error: ApiError,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), StoreError> {
+        let now = self.config.clock.now();
+        let next = match &error {
+            ApiError::RateLimited(_) => {
+                // A lone 429 (a call placed elsewhere on the account, a request that arrived
+                // early) costs one pacing beat; only 429s in a row pause the account for
+                // `retry_base`, doubling. The lead is not at fault: it goes when the pause ends.
+                let in_a_row = self.consecutive_429.fetch_add(1, Ordering::SeqCst) + 1;
+                let wait = if in_a_row == 1 {
+                    self.pacing_interval
+                } else {
+                    self.backoff(in_a_row - 1)
+                };
+                let wait = chrono::Duration::from_std(wait).unwrap_or_default();
+                // The pause is real time: it is the account's clock that counts.
+                self.paused_until_ms
+                    .fetch_max((Utc::now() + wait).timestamp_millis(), Ordering::SeqCst);
+                let until = now + wait;
+                metrics::counter!("callroute_rate_limited_total").increment(1);
+                NotPlaced::Retry {
+                    due_at: until,
+                    reason: error.to_string(),
+                }
+            }
+            ApiError::Connect(_) => {
+                let in_a_row = self
+                    .consecutive_connect_failures
+                    .fetch_add(1, Ordering::SeqCst)
+                    + 1;
+                NotPlaced::Retry {
+                    due_at: now
+                        + chrono::Duration::from_std(self.backoff(in_a_row)).unwrap_or_default(),
+                    reason: error.to_string(),
+                }
+            }
+            ApiError::Unauthorized { .. } => {
+                tracing::error!(
+                    "Synthflow refused the API key ({error}); dialing stopped, queue kept"
+                );
+                self.auth_failed.store(true, Ordering::SeqCst);
+                NotPlaced::Retry {
+                    due_at: now,
+                    reason: error.to_string(),
+                }
+            }
+            ApiError::Rejected { .. } => {
+                // The pool may have changed upstream (a caller ID detached): read it again
+                // now. If our number is gone, the lead is not at fault: route it again.
+                let refreshed = self.refresh_pools().await;
+                let detached =
+                    refreshed.is_ok() && !lock(&self.pool).is_attached(&request.model_id, from);
+                if refreshed.is_err() {
+                    self.refresh_pools_now.store(true, Ordering::SeqCst);
+                }
+                if detached {
+                    NotPlaced::Retry {
+                        due_at: now,
+                        reason: format!(
+                            "caller ID {from} was detached upstream ({error}); routing again"
+                        ),
+                    }
+                } else {
+                    NotPlaced::Fail {
+                        reason: error.to_string(),
+                    }
+                }
+            }
+            // Server errors, timeouts, unreadable answers: the call may exist.
+            unclear => {
+                debug_assert!(unclear.call_may_exist());
+                drop(permit);
+                let attempt = Attempt {
+                    id: attempt_id,
+                    lead_id: lead.key.clone(),
+                    model_id: request.model_id.clone(),
+                    from_number: from.to_string(),
+                    route: String::new(),
+                    at,
+                    status: crate::store::AttemptStatus::Sent,
+                    call_id: None,
+                };
+                self.clone()
+                    .reconcile(attempt, Some(request.phone.clone()))
+                    .await;
+                return Ok(());
+            }
+        };
+        lock(&self.pool).forget(from, &lead.key, at);
+        self.store
+            .attempt_not_placed(attempt_id, &next, now)
+            .await?;
+        let outcome = if matches!(next, NotPlaced::Fail { .. }) {
+            "failed"
+        } else {
+            "retry"
+        };
+        self.event(
+            &lead.key,
+            outcome,
+            Some(from.to_string()),
+            error.to_string(),
+        );
+        drop(permit);
+        Ok(())
+    }
+
+    /// Finds out whether an attempt without a clear answer placed a call: found → placed;
+    /// certainly absent → back to the queue; lookup failing → left in doubt and retried.
+    pub(super) async fn reconcile(self: Arc<Self>, attempt: Attempt, phone: Option<String>) {
+        let phone = match phone {
+            Some(phone) => phone,
+            // The number exactly as the request sent it (E.164), whatever the store holds
+            // (stores written before leads were kept normalised hold the raw text).
+            None => match self.store.lead(&attempt.lead_id).await {
+                Ok(Some(lead)) => {
+                    let phone = lead.raw.phone.unwrap_or_default();
+                    E164::parse(phone.trim()).map_or(phone, |number| number.to_string())
+                }
+                _ => return,
+            },
+        };
+        let mut delay = self.config.reconcile_delay;
+        // Never resend on a guess: keep asking until the lookup answers (or we stop; the next
+        // start asks again).
+        loop {
+            self.sleep_or_stop(delay).await;
+            if self.stopping() {
+                return;
+            }
+            // Synthflow's records carry wall-clock times.
+            let since = self.config.clock.to_wall(attempt.at) - chrono::Duration::seconds(5);
+            match self
+                .client
+                .find_calls(&attempt.model_id, &phone, since.timestamp_millis())
+                .await
+            {
+                Ok(calls) => {
+                    let ours = calls.iter().find(|c| {
+                        c.from_phone_number
+                            .as_deref()
+                            .is_none_or(|f| f == attempt.from_number)
+                    });
+                    let now = self.config.clock.now();
+                    let result = match ours {
+                        Some(call) => {
+                            // The call is live whether or not a slot is free: follow it
+                            // either way, so its end is recorded.
+                            let permit = self.live.clone().try_acquire_owned().ok();
+                            self.placed(
+                                attempt.id,
+                                &attempt.lead_id,
+                                &call.call_id,
+                                E164::parse(&attempt.from_number).ok(),
+                                permit,
+                            )
+                            .await
+                        }
+                        None => {
+                            if let Ok(number) = E164::parse(&attempt.from_number) {
+                                lock(&self.pool).forget(number, &attempt.lead_id, attempt.at);
+                            }
+                            let next = NotPlaced::Retry { due_at: now, reason: "no answer to the request, and no such call exists: sending again".into() };
+                            self.event(
+                                &attempt.lead_id,
+                                "retry",
+                                Some(attempt.from_number.clone()),
+                                "call certainly absent after an unclear answer".into(),
+                            );
+                            self.store.attempt_not_placed(attempt.id, &next, now).await
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(attempt = attempt.id, "cannot record reconciliation: {e}");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        attempt = attempt.id,
+                        "lookup of an unclear call failed ({e}); trying again"
+                    );
+                    delay = (delay * 2).min(self.config.retry_max);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Following a placed call to its end, by polling or by the post-call webhook, and giving
+//! its live-call slot back as soon as it ends.
+
+use super::*;
+
+impl<S: Store> Daemon<S> {
+    /// A post-call webhook says `call_id` ended with `status`: record it and free the call's
+    /// slot. Returns false for a call that is not a live call of ours (or not terminal).
+    pub async fn call_ended(&self, call_id: &str, status: &str) -> Result<bool, StoreError> {
+        if !crate::synthflow::wire::is_terminal_status(status) {
+            return Ok(false);
+        }
+        let recorded = self
+            .shared
+            .store
+            .complete(call_id, status, self.shared.config.clock.now())
+            .await?;
+        if let Some(waiter) = lock(&self.shared.call_waiters).get(call_id) {
+            waiter.notify_one();
+        }
+        Ok(recorded)
+    }
+}
+
+impl<S: Store> Shared<S> {
+    /// Polls a live call until it ends, then records the outcome and frees its slot.
+    pub(super) async fn watch_call(
+        self: Arc<Self>,
+        call_id: String,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let waiter = Arc::new(Notify::new());
+        lock(&self.call_waiters).insert(call_id.clone(), waiter.clone());
+        self.follow_call(&call_id, &waiter).await;
+        lock(&self.call_waiters).remove(&call_id);
+        drop(permit);
+    }
+
+    pub(super) async fn follow_call(&self, call_id: &str, webhook: &Notify) {
+        let mut delay = self.config.poll_interval;
+        let started = tokio::time::Instant::now();
+        loop {
+            if started.elapsed() > MAX_CALL_FOLLOW {
+                // No call lasts this long: stop holding a slot for it, and say so.
+                let outcome = "unknown: no final status within 3 h";
+                tracing::warn!(call_id, "{outcome}");
+                if let Err(e) = self
+                    .store
+                    .complete(call_id, outcome, self.config.clock.now())
+                    .await
+                {
+                    tracing::error!(call_id, "cannot record the outcome: {e}");
+                }
+                return;
+            }
+            tokio::select! {
+                () = self.sleep_or_stop(delay) => {}
+                // The webhook recorded the end: the slot is free now, not at the next poll.
+                () = webhook.notified() => return,
+            }
+            if self.stopping() {
+                return; // resumed at the next start from the store's live calls
+            }
+            match self.client.get_call(call_id).await {
+                Ok(record) if record.is_terminal() => {
+                    if let Err(e) = self
+                        .store
+                        .complete(call_id, &record.status, self.config.clock.now())
+                        .await
+                    {
+                        tracing::error!(call_id, "cannot record the outcome: {e}");
+                    }
+                    return;
+                }
+                Ok(_) => delay = (delay * 2).min(MAX_POLL_INTERVAL),
+                Err(e) => {
+                    tracing::warn!(call_id, "status poll failed: {e}");
+                    delay = (delay * 2).min(MAX_POLL_INTERVAL);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! The dialing loop: claim due leads, decide with the engine, write the ledger, place the
+//! call, follow it to its outcome, defer what must wait. Paced to the account's call
+//! attempts per second (governor) and live-call limit (a semaphore whose permits live as long
+//! as the calls), and safe to kill at any moment: every attempt is in the ledger before its
+//! request leaves, and a restart reconciles what was in flight.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::engine::{Decision, decide};
+use crate::lead::Lead;
+use crate::phone::E164;
+use crate::rules::RuleSet;
+use crate::store::{Attempt, LeadState, NotPlaced, Store, StoreError, StoredLead};
+use crate::synthflow::{ApiError, CallRequest, Client, KeyValue};
+use crate::usage::PoolState;
+
+use arc_swap::ArcSwap;
+use std::path::PathBuf;
+
+mod dial;
+mod dispatch;
+mod follow;
+mod pools;
+mod reload;
+mod status;
+
+pub use reload::{ReloadOutcome, ReloadRecord, ReloadStatus};
+
+/// How far back usage matters: the longest limit window (a local day: up to 25 h), or the
+/// longest sticky TTL. Usage is rebuilt from this far back at start, and leads idle for
+/// longer are forgotten from memory.
+fn usage_lookback(rules: &RuleSet) -> chrono::Duration {
+    let longest_sticky = rules
+        .campaigns()
+        .flat_map(|c| &c.routes)
+        .filter_map(|r| r.sticky)
+        .max()
+        .unwrap_or_default();
+    crate::usage::RETENTION.max(chrono::Duration::from_std(longest_sticky).unwrap_or_default())
+}
+
+/// How often an idle daemon looks whether another process wrote to the store.
+const STORE_WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How many recent events a daemon keeps in memory (the log has them all).
+const RECENT_EVENTS: usize = 10_000;
+
+/// The longest wait between two status polls of a live call: a call's slot stays taken
+/// until a poll (or the webhook) sees its end, so this bounds the slot time wasted per call.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a call is followed before its slot is given back with an unknown outcome.
+const MAX_CALL_FOLLOW: Duration = Duration::from_secs(3 * 3600);
+
+/// Pace at 1/1.015 of the account's attempts per second.
+const PACING_HEADROOM: f64 = 1.015;
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The account's call attempts per second (Synthflow CAPS).
+    pub attempts_per_second: u32,
+    /// The account's concurrent-call limit.
+    pub concurrency: u32,
+    /// Leads claimed per round.
+    pub claim_batch: u32,
+    /// First interval between polls of a live call's status (doubles up to 30 s).
+    pub poll_interval: Duration,
+    /// How often the agents' attached pools are fetched again.
+    pub pool_refresh: Duration,
+    /// First back-off after a 429 or refused connection (doubles, with jitter, up to `retry_max`).
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Wait before looking up a call whose request got no clear answer.
+    pub reconcile_delay: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+    /// Longest idle sleep (new leads from other processes are noticed at least this often).
+    pub idle_poll: Duration,
+    /// The clock decisions, the ledger and deferrals run on.
+    pub clock: crate::clock::Clock,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            attempts_per_second: 1,
+            concurrency: 5,
+            claim_batch: 64,
+            poll_interval: Duration::from_secs(5),
+            pool_refresh: Duration::from_secs(300),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            reconcile_delay: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(30),
+            idle_poll: Duration::from_secs(30),
+            clock: crate::clock::Clock::System,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Synthflow refused the API key: {0}")]
+    Unauthorized(ApiError),
+    // `error`, not `source`: thiserror would make it the error's source, and reports that
+    // print the chain (`{:#}`) would say it twice.
+    #[error("cannot read the pool of agent `{agent}`: {error}")]
+    Pool { agent: String, error: ApiError },
+}
+
+/// What one decision led to, for logs, tests and the demo's report.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub lead_id: String,
+    pub at: DateTime<Utc>,
+    pub outcome: String,
+    pub from_phone_number: Option<String>,
+    pub detail: String,
+}
+
+struct Shared<S: Store> {
+    store: S,
+    /// The running rules; a reload swaps them whole, and a lead being decided keeps the
+    /// snapshot it started with.
+    rules: ArcSwap<RuleSet>,
+    /// Where the rules come from, for reloads (`None`: fixed rules, e.g. in tests).
+    rules_dir: Mutex<Option<PathBuf>>,
+    /// The names of the files the running rules were read from.
+    rules_files: Mutex<Vec<String>>,
+    reload: tokio::sync::Mutex<()>,
+    reload_status: Mutex<ReloadStatus>,
+    /// systemd's watchdog interval, if it wants pings.
+    watchdog: Option<Duration>,
+    last_beat: Mutex<tokio::time::Instant>,
+    /// Leads not yet finished (queued, deferred, claimed, dialing, placed), for STATUS;
+    /// counted every 30 s, not per ping, because counting a million rows is not free.
+    open_leads: std::sync::atomic::AtomicU64,
+    client: Client,
+    config: DaemonConfig,
+    pool: Mutex<PoolState>,
+    live: Arc<Semaphore>,
+    limiter: DefaultDirectRateLimiter,
+    /// Until when no request may go out (after a 429), as epoch ms.
+    paused_until_ms: std::sync::atomic::AtomicI64,
+    consecutive_429: AtomicU32,
+    consecutive_connect_failures: AtomicU32,
+    /// One beat of the account's pace (with headroom).
+    pacing_interval: Duration,
+    auth_failed: AtomicBool,
+    /// Set when Synthflow refused a call: the pool may have changed upstream.
+    refresh_pools_now: AtomicBool,
+    /// Why dialing is paused because Synthflow cannot be read, if it is.
+    api_problem: Mutex<Option<String>>,
+    /// Per agent, the numbers its rules name that are not attached upstream.
+    unattached: Mutex<Vec<(String, Vec<E164>)>>,
+    /// Due instants handed out to deferred leads, one pacing interval apart.
+    due_calendar: Mutex<crate::schedule::DueCalendar>,
+    wake: Notify,
+    /// The most recent events (at most `RECENT_EVENTS`), for the demo's report and tests.
+    events: Mutex<std::collections::VecDeque<Event>>,
+    /// Live calls' watchers, woken when a webhook reports the call's end.
+    call_waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The running service. Cheap to clone; `run` drives it until shutdown.
+pub struct Daemon<S: Store> {
+    shared: Arc<Shared<S>>,
+    stop: watch::Sender<bool>,
+}
+
+fn file_names(files: &[PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+        .collect()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<S: Store> Daemon<S> {
+    /// Rebuilds usage from the ledger and fetches every agent's pool. Fails if the key is
+    /// refused or a pool cannot be read: nothing is dialed on guesses.
+    pub async fn start(
+        store: S,
+        rules: Arc<RuleSet>,
+        client: Client,
+        config: DaemonConfig,
+    ) -> Result<Daemon<S>, DaemonError> {
+        let now = config.clock.now();
+        let mut pool = PoolState::new(now.timestamp_millis() as u64);
+        let lookback = usage_lookback(&rules);
+        let mut last_attempt = None;
+        for attempt in store.attempts_since(now - lookback).await? {
+            last_attempt = last_attempt.max(Some(attempt.at));
+            if let Ok(number) = E164::parse(&attempt.from_number) {
+                pool.record_for_key(number, &attempt.lead_id, attempt.at);
+            }
+        }
+        let (stop, shutdown) = watch::channel(false);
+        // 1.5 % under the account's rate: requests leave on the beat but arrive with network
+        // jitter, and one arriving early would be the account's 429.
+        let interval =
+            Duration::from_secs_f64(PACING_HEADROOM / f64::from(config.attempts_per_second.max(1)));
+        let quota = Quota::with_period(interval)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN);
+        let daemon = Daemon {
+            shared: Arc::new(Shared {
+                store,
+                rules: ArcSwap::new(rules),
+                client,
+                live: Arc::new(Semaphore::new(config.concurrency.max(1) as usize)),
+                limiter: RateLimiter::direct(quota),
+                config,
+                pool: Mutex::new(pool),
+                paused_until_ms: std::sync::atomic::AtomicI64::new(0),
+                consecutive_429: AtomicU32::new(0),
+                consecutive_connect_failures: AtomicU32::new(0),
+                pacing_interval: interval,
+                auth_failed: AtomicBool::new(false),
+                refresh_pools_now: AtomicBool::new(false),
+                api_problem: Mutex::new(None),
+                unattached: Mutex::new(Vec::new()),
+                due_calendar: Mutex::new(crate::schedule::DueCalendar::new(interval)),
+                wake: Notify::new(),
+                events: Mutex::new(std::collections::VecDeque::new()),
+                call_waiters: Mutex::new(HashMap::new()),
+                rules_dir: Mutex::new(None),
+                rules_files: Mutex::new(Vec::new()),
+                watchdog: crate::systemd::watchdog_interval(),
+                last_beat: Mutex::new(tokio::time::Instant::now()),
+                open_leads: std::sync::atomic::AtomicU64::new(0),
+                reload: tokio::sync::Mutex::new(()),
+                reload_status: Mutex::new(ReloadStatus {
+                    loaded_at: now,
+                    last: None,
+                    disk_broken: false,
+                }),
+                shutdown,
+            }),
+            stop,
+        };
+        // The pace carries over a restart: the account still counts the attempts the last
+        // run made, so the first one of this run waits its beat after them.
+        if let Some(last) = last_attempt {
+            let next = daemon.shared.config.clock.to_wall(last)
+                + chrono::Duration::from_std(interval).unwrap_or_default();
+            daemon
+                .shared
+                .paused_until_ms
+                .store(next.timestamp_millis(), Ordering::SeqCst);
+        }
+        match daemon.shared.refresh_pools().await {
+            Ok(()) => {}
+            // The key or an agent is wrong: configuration, which a restart will not fix.
+            Err(e @ DaemonError::Unauthorized(_))
+            | Err(
+                e @ DaemonError::Pool {
+                    error: ApiError::Rejected { .. },
+                    ..
+                },
+            ) => return Err(e),
+            Err(e) => {
+                // Synthflow unreachable or failing: start anyway, dial nothing until the
+                // pools are read (the loop keeps trying and says why in the status).
+                tracing::error!("{e}; dialing waits until the pools can be read");
+                *lock(&daemon.shared.api_problem) = Some(e.to_string());
+                daemon
+                    .shared
+                    .refresh_pools_now
+                    .store(true, Ordering::SeqCst);
+            }
+        }
+        Ok(daemon)
+    }
+
+    /// The time on the daemon's clock (the system clock, or the demo's simulated one).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.config.clock.now()
+    }
+
+    /// Wakes the loop (new leads were enqueued).
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    /// The most recent events (the last 10,000; the log has them all).
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.shared.events).iter().cloned().collect()
+    }
+
+    pub fn store(&self) -> &S {
+        &self.shared.store
+    }
+
+    /// Runs until `shutdown` completes, then stops claiming, lets requests in flight finish
+    /// (up to the drain timeout), returns unclaimed leads to the queue, and returns.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), DaemonError> {
+        let shared = self.shared.clone();
+        let now = shared.config.clock.now();
+        shared.store.release_claims(now).await?;
+        // The rules or the pools may have changed while the daemon was down.
+        shared.release_held("daemon started").await;
+        let mut requests: JoinSet<()> = JoinSet::new();
+        for attempt in shared.store.in_doubt().await? {
+            let shared = shared.clone();
+            requests.spawn(async move { shared.reconcile(attempt, None).await });
+        }
+        for attempt in shared.store.live_calls().await? {
+            if let Some(call_id) = attempt.call_id.clone() {
+                let permit = shared.live.clone().try_acquire_owned().ok();
+                tokio::spawn(shared.clone().watch_call(call_id, permit));
+            }
+        }
+        let stop = self.stop.clone();
+        let main = async {
+            let result = shared.clone().dial_loop(&mut requests).await;
+            // Drain: requests already sent get their answer recorded.
+            let drained = tokio::time::timeout(shared.config.drain_timeout, async {
+                while requests.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    "drain timeout: requests still in flight are left for the next start to reconcile"
+                );
+            }
+            shared
+                .store
+                .release_claims(shared.config.clock.now())
+                .await?;
+            result
+        };
+        tokio::pin!(main);
+        tokio::select! {
+            result = &mut main => result,
+            () = shutdown => {
+                let _ = stop.send(true);
+                shared.wake.notify_one();
+                main.await
+            }
+        }
+    }
+}
+
+/// A daemon running on a background task (demo, benchmarks, tests).
+pub struct RunningDaemon {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+}
+
+impl RunningDaemon {
+    /// Shuts the daemon down as SIGTERM would, and waits until it has drained.
+    pub async fn stop(self) -> Result<(), DaemonError> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+impl<S: Store> Daemon<S> {
+    /// Runs the daemon on a background task until `RunningDaemon::stop`.
+    pub fn spawn(self: &Arc<Self>) -> RunningDaemon {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let daemon = self.clone();
+        let task = tokio::spawn(async move {
+            daemon
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        RunningDaemon { stop, task }
+    }
+}
+
+impl<S: Store> Shared<S> {
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    async fn sleep_or_stop(&self, duration: Duration) {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    }
+
+    /// Logs and remembers what happened to a lead's call (placed, retry, failed).
+    fn event(&self, lead_id: &str, outcome: &str, from: Option<String>, detail: String) {
+        tracing::info!(
+            lead = lead_id,
+            outcome,
+            from = from.as_deref().unwrap_or(""),
+            "{detail}"
+        );
+        self.remember(lead_id, outcome, from, detail);
+    }
+
+    /// Remembers an event without logging it (decisions have their own log line).
+    fn remember(&self, lead_id: &str, outcome: &str, from: Option<String>, detail: String) {
+        let mut events = lock(&self.events);
+        if events.len() == RECENT_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(Event {
+            lead_id: lead_id.to_string(),
+            at: self.config.clock.now(),
+            outcome: outcome.to_string(),
+            from_phone_number: from,
+            detail,
+        });
+    }
+
+    /// Once per loop turn: the watchdog ping (from this loop, so a wedged loop gets the
+    /// service restarted) and, every few seconds, the one-line STATUS.
+    fn heartbeat_every(&self) -> Duration {
+        self.watchdog.map_or(Duration::from_secs(5), |w| {
+            (w / 3).min(Duration::from_secs(5))
+        })
+    }
+
+    fn heartbeat(&self) {
+        let mut last = lock(&self.last_beat);
+        if last.elapsed() < self.heartbeat_every() {
+            return;
+        }
+        *last = tokio::time::Instant::now();
+        if self.watchdog.is_some() {
+            crate::systemd::watchdog();
+        }
+        let live = self.config.concurrency as usize
+            - self
+                .live
+                .available_permits()
+                .min(self.config.concurrency as usize);
+        crate::systemd::status(&format!(
+            "rules {}; queue {} open; {live} calls live{}{}",
+            self.rules.load().hash_text(),
+            self.open_leads.load(Ordering::Relaxed),
+            if self.auth_failed.load(Ordering::SeqCst) {
+                "; PAUSED: Synthflow refused the API key"
+            } else if lock(&self.api_problem).is_some() {
+                "; PAUSED: Synthflow's pools cannot be read"
+            } else {
+                ""
+            },
+            if lock(&self.reload_status).disk_broken {
+                "; rules files on disk BROKEN (running the last good ones)"
+            } else {
+                ""
+            },
+        ));
+    }
+
+    /// Awaits `work`, pinging the watchdog meanwhile: waiting for a call slot (calls last
+    /// minutes) or for the end of a 429 pause is this loop doing its job.
+    async fn alive_while<T>(&self, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        // Checked twice per ping interval, whatever happened before: one wait after another
+        // must not add up to a gap.
+        let mut ticks = tokio::time::interval(self.heartbeat_every() / 2);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = ticks.tick() => self.heartbeat(),
+            }
+        }
+    }
+}

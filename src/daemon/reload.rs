@@ -1,0 +1,195 @@
+//! Reloading the rules: read and check the whole directory, read the pools of the new
+//! rules' agents, and only then swap; held leads are decided again.
+
+use super::*;
+
+/// The outcome of the last reload, and whether the files on disk are broken.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadStatus {
+    pub loaded_at: DateTime<Utc>,
+    pub last: Option<ReloadRecord>,
+    pub disk_broken: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadRecord {
+    pub at: DateTime<Utc>,
+    pub trigger: String,
+    #[serde(flatten)]
+    pub outcome: ReloadOutcome,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// The files hash the same as the running rules: nothing to do.
+    Unchanged { hash: String },
+    /// New rules are running.
+    Applied {
+        hash: String,
+        changes: Vec<String>,
+        warnings: Vec<String>,
+    },
+    /// The files are broken; the running rules stay.
+    Failed { errors: Vec<String> },
+}
+
+impl<S: Store> Daemon<S> {
+    /// Reloads read this directory (which the running rules were read from).
+    pub fn set_rules_dir(&self, dir: PathBuf) {
+        *lock(&self.shared.rules_files) =
+            file_names(&crate::rules::rule_files(&dir).unwrap_or_default());
+        *lock(&self.shared.rules_dir) = Some(dir);
+    }
+
+    /// The names of the files the running rules were read from.
+    pub fn rules_file_names(&self) -> Vec<String> {
+        lock(&self.shared.rules_files).clone()
+    }
+
+    /// The content hash of the running rules.
+    pub fn rules_hash(&self) -> u64 {
+        self.shared.rules.load().content_hash
+    }
+
+    pub fn reload_status(&self) -> ReloadStatus {
+        lock(&self.shared.reload_status).clone()
+    }
+
+    /// Reads the whole rules directory and, only if every file is valid, swaps the running
+    /// rules for the new ones. Usage, limits and sticky assignments carry over (they are kept
+    /// by phone number and lead, not by rule). Leads being decided finish on their snapshot.
+    /// Concurrent reloads queue up; an unchanged content hash is a no-op.
+    pub async fn reload(&self, trigger: &str) -> ReloadOutcome {
+        let _one_at_a_time = self.shared.reload.lock().await;
+        crate::systemd::reloading();
+        let running = self.shared.rules.load_full();
+        let dir = lock(&self.shared.rules_dir).clone();
+        let outcome = match dir {
+            None => ReloadOutcome::Failed {
+                errors: vec!["no rules directory to reload from".into()],
+            },
+            Some(dir) => {
+                let loaded =
+                    tokio::task::spawn_blocking(move || crate::rules::load_dir(&dir)).await;
+                match loaded {
+                    Err(e) => ReloadOutcome::Failed {
+                        errors: vec![format!("reload task failed: {e}")],
+                    },
+                    Ok(Err(diagnostics)) => ReloadOutcome::Failed {
+                        errors: diagnostics.errors().map(ToString::to_string).collect(),
+                    },
+                    Ok(Ok(loaded)) if loaded.rules.content_hash == running.content_hash => {
+                        ReloadOutcome::Unchanged {
+                            hash: running.hash_text(),
+                        }
+                    }
+                    Ok(Ok(loaded)) => {
+                        // Everything the new rules need, their agents' pools included, is
+                        // read before they run: a lead is never decided against a pool that
+                        // is not there yet.
+                        match self.shared.fetch_pools(&loaded.rules).await {
+                            Err(e) => ReloadOutcome::Failed {
+                                errors: vec![format!("{e}; the running rules stay")],
+                            },
+                            Ok(pools) => {
+                                let changes = crate::rules::diff(&running, &loaded.rules);
+                                let hash = loaded.rules.hash_text();
+                                {
+                                    let mut pool = lock(&self.shared.pool);
+                                    for (model_id, numbers) in pools {
+                                        pool.set_attached(&model_id, numbers);
+                                    }
+                                    self.shared.rules.store(Arc::new(loaded.rules));
+                                }
+                                *lock(&self.shared.rules_files) = file_names(&loaded.files);
+                                self.shared
+                                    .report_unattached(&self.shared.rules.load_full());
+                                ReloadOutcome::Applied {
+                                    hash,
+                                    changes,
+                                    warnings: loaded
+                                        .warnings
+                                        .iter()
+                                        .map(ToString::to_string)
+                                        .collect(),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match &outcome {
+            ReloadOutcome::Unchanged { hash } => tracing::info!(trigger, hash, "rules unchanged"),
+            ReloadOutcome::Applied {
+                hash,
+                changes,
+                warnings,
+            } => {
+                tracing::info!(
+                    trigger,
+                    hash,
+                    changes = changes.len(),
+                    "rules reloaded: {}",
+                    if changes.is_empty() {
+                        "no effective change".to_string()
+                    } else {
+                        changes.join("; ")
+                    }
+                );
+                for warning in warnings {
+                    tracing::warn!("{warning}");
+                }
+            }
+            ReloadOutcome::Failed { errors } => {
+                tracing::error!(
+                    trigger,
+                    errors = errors.len(),
+                    "rules on disk are broken; the running rules stay"
+                );
+                for error in errors {
+                    tracing::error!("{error}");
+                }
+            }
+        }
+        self.record_reload(trigger, &outcome);
+        if matches!(outcome, ReloadOutcome::Applied { .. }) {
+            self.shared.release_held("rules reloaded").await;
+        }
+        crate::systemd::reloaded(&format!("rules {}", self.shared.rules.load().hash_text()));
+        outcome
+    }
+
+    pub(super) fn record_reload(&self, trigger: &str, outcome: &ReloadOutcome) {
+        let now_s = Utc::now().timestamp() as f64;
+        metrics::gauge!("callroute_rules_last_reload_timestamp_seconds").set(now_s);
+        match outcome {
+            ReloadOutcome::Failed { .. } => {
+                metrics::gauge!("callroute_rules_reload_success").set(0.0)
+            }
+            ReloadOutcome::Applied { .. } => {
+                metrics::gauge!("callroute_rules_reload_success").set(1.0);
+            }
+            ReloadOutcome::Unchanged { .. } => {
+                metrics::gauge!("callroute_rules_reload_success").set(1.0)
+            }
+        }
+        let mut status = lock(&self.shared.reload_status);
+        let now = self.shared.config.clock.now();
+        match outcome {
+            ReloadOutcome::Failed { .. } => status.disk_broken = true,
+            ReloadOutcome::Applied { .. } => {
+                status.disk_broken = false;
+                status.loaded_at = now;
+            }
+            ReloadOutcome::Unchanged { .. } => status.disk_broken = false,
+        }
+        status.last = Some(ReloadRecord {
+            at: now,
+            trigger: trigger.to_string(),
+            outcome: outcome.clone(),
+        });
+    }
+}
