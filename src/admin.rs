@@ -281,27 +281,8 @@ async fn readyz<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
 }
 
 async fn status<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
-    match daemon.store().counts().await {
-        Ok(counts) => {
-            let queue: serde_json::Map<String, serde_json::Value> = counts
-                .iter()
-                .map(|(state, n)| (state.as_str().to_string(), json!(n)))
-                .collect();
-            let not_attached: serde_json::Map<String, serde_json::Value> = daemon
-                .unattached()
-                .into_iter()
-                .map(|(agent, numbers)| (agent, json!(numbers)))
-                .collect();
-            let held: Vec<serde_json::Value> = daemon
-                .store()
-                .held_reasons()
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(reason, count)| json!({"reason": reason, "count": count}))
-                .collect();
-            Json(json!({"queue": queue, "held": held, "auth_failed": daemon.auth_failed(), "api_problem": daemon.api_problem(), "not_attached": not_attached, "live_calls": daemon.live_calls(), "rules": daemon.rules_info(), "numbers": daemon.usage(daemon.now())})).into_response()
-        }
+    match daemon.status().await {
+        Ok(view) => Json(view).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

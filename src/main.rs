@@ -756,12 +756,12 @@ async fn status(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         .with_context(|| {
             format!("cannot reach the daemon at {url}; is `callroute run` running?")
         })?;
-    let status: serde_json::Value = refused_as_error(response)
+    let status: callroute::daemon::StatusView = refused_as_error(response)
         .await?
         .json()
         .await
         .context("unexpected answer from the daemon")?;
-    print!("{}", render_status(&status));
+    print!("{status}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -788,120 +788,4 @@ async fn refused_as_error(response: reqwest::Response) -> anyhow::Result<reqwest
         );
     }
     Ok(response)
-}
-
-/// The terminal view of `/v1/status`.
-fn render_status(status: &serde_json::Value) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let rules = &status["rules"];
-    let _ = writeln!(
-        out,
-        "rules     {} loaded {}{}",
-        rules["hash"].as_str().unwrap_or("?"),
-        rules["loaded_at"].as_str().unwrap_or("?"),
-        if rules["files_on_disk_broken"].as_bool() == Some(true) {
-            "  !! files on disk are BROKEN; running the last good rules"
-        } else {
-            ""
-        }
-    );
-    if let Some(last) = rules["last_reload"].as_object() {
-        let _ = writeln!(
-            out,
-            "reload    {} by {} at {}",
-            last.get("result").and_then(|v| v.as_str()).unwrap_or("?"),
-            last.get("trigger").and_then(|v| v.as_str()).unwrap_or("?"),
-            last.get("at").and_then(|v| v.as_str()).unwrap_or("?")
-        );
-        for error in last
-            .get("errors")
-            .and_then(|v| v.as_array())
-            .into_iter()
-            .flatten()
-        {
-            let _ = writeln!(out, "          {}", error.as_str().unwrap_or_default());
-        }
-    }
-    if status["auth_failed"].as_bool() == Some(true) {
-        let _ = writeln!(out, "dialing   PAUSED: Synthflow refused the API key");
-    }
-    if let Some(problem) = status["api_problem"].as_str() {
-        let _ = writeln!(out, "dialing   PAUSED: {problem}");
-    }
-    for (agent, numbers) in status["not_attached"].as_object().into_iter().flatten() {
-        let list: Vec<&str> = numbers
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.as_str())
-            .collect();
-        let _ = writeln!(
-            out,
-            "pool      agent `{agent}`: {} in the rules but NOT attached upstream (never dialed): {}",
-            list.len(),
-            list.join(", ")
-        );
-    }
-    let _ = writeln!(
-        out,
-        "live      {} calls",
-        status["live_calls"].as_u64().unwrap_or(0)
-    );
-    let queue: Vec<String> = status["queue"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(state, n)| format!("{state} {n}"))
-        .collect();
-    let _ = writeln!(out, "queue     {}", queue.join(", "));
-    for held in status["held"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "held      {:>6}  {}",
-            held["count"],
-            held["reason"].as_str().unwrap_or_default()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n{:<14} {:>9}  {:<20} limits",
-        "number", "calls 24h", "last used"
-    );
-    for number in status["numbers"].as_array().into_iter().flatten() {
-        let limits = &number["limits"];
-        let windows: Vec<String> = ["per_minute", "per_hour", "per_24h", "per_day", "min_gap"]
-            .iter()
-            .filter(|w| !limits[**w].is_null())
-            .map(|w| format!("{w} {}", limits[*w].to_string().trim_matches('"')))
-            .collect();
-        let full: Vec<String> = number["at_limit"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|hit| {
-                format!(
-                    "{} FULL until {}",
-                    hit["window"].as_str().unwrap_or("?"),
-                    hit["frees_at"].as_str().unwrap_or("never")
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "{:<14} {:>9}  {:<20} {}{}",
-            number["number"].as_str().unwrap_or("?"),
-            number["calls_24h"],
-            number["last_used"]
-                .as_str()
-                .map_or("-".to_string(), |t| t.chars().take(19).collect()),
-            windows.join(", "),
-            if full.is_empty() {
-                String::new()
-            } else {
-                format!("  [{}]", full.join("; "))
-            }
-        );
-    }
-    out
 }

@@ -35,6 +35,7 @@ mod reload;
 mod status;
 
 pub use reload::{ReloadOutcome, ReloadRecord, ReloadStatus};
+pub use status::{FullWindowView, HeldView, NumberView, RulesView, StatusView};
 
 /// How far back usage matters: the longest limit window (a local day: up to 25 h), or the
 /// longest sticky TTL. Usage is rebuilt from this far back at start, and leads idle for

@@ -11,7 +11,7 @@ pub struct ReloadStatus {
     pub disk_broken: bool,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReloadRecord {
     pub at: DateTime<Utc>,
     pub trigger: String,
@@ -20,7 +20,7 @@ pub struct ReloadRecord {
 }
 
 /// What a reload did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ReloadOutcome {
     /// The files hash the same as the running rules: nothing to do.
@@ -33,6 +33,17 @@ pub enum ReloadOutcome {
     },
     /// The files are broken; the running rules stay.
     Failed { errors: Vec<String> },
+}
+
+impl ReloadOutcome {
+    /// `applied`, `unchanged` or `failed`.
+    pub fn result(&self) -> &'static str {
+        match self {
+            ReloadOutcome::Unchanged { .. } => "unchanged",
+            ReloadOutcome::Applied { .. } => "applied",
+            ReloadOutcome::Failed { .. } => "failed",
+        }
+    }
 }
 
 impl<S: Store> Daemon<S> {

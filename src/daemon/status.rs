@@ -1,7 +1,159 @@
 //! What the daemon shows of itself: live calls, the running rules, usage per number,
 //! the gauges a scrape renders.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
 use super::*;
+
+/// Everything `GET /v1/status` answers and `callroute status` shows: one type on both ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Leads by state.
+    pub queue: BTreeMap<String, u64>,
+    /// Held leads by reason, most first.
+    pub held: Vec<HeldView>,
+    pub auth_failed: bool,
+    /// Why dialing is paused because Synthflow cannot be read, if it is.
+    pub api_problem: Option<String>,
+    /// Per agent, numbers the rules give it that are not attached upstream.
+    pub not_attached: BTreeMap<String, Vec<String>>,
+    pub live_calls: usize,
+    pub rules: RulesView,
+    pub numbers: Vec<NumberView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldView {
+    pub reason: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RulesView {
+    pub hash: String,
+    pub loaded_at: DateTime<Utc>,
+    pub campaigns: usize,
+    pub numbers: usize,
+    pub files_on_disk_broken: bool,
+    pub last_reload: Option<ReloadRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NumberView {
+    pub number: String,
+    pub calls_24h: u32,
+    pub last_used: Option<DateTime<Utc>>,
+    /// Each window that is set, as `(name, value)`, e.g. `("per_minute", "2")`.
+    pub limits: Vec<(String, String)>,
+    pub at_limit: Vec<FullWindowView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FullWindowView {
+    pub window: String,
+    pub used: u32,
+    pub limit: String,
+    pub frees_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Display for StatusView {
+    /// The terminal view.
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rules = &self.rules;
+        writeln!(
+            out,
+            "rules     {} loaded {}{}",
+            rules.hash,
+            crate::format_instant(rules.loaded_at),
+            if rules.files_on_disk_broken {
+                "  !! files on disk are BROKEN; running the last good rules"
+            } else {
+                ""
+            }
+        )?;
+        if let Some(last) = &rules.last_reload {
+            writeln!(
+                out,
+                "reload    {} by {} at {}",
+                last.outcome.result(),
+                last.trigger,
+                crate::format_instant(last.at)
+            )?;
+            if let ReloadOutcome::Failed { errors } = &last.outcome {
+                for error in errors {
+                    writeln!(out, "          {error}")?;
+                }
+            }
+        }
+        if self.auth_failed {
+            writeln!(out, "dialing   PAUSED: Synthflow refused the API key")?;
+        }
+        if let Some(problem) = &self.api_problem {
+            writeln!(out, "dialing   PAUSED: {problem}")?;
+        }
+        for (agent, numbers) in &self.not_attached {
+            writeln!(
+                out,
+                "pool      agent `{agent}`: {} in the rules but NOT attached upstream (never dialed): {}",
+                numbers.len(),
+                numbers.join(", ")
+            )?;
+        }
+        writeln!(out, "live      {} calls", self.live_calls)?;
+        let queue: Vec<String> = self
+            .queue
+            .iter()
+            .map(|(state, n)| format!("{state} {n}"))
+            .collect();
+        writeln!(out, "queue     {}", queue.join(", "))?;
+        for held in &self.held {
+            writeln!(out, "held      {:>6}  {}", held.count, held.reason)?;
+        }
+        writeln!(
+            out,
+            "\n{:<14} {:>9}  {:<20} limits",
+            "number", "calls 24h", "last used"
+        )?;
+        for number in &self.numbers {
+            let windows: Vec<String> = number
+                .limits
+                .iter()
+                .map(|(window, value)| format!("{window} {value}"))
+                .collect();
+            let full: Vec<String> = number
+                .at_limit
+                .iter()
+                .map(|hit| {
+                    format!(
+                        "{} FULL until {}",
+                        hit.window,
+                        hit.frees_at
+                            .map_or("never".to_string(), crate::format_instant)
+                    )
+                })
+                .collect();
+            writeln!(
+                out,
+                "{:<14} {:>9}  {:<20} {}{}",
+                number.number,
+                number.calls_24h,
+                number
+                    .last_used
+                    .map_or("-".to_string(), crate::format_instant),
+                windows.join(", "),
+                if full.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", full.join("; "))
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
 
 impl<S: Store> Daemon<S> {
     /// Calls placed and not yet ended.
@@ -20,17 +172,46 @@ impl<S: Store> Daemon<S> {
         }
     }
 
-    /// The running rules: content hash and when they were loaded.
-    pub fn rules_info(&self) -> serde_json::Value {
+    /// Everything the status shows, as of now.
+    pub async fn status(&self) -> Result<StatusView, StoreError> {
+        let queue = self
+            .shared
+            .store
+            .counts()
+            .await?
+            .into_iter()
+            .map(|(state, n)| (state.as_str().to_string(), n))
+            .collect();
+        let held = self
+            .shared
+            .store
+            .held_reasons()
+            .await?
+            .into_iter()
+            .map(|(reason, count)| HeldView { reason, count })
+            .collect();
         let rules = self.shared.rules.load();
-        let status = lock(&self.shared.reload_status).clone();
-        serde_json::json!({
-            "hash": rules.hash_text(),
-            "loaded_at": status.loaded_at,
-            "campaigns": rules.campaigns().count(),
-            "numbers": rules.numbers().count(),
-            "files_on_disk_broken": status.disk_broken,
-            "last_reload": status.last,
+        let reload = lock(&self.shared.reload_status).clone();
+        Ok(StatusView {
+            queue,
+            held,
+            auth_failed: self.auth_failed(),
+            api_problem: self.api_problem(),
+            not_attached: self
+                .unattached()
+                .into_iter()
+                .map(|(agent, numbers)| (agent, numbers.iter().map(ToString::to_string).collect()))
+                .collect(),
+            live_calls: self.live_calls(),
+            rules: RulesView {
+                hash: rules.hash_text(),
+                loaded_at: reload.loaded_at,
+                campaigns: rules.campaigns().count(),
+                numbers: rules.numbers().count(),
+                files_on_disk_broken: reload.disk_broken,
+                last_reload: reload.last,
+            },
+            numbers: self.usage(self.now()),
         })
     }
 
@@ -41,23 +222,48 @@ impl<S: Store> Daemon<S> {
     }
 
     /// Per caller ID: calls in the last 24 h, last use, and every limit window full at `now`.
-    pub fn usage(&self, now: DateTime<Utc>) -> Vec<serde_json::Value> {
+    pub fn usage(&self, now: DateTime<Utc>) -> Vec<NumberView> {
         let rules = self.shared.rules.load();
         let pool = lock(&self.shared.pool);
         rules
             .numbers()
             .map(|info| {
                 let usage = pool.number_usage(info.number);
-                let hits = usage
-                    .map(|u| u.hits(&info.limits, info.day_zone, now))
-                    .unwrap_or_default();
-                serde_json::json!({
-                    "number": info.number,
-                    "calls_24h": usage.map_or(0, |u| u.uses_24h(now)),
-                    "last_used": usage.and_then(|u| u.last_used()),
-                    "limits": info.limits,
-                    "at_limit": hits,
-                })
+                let limits = info.limits;
+                let count = |name: &str, value: Option<u32>| {
+                    value.map(|v| (name.to_string(), v.to_string()))
+                };
+                NumberView {
+                    number: info.number.to_string(),
+                    calls_24h: usage.map_or(0, |u| u.uses_24h(now)),
+                    last_used: usage.and_then(|u| u.last_used()),
+                    limits: [
+                        count("per_minute", limits.per_minute),
+                        count("per_hour", limits.per_hour),
+                        count("per_24h", limits.per_24h),
+                        count("per_day", limits.per_day),
+                        limits.min_gap.map(|g| {
+                            (
+                                "min_gap".to_string(),
+                                humantime::format_duration(g).to_string(),
+                            )
+                        }),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                    at_limit: usage
+                        .map(|u| u.hits(&limits, info.day_zone, now))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|hit| FullWindowView {
+                            window: hit.window.name().to_string(),
+                            used: hit.used,
+                            limit: hit.limit,
+                            frees_at: hit.frees_at,
+                        })
+                        .collect(),
+                }
             })
             .collect()
     }
