@@ -16,6 +16,7 @@ pub mod phone;
 pub mod reload;
 pub mod rules;
 pub mod schedule;
+pub mod service;
 pub mod store;
 pub mod synthflow;
 pub mod systemd;

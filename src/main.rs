@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use callroute::config::Config;
-use callroute::daemon::Daemon;
 use callroute::engine::decide;
 use callroute::explain;
 use callroute::lead::Lead;
@@ -19,9 +18,7 @@ use callroute::store::Store;
 use callroute::store::intake;
 use callroute::store::sqlite::SqliteStore;
 use callroute::synthflow::simulator::{SimConfig, Simulator};
-use callroute::synthflow::{Client, ClientConfig};
 use callroute::usage::PoolState;
-use std::sync::Arc;
 
 /// Standard output for every command: a reader that went away (`callroute explain | head`)
 /// ends the program quietly, as it does for `cat`, instead of a panic.
@@ -484,145 +481,19 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let api_key = match config.api_key() {
-        Ok(key) => key,
-        Err(e) => {
+    let shutdown = async {
+        termination().await;
+        callroute::systemd::stopping();
+    };
+    match callroute::service::run(config, loaded.rules, shutdown).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // Configuration found wrong at start: systemd must not restart into it.
+        Err(e @ callroute::service::ServiceError::Config(_)) => {
             eprintln!("error: {e}");
-            return Ok(ExitCode::from(EX_CONFIG));
+            Ok(ExitCode::from(EX_CONFIG))
         }
-    };
-    let webhook_secret = match config.webhook_secret() {
-        Ok(secret) => secret,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(EX_CONFIG));
-        }
-    };
-    let admin_token = match config.admin_token() {
-        Ok(token) => token,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(EX_CONFIG));
-        }
-    };
-    let store = match SqliteStore::open(&config.store).await {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("error: cannot open the store {}: {e}", config.store);
-            return Ok(ExitCode::from(EX_CONFIG));
-        }
-    };
-    let client = Client::new(&ClientConfig {
-        base_url: config.base_url.clone(),
-        api_key,
-        connect_timeout: config.connect_timeout,
-        request_timeout: config.request_timeout,
-    })?;
-    callroute::metrics::install();
-    metrics::gauge!("callroute_rules_reload_success").set(1.0);
-    let daemon = match Daemon::start(
-        store,
-        Arc::new(loaded.rules),
-        client,
-        config.dialing.clone(),
-    )
-    .await
-    {
-        Ok(daemon) => Arc::new(daemon),
-        // Anything `start` refuses (a refused key, an agent Synthflow does not know, an
-        // unusable store) is configuration: systemd must not restart into it.
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(EX_CONFIG));
-        }
-    };
-    daemon.set_rules_dir(config.rules.clone());
-    let listener = match tokio::net::TcpListener::bind(config.admin_listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on admin_listen {}: {e}",
-                config.admin_listen
-            );
-            return Ok(ExitCode::from(EX_CONFIG));
-        }
-    };
-    let metrics_listener = match config.admin.metrics_listen {
-        None => None,
-        Some(address) => match tokio::net::TcpListener::bind(address).await {
-            Ok(listener) => Some(listener),
-            Err(e) => {
-                eprintln!("error: cannot listen on admin.metrics_listen {address}: {e}");
-                return Ok(ExitCode::from(EX_CONFIG));
-            }
-        },
-    };
-    if admin_token.is_none() {
-        tracing::warn!(
-            "no admin token: POST /v1/leads and /v1/reload are refused (reload with SIGHUP or the file watcher)"
-        );
+        Err(e) => Err(e.into()),
     }
-    tracing::info!(admin = %listener.local_addr()?, "callroute running");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let router = callroute::admin::router(
-        daemon.clone(),
-        webhook_secret,
-        callroute::admin::Access {
-            token: admin_token,
-            open_reads: config.admin.open_reads,
-        },
-    );
-    let admin = tokio::spawn(callroute::admin::serve(
-        listener,
-        router,
-        config.admin.limits,
-        until_stopped(),
-    ));
-    if let Some(listener) = metrics_listener {
-        tokio::spawn(callroute::admin::serve(
-            listener,
-            callroute::admin::metrics_router(daemon.clone()),
-            config.admin.limits,
-            until_stopped(),
-        ));
-    }
-    tokio::spawn(callroute::reload::watch(
-        daemon.clone(),
-        config.rules.clone(),
-        callroute::reload::WatchConfig::default(),
-        until_stopped(),
-    ));
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let on_hangup = daemon.clone();
-    let hangups = until_stopped();
-    tokio::spawn(async move {
-        tokio::pin!(hangups);
-        loop {
-            tokio::select! {
-                () = &mut hangups => return,
-                Some(()) = hangup.recv() => { on_hangup.reload("SIGHUP").await; }
-            }
-        }
-    });
-    callroute::systemd::ready(&format!(
-        "rules {}; dialing",
-        rules::hash_text(daemon.rules_hash())
-    ));
-    daemon
-        .run(async move {
-            termination().await;
-            callroute::systemd::stopping();
-            let _ = stop.send(true);
-        })
-        .await?;
-    let _ = admin.await;
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn enqueue(config_path: Option<&Path>, files: &[String]) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,141 @@
+//! `callroute run` assembled: store, Synthflow client, daemon, admin listener(s), rules
+//! watcher and SIGHUP, all stopped by one shutdown signal passed in.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::daemon::{Daemon, DaemonError};
+use crate::rules::RuleSet;
+use crate::store::sqlite::SqliteStore;
+use crate::synthflow::{Client, ClientConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Something the configuration says is wrong (a secret, the store, an address, the key
+    /// or an agent Synthflow refuses): restarting will not help.
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn config_error(error: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Config(error.to_string())
+}
+
+/// Runs the service until `shutdown` resolves; returns once it has drained.
+pub async fn run(
+    config: Config,
+    rules: RuleSet,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServiceError> {
+    let api_key = config.api_key().map_err(config_error)?;
+    let webhook_secret = config.webhook_secret().map_err(config_error)?;
+    let admin_token = config.admin_token().map_err(config_error)?;
+    let store = SqliteStore::open(&config.store)
+        .await
+        .map_err(|e| config_error(format!("cannot open the store {}: {e}", config.store)))?;
+    let client = Client::new(&ClientConfig {
+        base_url: config.base_url.clone(),
+        api_key,
+        connect_timeout: config.connect_timeout,
+        request_timeout: config.request_timeout,
+    })
+    .map_err(config_error)?;
+    crate::metrics::install();
+    metrics::gauge!("callroute_rules_reload_success").set(1.0);
+    // Anything `start` refuses (a refused key, an agent Synthflow does not know, the ledger
+    // unreadable) is configuration.
+    let daemon = Arc::new(
+        Daemon::start(store, Arc::new(rules), client, config.dialing.clone())
+            .await
+            .map_err(config_error)?,
+    );
+    daemon.set_rules_dir(config.rules.clone());
+    let listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|e| {
+            config_error(format!(
+                "cannot listen on admin_listen {}: {e}",
+                config.admin_listen
+            ))
+        })?;
+    let metrics_listener = match config.admin.metrics_listen {
+        None => None,
+        Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(|e| {
+            config_error(format!(
+                "cannot listen on admin.metrics_listen {address}: {e}"
+            ))
+        })?),
+    };
+    if admin_token.is_none() {
+        tracing::warn!(
+            "no admin token: POST /v1/leads and /v1/reload are refused (reload with SIGHUP or the file watcher)"
+        );
+    }
+    tracing::info!(admin = %listener.local_addr()?, "callroute running");
+
+    // The one shutdown signal, fanned out to everything that runs beside the daemon.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let router = crate::admin::router(
+        daemon.clone(),
+        webhook_secret,
+        crate::admin::Access {
+            token: admin_token,
+            open_reads: config.admin.open_reads,
+        },
+    );
+    let admin = tokio::spawn(crate::admin::serve(
+        listener,
+        router,
+        config.admin.limits,
+        until_stopped(),
+    ));
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(crate::admin::serve(
+            listener,
+            crate::admin::metrics_router(daemon.clone()),
+            config.admin.limits,
+            until_stopped(),
+        ));
+    }
+    tokio::spawn(crate::reload::watch(
+        daemon.clone(),
+        config.rules.clone(),
+        crate::reload::WatchConfig::default(),
+        until_stopped(),
+    ));
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let on_hangup = daemon.clone();
+    let hangups = until_stopped();
+    tokio::spawn(async move {
+        tokio::pin!(hangups);
+        loop {
+            tokio::select! {
+                () = &mut hangups => return,
+                Some(()) = hangup.recv() => { on_hangup.reload("SIGHUP").await; }
+            }
+        }
+    });
+    crate::systemd::ready(&format!(
+        "rules {}; dialing",
+        crate::rules::hash_text(daemon.rules_hash())
+    ));
+    daemon
+        .run(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await?;
+    let _ = admin.await;
+    Ok(())
+}
