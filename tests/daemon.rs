@@ -313,10 +313,17 @@ async fn a_lone_429_costs_one_pacing_beat_not_seconds() {
     running.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let log = sim.log();
+    let counts = daemon.store().counts().await.unwrap();
+    let events: Vec<String> = daemon
+        .events()
+        .iter()
+        .filter(|e| e.outcome != "placed")
+        .map(|e| format!("{} {} {}", e.lead_id, e.outcome, e.detail))
+        .collect();
     assert_eq!(
         log.len(),
         40 - FLORIDA_LEADS,
-        "every lead placed once in the end"
+        "every lead placed once in the end: {counts:?} {events:#?}"
     );
     let refusals = sim.rate_limited_at();
     assert!(!refusals.is_empty(), "the fault was injected");

@@ -5,19 +5,20 @@
 use super::*;
 
 impl<S: Store> Shared<S> {
-    /// The dialing loop's idle wait: also ends when new leads arrive, through the admin
-    /// listener (`Daemon::wake`) or written into the store by another process.
-    pub(super) async fn idle(&self, duration: Duration) {
+    /// The dialing loop's idle wait: also ends when leads are queued, by the admin listener,
+    /// by this daemon's own tasks (`wake`), or by another process writing to the store since
+    /// it read `version`.
+    pub(super) async fn idle(&self, duration: Duration, version: Option<u64>) {
         tokio::select! {
             () = self.sleep_or_stop(duration) => {}
             () = self.wake.notified() => {}
-            () = self.store_written_by_others() => {}
+            () = self.store_written_since(version) => {}
         }
     }
 
-    /// Resolves once the store's data version moves (checked twice a second).
-    pub(super) async fn store_written_by_others(&self) {
-        let Ok(seen) = self.store.data_version().await else {
+    /// Resolves once the store's data version moves past `seen` (checked twice a second).
+    pub(super) async fn store_written_since(&self, seen: Option<u64>) {
+        let Some(seen) = seen else {
             return std::future::pending().await;
         };
         loop {
@@ -77,6 +78,8 @@ impl<S: Store> Shared<S> {
                 }
                 *lock(&self.api_problem) = None;
             }
+            // Read before looking for work: a write after this point ends the idle wait.
+            let version = self.store.data_version().await.ok();
             let now = self.config.clock.now();
             let batch = self.store.claim_due(now, self.config.claim_batch).await?;
             if batch.is_empty() {
@@ -88,7 +91,7 @@ impl<S: Store> Shared<S> {
                 let longest = self
                     .watchdog
                     .map_or(self.config.idle_poll, |w| self.config.idle_poll.min(w / 3));
-                self.idle(until_due.clamp(Duration::from_millis(5), longest))
+                self.idle(until_due.clamp(Duration::from_millis(5), longest), version)
                     .await;
                 continue;
             }

@@ -164,6 +164,8 @@ impl<S: Store> Shared<S> {
         self.store
             .attempt_not_placed(attempt_id, &next, now)
             .await?;
+        // Back in the queue: the loop may be idle with nothing else due.
+        self.wake.notify_one();
         let outcome = if matches!(next, NotPlaced::Fail { .. }) {
             "failed"
         } else {
@@ -241,7 +243,10 @@ impl<S: Store> Shared<S> {
                                 Some(attempt.from_number.clone()),
                                 "call certainly absent after an unclear answer".into(),
                             );
-                            self.store.attempt_not_placed(attempt.id, &next, now).await
+                            let result =
+                                self.store.attempt_not_placed(attempt.id, &next, now).await;
+                            self.wake.notify_one();
+                            result
                         }
                     };
                     if let Err(e) = result {
