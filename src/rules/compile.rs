@@ -1,4 +1,4 @@
-//! Reads a rules directory, checks everything, and compiles it into a `RuleSet`.
+//! Checks rules files' contents, all of them, and compiles them into a `RuleSet`.
 //!
 //! Unknown and duplicate keys are all reported (see `parse_file`); other parse errors (bad
 //! YAML, wrong types) stop the file they are in;
@@ -12,7 +12,7 @@ use chrono::{NaiveDate, NaiveTime, Weekday};
 use chrono_tz::Tz;
 use serde_saphyr::{Location, Spanned};
 
-use super::diag::{self, Diagnostic, Diagnostics, Reporter, Severity, SourcePos};
+use super::diag::{self, Diagnostic, Reporter, Severity, SourcePos};
 use super::model::*;
 use super::raw::*;
 use crate::geo;
@@ -24,102 +24,6 @@ pub struct Loaded {
     pub rules: RuleSet,
     pub warnings: Vec<Diagnostic>,
     pub files: Vec<PathBuf>,
-}
-
-/// The files of a rules directory that belong to the rule set, sorted by name.
-pub fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-        // Dotfiles cover vim swap files and emacs/`.#` lock files; `~` is a backup copy.
-        let is_hidden_or_temp =
-            name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
-        // Not only regular files: a `*.yaml` that is a directory, a FIFO or a dangling link
-        // is reported by `load_dir`, never skipped in silence.
-        if is_yaml && !is_hidden_or_temp {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Loads every rules file of `dir`. Fails with every error found (warnings included).
-pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
-    let dir_pos = SourcePos::start_of(dir);
-    let fail = |message: String| {
-        Diagnostics(vec![Diagnostic {
-            severity: Severity::Error,
-            pos: dir_pos.clone(),
-            message,
-        }])
-    };
-    let files = rule_files(dir).map_err(|e| fail(format!("cannot read rules directory: {e}")))?;
-    if files.is_empty() {
-        return Err(fail(
-            "no rules files (*.yaml, *.yml) in this directory".into(),
-        ));
-    }
-    let mut sources = Vec::new();
-    let mut unreadable = Vec::new();
-    for path in &files {
-        match read_rule_file(path) {
-            Ok(text) => sources.push((path.clone(), text)),
-            Err(message) => unreadable.push(Diagnostic {
-                severity: Severity::Error,
-                pos: SourcePos::start_of(path),
-                message,
-            }),
-        }
-    }
-    let source_refs: Vec<(&Path, &str)> = sources
-        .iter()
-        .map(|(p, t)| (p.as_path(), t.as_str()))
-        .collect();
-    let (rules, diagnostics) = compile_sources(&source_refs);
-    let mut diagnostics = Diagnostics(diagnostics);
-    diagnostics.0.extend(unreadable);
-    diagnostics.sort();
-    match rules {
-        Some(rules) if !diagnostics.has_errors() => Ok(Loaded {
-            rules,
-            warnings: diagnostics.0,
-            files,
-        }),
-        _ => Err(diagnostics),
-    }
-}
-
-/// Reads one rules file; anything but a readable regular file (after following links) is
-/// an error that says what the entry is. FIFOs are never opened: reading one would block.
-fn read_rule_file(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::FileTypeExt;
-    let metadata = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "cannot read: a symbolic link to nothing".to_string(),
-        _ => format!("cannot read: {e}"),
-    })?;
-    let kind = metadata.file_type();
-    let what = if kind.is_file() {
-        None
-    } else if kind.is_dir() {
-        Some("a directory")
-    } else if kind.is_fifo() {
-        Some("a FIFO")
-    } else if kind.is_socket() {
-        Some("a socket")
-    } else {
-        Some("a device")
-    };
-    if let Some(what) = what {
-        return Err(format!(
-            "not a regular file ({what}); rules files must be files (rename it so it does not end in .yaml to keep it here)"
-        ));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// Compiles rules from in-memory `(path, text)` pairs (the path is only used in messages).
@@ -236,7 +140,7 @@ fn without_entry(text: &str, line: u64, column: u64) -> Option<String> {
 }
 
 /// xxh3 over the files' names and contents, in order: equal hashes mean identical rules.
-fn hash_sources(sources: &[(&Path, &str)]) -> u64 {
+pub(super) fn hash_sources(sources: &[(&Path, &str)]) -> u64 {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     for (path, text) in sources {
         hasher.update(
@@ -249,22 +153,6 @@ fn hash_sources(sources: &[(&Path, &str)]) -> u64 {
         hasher.update(&[0]);
     }
     hasher.digest()
-}
-
-/// The content hash the rules in `dir` would compile to, without compiling them: cheap
-/// enough to poll as a backstop for missed file events.
-pub fn content_hash(dir: &Path) -> std::io::Result<u64> {
-    let files = rule_files(dir)?;
-    let texts = files
-        .iter()
-        .map(|path| read_rule_file(path).map_err(std::io::Error::other))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let sources: Vec<(&Path, &str)> = files
-        .iter()
-        .map(PathBuf::as_path)
-        .zip(texts.iter().map(String::as_str))
-        .collect();
-    Ok(hash_sources(&sources))
 }
 
 /// What changed between two rule sets, one line per campaign, route or number.
@@ -1211,6 +1099,12 @@ limits:
         (rules, diagnostics.iter().map(ToString::to_string).collect())
     }
 
+    const ONE_CAMPAIGN: &str = r#"
+agents: { a: { model_id: m } }
+numbers: { "+14155550100": {} }
+campaigns: { c: { agent: a, routes: [ { numbers: all } ] } }
+"#;
+
     fn assert_reported(messages: &[String], expected: &str) {
         assert!(
             messages.iter().any(|m| m.contains(expected)),
@@ -1405,36 +1299,6 @@ campaigns:
     }
 
     #[test]
-    fn editor_and_hidden_files_are_not_rules() {
-        let dir = std::env::temp_dir().join(format!("callroute-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for name in [
-            "a.yaml",
-            "b.yml",
-            ".hidden.yaml",
-            ".a.yaml.swp",
-            "a.yaml~",
-            "#a.yaml#",
-            "notes.txt",
-        ] {
-            std::fs::write(dir.join(name), "").unwrap();
-        }
-        let names: Vec<String> = rule_files(&dir)
-            .unwrap()
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(names, ["a.yaml", "b.yml"]);
-    }
-
-    const ONE_CAMPAIGN: &str = r#"
-agents: { a: { model_id: m } }
-numbers: { "+14155550100": {} }
-campaigns: { c: { agent: a, routes: [ { numbers: all } ] } }
-"#;
-
-    #[test]
     fn a_route_can_tighten_a_number_s_limits_but_never_loosen_them() {
         let text = r#"
 agents: { a: { model_id: m } }
@@ -1498,30 +1362,6 @@ campaigns:
         }
         let (rules, _) = compile(&[("r.yaml", ONE_CAMPAIGN), ("empty.yaml", "")]);
         assert!(rules.is_some(), "an empty file beside real rules is fine");
-    }
-
-    #[test]
-    fn yaml_entries_that_are_not_readable_files_are_errors_not_skipped() {
-        let dir = std::env::temp_dir().join(format!("callroute-odd-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("dir.yaml")).unwrap();
-        std::fs::write(dir.join("rules.yaml"), ONE_CAMPAIGN).unwrap();
-        std::os::unix::fs::symlink("nowhere.yaml", dir.join("dangling.yaml")).unwrap();
-        std::os::unix::fs::symlink("loop.yaml", dir.join("loop.yaml")).unwrap();
-        let fifo = dir.join("pipe.yaml");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        let diagnostics = load_dir(&dir).expect_err("odd entries must fail the load");
-        let messages: Vec<String> = diagnostics.0.iter().map(ToString::to_string).collect();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_reported(&messages, "dir.yaml:1:1: not a regular file (a directory)");
-        assert_reported(
-            &messages,
-            "dangling.yaml:1:1: cannot read: a symbolic link to nothing",
-        );
-        assert_reported(&messages, "loop.yaml:1:1: cannot read:");
-        if made.is_ok_and(|s| s.success()) {
-            assert_reported(&messages, "pipe.yaml:1:1: not a regular file (a FIFO)");
-        }
     }
 
     #[test]

@@ -2,9 +2,11 @@
 
 mod compile;
 pub mod diag;
+mod files;
 mod model;
 mod raw;
 
-pub use compile::{Loaded, compile_sources, content_hash, diff, load_dir, rule_files};
+pub use compile::{Loaded, compile_sources, diff};
 pub use diag::{Diagnostic, Diagnostics, Severity, SourcePos};
+pub use files::{content_hash, load_dir, rule_files};
 pub use model::*;

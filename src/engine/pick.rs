@@ -1,0 +1,236 @@
+//! Picking the caller ID: the local-presence tiers of the matched route, in order; in each,
+//! the numbers attached, under every limit window and usable now; the strategy chooses.
+
+use super::*;
+
+/// Sticky assignment first, then each local-presence tier in order.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pick_number(
+    rules: &RuleSet,
+    campaign: &Campaign,
+    route: &Route,
+    lead: &Lead,
+    pool: &PoolState,
+    now: DateTime<Utc>,
+    constraints: &[(Window, Tz)],
+    trace: &mut Trace,
+) -> Decision {
+    let dial = |number: E164, by: PickedBy| Decision::Dial {
+        from_phone_number: number,
+        agent: campaign.agent.clone(),
+        model_id: campaign.model_id.clone(),
+        route: route.name.to_string(),
+        tier: by,
+    };
+    let usable = |info: &NumberInfo| -> Result<(), String> {
+        if !pool.is_attached(&campaign.model_id, info.number) {
+            return Err(format!("not attached to agent `{}`", campaign.agent));
+        }
+        let hits = limit_hits(route, info, pool, now);
+        if hits.is_empty() {
+            Ok(())
+        } else {
+            Err(hits
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "))
+        }
+    };
+
+    if let Some(ttl) = route.sticky {
+        trace.sticky = Some(match pool.lead_history(&lead.key).and_then(|h| h.last()) {
+            None => "no earlier call to this lead".to_string(),
+            Some((number, at)) => {
+                let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+                let member = rules
+                    .number(number)
+                    .filter(|info| route.selection.member_set.contains(&id_of(rules, info)));
+                match member {
+                    _ if now - at >= ttl => format!("{number} expired (last used {})", rfc3339(at)),
+                    None => format!("{number} is no longer selected by route `{}`", route.name),
+                    Some(info) => match usable(info) {
+                        Ok(()) => {
+                            trace.picked = Some(Pick {
+                                number,
+                                by: PickedBy::Sticky,
+                                strategy: None,
+                                why: format!("kept from the call at {}", rfc3339(at)),
+                            });
+                            return dial(number, PickedBy::Sticky);
+                        }
+                        Err(why) => format!("{number} unavailable: {why}"),
+                    },
+                }
+            }
+        });
+    }
+
+    let mut seen: HashSet<NumberId> = HashSet::default();
+    let mut earliest_free: Option<DateTime<Utc>> = None;
+    let mut any_candidate = false;
+    for &tier in &route.tiers {
+        let candidates = tier_candidates(rules, route, tier, lead, now);
+        let mut eligible = Vec::new();
+        let mut attached = Vec::new();
+        let mut count = 0;
+        for id in candidates {
+            if !seen.insert(id) {
+                continue;
+            }
+            count += 1;
+            let info = &rules.numbers[id as usize];
+            if !pool.is_attached(&campaign.model_id, info.number) {
+                trace.excluded.push(Exclusion {
+                    number: info.number,
+                    tier,
+                    reason: format!("not attached to agent `{}`", campaign.agent),
+                    windows: Vec::new(),
+                });
+                continue;
+            }
+            attached.push(info);
+            let hits = limit_hits(route, info, pool, now);
+            if hits.is_empty() {
+                eligible.push(info);
+            } else {
+                if let Some(free) = all_free_at(&hits) {
+                    earliest_free = Some(earliest_free.map_or(free, |e| e.min(free)));
+                }
+                trace.excluded.push(Exclusion {
+                    number: info.number,
+                    tier,
+                    reason: hits
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    windows: hits.iter().map(|h| h.window).collect(),
+                });
+            }
+        }
+        any_candidate |= count > 0;
+        trace.tiers.push(TierCheck {
+            tier,
+            candidates: count,
+            eligible: eligible.len(),
+        });
+        if let Some((info, why)) = choose(route.strategy, &eligible, &attached, lead, pool, now) {
+            trace.picked = Some(Pick {
+                number: info.number,
+                by: tier.into(),
+                strategy: Some(route.strategy),
+                why,
+            });
+            return dial(info.number, tier.into());
+        }
+    }
+
+    if let Some(free) = earliest_free {
+        let until = next_open_all(constraints, free).unwrap_or(free);
+        return Decision::Defer {
+            until,
+            reason: reason(
+                ReasonCode::AllNumbersAtLimit,
+                format!(
+                    "every eligible number of route `{}` is at a limit; the first frees {}",
+                    route.name,
+                    rfc3339(free)
+                ),
+            ),
+        };
+    }
+    if !any_candidate {
+        let tiers: Vec<&str> = route
+            .tiers
+            .iter()
+            .map(|t| Tier::NAMES[*t as usize])
+            .collect();
+        return Decision::Hold {
+            reason: reason(
+                ReasonCode::NoLocalNumber,
+                format!(
+                    "route `{}` has no number in the lead's {} (add `any` to local_presence to fall back)",
+                    route.name,
+                    tiers.join("/")
+                ),
+            ),
+        };
+    }
+    Decision::Hold {
+        reason: reason(
+            ReasonCode::NoAttachedNumber,
+            format!(
+                "none of the numbers route `{}` selects is attached to agent `{}`",
+                route.name, campaign.agent
+            ),
+        ),
+    }
+}
+
+fn id_of(rules: &RuleSet, info: &NumberInfo) -> NumberId {
+    rules.number_ids[&info.number]
+}
+
+fn limit_hits(
+    route: &Route,
+    info: &NumberInfo,
+    pool: &PoolState,
+    now: DateTime<Utc>,
+) -> Vec<LimitHit> {
+    match pool.number_usage(info.number) {
+        Some(usage) => usage.hits(&route.limits_for(info), info.day_zone, now),
+        None => Vec::new(),
+    }
+}
+
+/// The route's numbers that share `tier` with the lead, from the route's indexes.
+fn tier_candidates(
+    rules: &RuleSet,
+    route: &Route,
+    tier: Tier,
+    lead: &Lead,
+    now: DateTime<Utc>,
+) -> Vec<NumberId> {
+    let selection = &route.selection;
+    let found: Vec<NumberId> = match tier {
+        Tier::AreaCode => lead
+            .area_code
+            .and_then(|code| selection.by_area_code.get(&code))
+            .cloned()
+            .unwrap_or_default(),
+        Tier::State => lead
+            .states
+            .iter()
+            .filter_map(|s| selection.by_state.get(s))
+            .flatten()
+            .copied()
+            .collect(),
+        Tier::Timezone => {
+            // "Same time zone" means the same clock now: America/Detroit is New York's zone.
+            let offsets: Vec<i32> = lead.zones.iter().map(|z| utc_offset(*z, now)).collect();
+            let mut ids: Vec<NumberId> = selection
+                .by_zone
+                .iter()
+                .filter(|(zone, _)| offsets.contains(&utc_offset(**zone, now)))
+                .flat_map(|(_, ids)| ids.iter().copied())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        }
+        Tier::Country => lead
+            .country
+            .as_ref()
+            .and_then(|c| selection.by_country.get(c))
+            .cloned()
+            .unwrap_or_default(),
+        Tier::Any => selection.members.clone(),
+    };
+    debug_assert!(found.iter().all(|&id| (id as usize) < rules.numbers.len()));
+    found
+}
+
+fn utc_offset(zone: Tz, now: DateTime<Utc>) -> i32 {
+    now.with_timezone(&zone).offset().fix().local_minus_utc()
+}
