@@ -73,6 +73,20 @@ fn describe() {
     );
     describe_gauge!("callroute_live_calls", "Calls placed and not yet ended.");
     describe_histogram!(
+        "callroute_call_slot_seconds",
+        Unit::Seconds,
+        "How long each placed call held a live-call slot."
+    );
+    describe_counter!(
+        "callroute_call_ends_total",
+        "Calls seen to end, by how: webhook, poll, or gave_up after 3 h."
+    );
+    describe_histogram!(
+        "callroute_call_end_seen_late_seconds",
+        Unit::Seconds,
+        "For calls whose end a poll saw: time from the call's end to the poll (slot time lost)."
+    );
+    describe_histogram!(
         "callroute_pacing_wait_seconds",
         Unit::Seconds,
         "Time a call waited for the account's attempts-per-second pacing."

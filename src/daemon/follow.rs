@@ -31,12 +31,20 @@ impl<S: Store> Shared<S> {
     ) {
         let waiter = Arc::new(Notify::new());
         lock(&self.call_waiters).insert(call_id.clone(), waiter.clone());
-        self.follow_call(&call_id, &waiter).await;
+        let held = tokio::time::Instant::now();
+        let seen_by = self.follow_call(&call_id, &waiter).await;
         lock(&self.call_waiters).remove(&call_id);
         drop(permit);
+        // Slot utilisation: how long each slot was held, and how the end was seen.
+        if seen_by != "shutdown" {
+            metrics::histogram!("callroute_call_slot_seconds").record(held.elapsed().as_secs_f64());
+            metrics::counter!("callroute_call_ends_total", "seen_by" => seen_by).increment(1);
+        }
     }
 
-    pub(super) async fn follow_call(&self, call_id: &str, webhook: &Notify) {
+    /// Follows the call until it ends; says how the end was seen (`webhook`, `poll`,
+    /// `gave_up` after 3 h, or `shutdown`).
+    pub(super) async fn follow_call(&self, call_id: &str, webhook: &Notify) -> &'static str {
         let mut delay = self.config.poll_interval;
         let started = tokio::time::Instant::now();
         loop {
@@ -51,18 +59,26 @@ impl<S: Store> Shared<S> {
                 {
                     tracing::error!(call_id, "cannot record the outcome: {e}");
                 }
-                return;
+                return "gave_up";
             }
             tokio::select! {
                 () = self.sleep_or_stop(delay) => {}
                 // The webhook recorded the end: the slot is free now, not at the next poll.
-                () = webhook.notified() => return,
+                () = webhook.notified() => return "webhook",
             }
             if self.stopping() {
-                return; // resumed at the next start from the store's live calls
+                return "shutdown"; // resumed at the next start from the store's live calls
             }
             match self.client.get_call(call_id).await {
                 Ok(record) if record.is_terminal() => {
+                    // The slot time a poll loses: from the call's end to now.
+                    if let (Some(start), Some(duration)) = (record.start_time_ms, record.duration_s)
+                    {
+                        let ended_ms = start + duration * 1000;
+                        let late = (Utc::now().timestamp_millis() - ended_ms).max(0);
+                        metrics::histogram!("callroute_call_end_seen_late_seconds")
+                            .record(late as f64 / 1000.0);
+                    }
                     if let Err(e) = self
                         .store
                         .complete(call_id, &record.status, self.config.clock.now())
@@ -70,7 +86,7 @@ impl<S: Store> Shared<S> {
                     {
                         tracing::error!(call_id, "cannot record the outcome: {e}");
                     }
-                    return;
+                    return "poll";
                 }
                 Ok(_) => delay = (delay * 2).min(MAX_POLL_INTERVAL),
                 Err(e) => {
