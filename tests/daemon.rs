@@ -160,6 +160,24 @@ async fn run(name: &str, sim: Simulator, leads: usize, request_timeout_ms: u64) 
     }
 }
 
+/// A daemon on `dir`'s rules and `store`, talking to the simulator at `base`.
+async fn start_daemon(
+    store: SqliteStore,
+    dir: &std::path::Path,
+    base: String,
+    config: DaemonConfig,
+) -> Arc<Daemon<SqliteStore>> {
+    let client = Client::new(&ClientConfig {
+        base_url: base,
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let rules = Arc::new(load_dir(dir).unwrap().rules);
+    Arc::new(Daemon::start(store, rules, client, config).await.unwrap())
+}
+
 fn count(counts: &[(LeadState, u64)], state: LeadState) -> u64 {
     counts
         .iter()
@@ -287,24 +305,16 @@ async fn a_lone_429_costs_one_pacing_beat_not_seconds() {
     );
     let base = sim.start_local().await.unwrap();
     let dir = rules_dir("lone429");
-    let rules = Arc::new(load_dir(&dir).unwrap().rules);
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     let intake = intake::parse(leads_csv(40).as_bytes()).unwrap();
     store.enqueue(&intake.leads, Utc::now()).await.unwrap();
-    let client = Client::new(&ClientConfig {
-        base_url: base,
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    })
-    .unwrap();
     let config = DaemonConfig {
         attempts_per_second: 20,
         concurrency: 10,
         poll_interval: Duration::from_millis(20),
         ..DaemonConfig::default()
     };
-    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    let daemon = start_daemon(store, &dir, base, config).await;
     let running = daemon.spawn();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while sim.log().len() < 40 - FLORIDA_LEADS && tokio::time::Instant::now() < deadline {
@@ -371,20 +381,12 @@ async fn the_pace_carries_over_a_restart() {
         .await
         .unwrap();
 
-    let client = Client::new(&ClientConfig {
-        base_url: base,
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    })
-    .unwrap();
     let config = DaemonConfig {
         attempts_per_second: 5,
         poll_interval: Duration::from_millis(20),
         ..DaemonConfig::default()
     };
-    let rules = Arc::new(load_dir(&dir).unwrap().rules);
-    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    let daemon = start_daemon(store, &dir, base, config).await;
     let running = daemon.spawn();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while sim.log().is_empty() && tokio::time::Instant::now() < deadline {
@@ -407,20 +409,12 @@ async fn leads_enqueued_by_another_process_are_dialed_without_waiting_for_the_id
     let dir = rules_dir("other-process");
     let url = format!("sqlite://{}", dir.join("queue.db").display());
     let store = SqliteStore::open(&url).await.unwrap();
-    let client = Client::new(&ClientConfig {
-        base_url: base,
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    })
-    .unwrap();
     let config = DaemonConfig {
         attempts_per_second: 20,
         idle_poll: Duration::from_secs(60),
         ..DaemonConfig::default()
     };
-    let rules = Arc::new(load_dir(&dir).unwrap().rules);
-    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    let daemon = start_daemon(store, &dir, base, config).await;
     let running = daemon.spawn();
     tokio::time::sleep(Duration::from_millis(300)).await; // idle now, for a minute
 

@@ -183,47 +183,28 @@ fn notify_protocol_reloads_and_shutdown() {
     );
 
     // Writes need the token, and a lead upload must say what it is.
-    let anonymous = raw_http(
-        admin_port,
-        "POST",
-        "/v1/leads",
-        lead,
-        None,
-        "application/json",
-    );
-    assert!(anonymous.starts_with("HTTP/1.0 401"), "{anonymous}");
-    let wrong = raw_http(
-        admin_port,
-        "POST",
-        "/v1/reload",
-        "",
-        Some("guess"),
-        "application/json",
-    );
-    assert!(wrong.starts_with("HTTP/1.0 401"), "{wrong}");
-    let form = raw_http(
-        admin_port,
-        "POST",
-        "/v1/leads",
-        lead,
-        Some(TOKEN),
-        "text/plain",
-    );
-    assert!(form.starts_with("HTTP/1.0 415"), "{form}");
-    let reads = raw_http(
-        admin_port,
-        "GET",
-        "/v1/status",
-        "",
-        None,
-        "application/json",
-    );
-    assert!(
-        reads.starts_with("HTTP/1.0 401"),
-        "reads need the token too: {reads}"
-    );
-    let health = raw_http(admin_port, "GET", "/healthz", "", None, "application/json");
-    assert!(health.starts_with("HTTP/1.0 200"), "{health}");
+    // Who may do what: writes need the token, so do reads (no open_reads), a lead upload
+    // must say what it is, health is open.
+    for (method, path, body, token, content_type, expected) in [
+        ("POST", "/v1/leads", lead, None, "application/json", "401"),
+        (
+            "POST",
+            "/v1/reload",
+            "",
+            Some("guess"),
+            "application/json",
+            "401",
+        ),
+        ("POST", "/v1/leads", lead, Some(TOKEN), "text/plain", "415"),
+        ("GET", "/v1/status", "", None, "application/json", "401"),
+        ("GET", "/healthz", "", None, "application/json", "200"),
+    ] {
+        let answer = raw_http(admin_port, method, path, body, token, content_type);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.0 {expected}")),
+            "{method} {path} with token {token:?} as {content_type}: {answer}"
+        );
+    }
 
     let view = Command::new(BIN)
         .args(["status", "--config", config.to_str().unwrap()])
