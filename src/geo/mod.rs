@@ -77,14 +77,30 @@ fn zones_of_digits(digits: &str) -> Vec<Tz> {
         .unwrap_or_default()
 }
 
+/// The value of the longest entry of the sorted `table` that is a prefix of `digits`.
+///
+/// The last entry not after the target is its longest prefix in the table, if it is a prefix
+/// at all; if not, no prefix longer than what the two share can be in the table (it would
+/// sort between them), so the target shrinks to that and the search repeats: one to three
+/// binary searches, where trying every length took eleven.
 fn longest_prefix<T: Copy>(table: &[(&str, T)], digits: &str) -> Option<T> {
-    (1..=digits.len()).rev().find_map(|len| {
-        let prefix = &digits[..len];
-        table
-            .binary_search_by(|(p, _)| (*p).cmp(prefix))
-            .ok()
-            .map(|i| table[i].1)
-    })
+    let mut target = digits;
+    loop {
+        let after = table.partition_point(|(p, _)| *p <= target);
+        let (last, value) = *table.get(after.checked_sub(1)?)?;
+        if target.starts_with(last) {
+            return Some(value);
+        }
+        let shared = last
+            .bytes()
+            .zip(target.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        if shared == 0 {
+            return None;
+        }
+        target = &target[..shared];
+    }
 }
 
 /// True for a US state or Canadian province code the number data assigns to some number.
@@ -119,6 +135,44 @@ mod tests {
 
     fn zone_names(r: &NumberRegion) -> Vec<&'static str> {
         r.zones.iter().map(|z| z.name()).collect()
+    }
+
+    #[test]
+    fn longest_prefix_finds_the_longest_entry_that_is_a_prefix() {
+        let table: &[(&str, u8)] = &[
+            ("1", 1),
+            ("1212", 2),
+            ("121255", 3),
+            ("1212551", 4),
+            ("1212556", 5),
+            ("13", 6),
+        ];
+        assert_eq!(longest_prefix(table, "12125551234"), Some(3));
+        assert_eq!(longest_prefix(table, "12125561234"), Some(5));
+        assert_eq!(longest_prefix(table, "12129991234"), Some(2));
+        assert_eq!(longest_prefix(table, "14155550100"), Some(1));
+        assert_eq!(longest_prefix(table, "2025550100"), None);
+        assert_eq!(longest_prefix(table, "0"), None);
+        // The same answers as trying every length, over the real table.
+        for digits in [
+            "12085550123",
+            "18125550100",
+            "4930901820",
+            "61212345678",
+            "19075550100",
+        ] {
+            let slow = (1..=digits.len()).rev().find_map(|len| {
+                generated::TZ_PREFIXES
+                    .binary_search_by(|(p, _)| (*p).cmp(&digits[..len]))
+                    .ok()
+                    .map(|i| generated::TZ_PREFIXES[i].1)
+            });
+            assert_eq!(
+                longest_prefix(generated::TZ_PREFIXES, digits),
+                slow,
+                "{digits}"
+            );
+        }
     }
 
     #[test]
