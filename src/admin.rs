@@ -26,8 +26,8 @@ use serde_json::json;
 use crate::daemon::Daemon;
 use crate::store::{Store, intake};
 
-/// The largest body `POST /v1/leads` takes (larger lists: `callroute enqueue`, which
-/// streams, or several requests).
+/// The largest body `POST /v1/leads` takes (larger lists: `callroute enqueue` on the host,
+/// or several requests).
 pub const MAX_LEADS_BODY: usize = 64 << 20;
 /// The largest body of every other request.
 pub const MAX_BODY: usize = 1 << 20;

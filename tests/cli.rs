@@ -299,3 +299,25 @@ fn endless_inputs_are_read_only_so_far() {
     assert!(stderr.len() < 1000, "{} bytes of error", stderr.len());
     assert!(stderr.contains("characters in all"), "{stderr}");
 }
+
+#[test]
+fn the_demo_places_calls_whatever_the_day_and_hour_and_says_its_clock_is_simulated() {
+    // A short run: the demo's day starts on the next weekday morning, whenever this runs.
+    let out = callroute(&["demo", "--leads", "40", "--run-for", "6s"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.starts_with("SIMULATED CLOCK:"), "{report}");
+    let placed: usize = report
+        .lines()
+        .find_map(|l| l.split(" calls placed").next()?.parse().ok())
+        .expect("a summary line");
+    assert!(placed > 0, "no call placed:\n{report}");
+    assert!(
+        report.contains("outside calling hours"),
+        "deferrals show their reasons"
+    );
+}

@@ -87,11 +87,12 @@ fn notify_protocol_reloads_and_shutdown() {
         .local_addr()
         .unwrap()
         .port();
+    let metrics_port = free_port();
     std::fs::write(dir.join("rules/rules.yaml"), rules("+14155550100")).unwrap();
     let config = dir.join("callroute.yaml");
     std::fs::write(
         &config,
-        format!("synthflow: {{ base_url: \"{base}\" }}\nrules: {}\nstore: sqlite://{}\nadmin_listen: 127.0.0.1:{admin_port}\n", dir.join("rules").display(), dir.join("q.db").display()),
+        format!("synthflow: {{ base_url: \"{base}\" }}\nrules: {}\nstore: sqlite://{}\nadmin_listen: 127.0.0.1:{admin_port}\nadmin: {{ metrics_listen: 127.0.0.1:{metrics_port} }}\n", dir.join("rules").display(), dir.join("q.db").display()),
     )
     .unwrap();
     let socket_path = dir.join("notify.sock");
@@ -176,6 +177,15 @@ fn notify_protocol_reloads_and_shutdown() {
         !metrics.contains("3055550199"),
         "a lead's number leaked into a label"
     );
+    // The metrics listener serves /metrics alone, without the token, for Prometheus.
+    let open_metrics = raw_http(metrics_port, "GET", "/metrics", "", None, "text/plain");
+    assert!(open_metrics.starts_with("HTTP/1.0 200"), "{open_metrics}");
+    assert!(
+        open_metrics.contains("callroute_build_info"),
+        "{open_metrics}"
+    );
+    let no_status = raw_http(metrics_port, "GET", "/v1/status", "", None, "text/plain");
+    assert!(no_status.starts_with("HTTP/1.0 404"), "{no_status}");
     assert_eq!(
         metrics.matches("callroute_rules_info{").count(),
         1,
