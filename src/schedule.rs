@@ -3,26 +3,25 @@
 //! only be dialed one interval apart anyway: giving each its own slot makes them come due
 //! one by one instead of as a herd that is decided, and deferred, again all at once.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-/// Slots one pacing interval wide; each handed out once. Pure: the caller passes the times.
+/// Slots one pacing interval wide; each handed out once. Taken slots are kept as runs of
+/// consecutive slots (start → end, exclusive): a herd of 50,000 leads deferred to one
+/// instant is one run, so memory follows the number of distinct crowds, not of leads.
+/// Pure: the caller passes the times.
 #[derive(Debug)]
 pub struct DueCalendar {
     width_ms: i64,
-    /// Taken slot → a later slot that may be free (a union-find "next free" chain).
-    taken: HashMap<i64, i64>,
-    /// Slots before this one are in the past and forgotten.
-    horizon: i64,
+    runs: BTreeMap<i64, i64>,
 }
 
 impl DueCalendar {
     pub fn new(width: std::time::Duration) -> DueCalendar {
         DueCalendar {
             width_ms: (width.as_millis() as i64).max(1),
-            taken: HashMap::new(),
-            horizon: i64::MIN,
+            runs: BTreeMap::new(),
         }
     }
 
@@ -30,46 +29,44 @@ impl DueCalendar {
     pub fn take(&mut self, wanted: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
         self.forget_before(now);
         let wanted_ms = wanted.timestamp_millis();
+        let slot = wanted_ms.div_euclid(self.width_ms);
+        // Inside a run: the first slot after it. Either way the slot joins its neighbours.
+        let free = match self.runs.range(..=slot).next_back() {
+            Some((_, &end)) if end > slot => end,
+            _ => slot,
+        };
+        let start = match self.runs.range(..=free).next_back() {
+            Some((&start, &end)) if end == free => start,
+            _ => free,
+        };
+        let mut end = free + 1;
+        if let Some(next_end) = self.runs.remove(&end) {
+            end = next_end;
+        }
+        self.runs.insert(start, end);
         // Each instant lies inside its own slot, so no two leads get the same one.
-        let free = self.first_free(wanted_ms.div_euclid(self.width_ms));
-        self.taken.insert(free, free + 1);
         let at = (free * self.width_ms).max(wanted_ms);
         DateTime::from_timestamp_millis(at).unwrap_or(wanted)
     }
 
-    fn first_free(&mut self, slot: i64) -> i64 {
-        let mut root = slot;
-        while let Some(&next) = self.taken.get(&root) {
-            root = next;
-        }
-        // Path compression: the next search from any slot on the way is one step.
-        let mut at = slot;
-        while let Some(&next) = self.taken.get(&at) {
-            if next == root {
-                break;
-            }
-            self.taken.insert(at, root);
-            at = next;
-        }
-        root
-    }
-
-    /// Drops slots in the past once they are many; memory follows the leads still waiting.
+    /// Drops the runs that ended before `now`.
     fn forget_before(&mut self, now: DateTime<Utc>) {
         let current = now.timestamp_millis().div_euclid(self.width_ms);
-        if current > self.horizon && self.taken.len() > 1024 {
-            self.taken.retain(|&slot, _| slot >= current);
-            self.horizon = current;
+        while let Some((&start, &end)) = self.runs.first_key_value() {
+            if end > current {
+                break;
+            }
+            self.runs.remove(&start);
         }
     }
 
-    /// Slots held (for tests and status).
+    /// Runs of taken slots held (for tests and status).
     pub fn len(&self) -> usize {
-        self.taken.len()
+        self.runs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.taken.is_empty()
+        self.runs.is_empty()
     }
 }
 
@@ -121,13 +118,31 @@ mod tests {
     }
 
     #[test]
-    fn past_slots_are_forgotten() {
+    fn past_slots_are_forgotten_and_a_herd_is_one_run() {
         let mut calendar = DueCalendar::new(Duration::from_millis(1));
         for i in 0..2000 {
-            calendar.take(t(i), t(0));
+            calendar.take(t(i * 3), t(0)); // 2,000 runs of one slot each
         }
-        calendar.take(t(10_000), t(5_000));
-        assert!(calendar.len() < 10, "{} slots kept", calendar.len());
+        assert_eq!(calendar.len(), 2000);
+        calendar.take(t(10_000), t(9_000));
+        assert_eq!(calendar.len(), 1, "only the run still ahead is kept");
+        for _ in 0..50_000 {
+            calendar.take(t(20_000), t(9_000));
+        }
+        assert_eq!(calendar.len(), 2, "a herd at one instant is one run");
+    }
+
+    #[test]
+    fn runs_merge_with_their_neighbours() {
+        let mut calendar = DueCalendar::new(Duration::from_millis(10));
+        let now = t(0);
+        assert_eq!(calendar.take(t(100), now), t(100));
+        assert_eq!(calendar.take(t(120), now), t(120));
+        assert_eq!(calendar.len(), 2);
+        // The gap between them fills, and the two runs become one.
+        assert_eq!(calendar.take(t(110), now), t(110));
+        assert_eq!(calendar.len(), 1);
+        assert_eq!(calendar.take(t(100), now), t(130));
     }
 
     #[test]
