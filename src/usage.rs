@@ -130,6 +130,11 @@ impl PoolState {
         }
     }
 
+    /// True once the pool of the agent with this `model_id` has been read.
+    pub fn knows_agent(&self, model_id: &str) -> bool {
+        self.attached.contains_key(model_id)
+    }
+
     pub fn is_attached(&self, model_id: &str, number: E164) -> bool {
         self.attached
             .get(model_id)

@@ -489,3 +489,32 @@ async fn a_lead_the_rules_cannot_serve_is_held_and_dialed_once_a_reload_can() {
     run.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_can_change_while_synthflow_is_down_if_no_agent_is_new() {
+    let dir = scratch("api-down");
+    let file = dir.join("rules.yaml");
+    std::fs::write(&file, rules(SF, "v1")).unwrap();
+    let sim = Simulator::new(common::sim_config(&[SF, NY]));
+    let base = sim.start_local().await.unwrap();
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let daemon = Arc::new(
+        Daemon::start(
+            store,
+            Arc::new(load_dir(&dir).unwrap().rules),
+            common::client(&base),
+            DaemonConfig::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    daemon.set_rules_dir(dir.clone());
+    sim.set_api_key("revoked"); // every request refused from now on
+    std::fs::write(&file, rules(NY, "v2")).unwrap();
+    assert!(
+        matches!(daemon.reload("test").await, ReloadOutcome::Applied { .. }),
+        "the agent's pool was read already: the new rules need nothing from Synthflow"
+    );
+    assert_eq!(picked(&daemon), NY);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -72,8 +72,16 @@ impl<S: Store> Shared<S> {
         &self,
         rules: &RuleSet,
     ) -> Result<Vec<(String, Vec<E164>)>, DaemonError> {
+        self.fetch_pools_of(rules.agents()).await
+    }
+
+    /// Reads the attached pool of each of `agents`: all of them, or an error.
+    pub(super) async fn fetch_pools_of(
+        &self,
+        agents: impl Iterator<Item = &crate::rules::Agent>,
+    ) -> Result<Vec<(String, Vec<E164>)>, DaemonError> {
         let mut pools = Vec::new();
-        for agent in rules.agents() {
+        for agent in agents {
             match self.client.attached_numbers(&agent.model_id).await {
                 Ok(numbers) => {
                     let numbers: Vec<E164> = numbers

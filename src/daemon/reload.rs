@@ -97,10 +97,19 @@ impl<S: Store> Daemon<S> {
                         }
                     }
                     Ok(Ok(loaded)) => {
-                        // Everything the new rules need, their agents' pools included, is
-                        // read before they run: a lead is never decided against a pool that
-                        // is not there yet.
-                        match self.shared.fetch_pools(&loaded.rules).await {
+                        // Everything the new rules need is read before they run: the pools
+                        // of agents this daemon has not read yet (a lead is never decided
+                        // against a pool that is not there). Known agents keep the pools
+                        // already read, so that rules can change while Synthflow is down.
+                        let unread: Vec<&crate::rules::Agent> = {
+                            let pool = lock(&self.shared.pool);
+                            loaded
+                                .rules
+                                .agents()
+                                .filter(|a| !pool.knows_agent(&a.model_id))
+                                .collect()
+                        };
+                        match self.shared.fetch_pools_of(unread.into_iter()).await {
                             Err(e) => ReloadOutcome::Failed {
                                 errors: vec![format!("{e}; the running rules stay")],
                             },
