@@ -182,10 +182,16 @@ impl<S: Store> Shared<S> {
         } else {
             first
         };
-        // One log line per change of state: a lead deferred again for the reason it was
-        // deferred for before is logged at debug level only.
-        let repeated = matches!(&decision, Decision::Defer { reason, .. }
-            if stored.reason_code.as_deref() == Some(crate::engine::variant_name(&reason.code).as_str()));
+        // One log line per change of state: a lead deferred or held again for the reason it
+        // was deferred or held for before (a herd coming due, held leads released by a
+        // reload that did not help them) is logged at debug level only.
+        let repeated = match &decision {
+            Decision::Defer { reason, .. } | Decision::Hold { reason } => {
+                stored.reason_code.as_deref()
+                    == Some(crate::engine::variant_name(&reason.code).as_str())
+            }
+            Decision::Dial { .. } | Decision::Reject { .. } => false,
+        };
         self.count_decision(&lead, &decision, &route, repeated);
         match decision {
             Decision::Dial {
