@@ -375,6 +375,7 @@ async fn reload<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
     let outcome = daemon.reload("POST /v1/reload").await;
     let status = match outcome {
         crate::daemon::ReloadOutcome::Failed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        crate::daemon::ReloadOutcome::Waiting { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::OK,
     };
     (status, Json(outcome)).into_response()

@@ -580,36 +580,44 @@ async fn reload(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             format!("cannot reach the daemon at {url}; is `callroute run` running?")
         })?;
     let response = refused_as_error(response).await?;
-    let outcome: serde_json::Value = response
+    use callroute::daemon::ReloadOutcome;
+    let outcome: ReloadOutcome = response
         .json()
         .await
         .context("unexpected answer from the daemon")?;
-    match outcome["result"].as_str() {
-        Some("applied") => {
-            println!(
-                "reloaded: rules {}",
-                outcome["hash"].as_str().unwrap_or("?")
-            );
-            for change in outcome["changes"].as_array().into_iter().flatten() {
-                println!("  {}", change.as_str().unwrap_or_default());
+    match outcome {
+        ReloadOutcome::Applied {
+            hash,
+            changes,
+            warnings,
+        } => {
+            println!("reloaded: rules {hash}");
+            for change in changes {
+                println!("  {change}");
             }
-            for warning in outcome["warnings"].as_array().into_iter().flatten() {
-                eprintln!("{}", warning.as_str().unwrap_or_default());
+            for warning in warnings {
+                eprintln!("{warning}");
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some("unchanged") => {
-            println!(
-                "unchanged: rules {}",
-                outcome["hash"].as_str().unwrap_or("?")
-            );
+        ReloadOutcome::Unchanged { hash } => {
+            println!("unchanged: rules {hash}");
             Ok(ExitCode::SUCCESS)
         }
-        _ => {
-            for error in outcome["errors"].as_array().into_iter().flatten() {
-                eprintln!("{}", error.as_str().unwrap_or_default());
+        ReloadOutcome::Failed { errors } => {
+            for error in errors {
+                eprintln!("{error}");
             }
             eprintln!("reload failed: the running rules stay");
+            Ok(ExitCode::FAILURE)
+        }
+        ReloadOutcome::Waiting { errors } => {
+            for error in errors {
+                eprintln!("{error}");
+            }
+            eprintln!(
+                "reload waiting: the files are valid, the running rules stay until the above can be read (tried again by itself)"
+            );
             Ok(ExitCode::FAILURE)
         }
     }

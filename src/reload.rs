@@ -132,11 +132,13 @@ pub async fn watch<S: Store>(
         }
         watched = arm(&mut debouncer, &dir, watched);
         last_seen = Fingerprint::of(&dir);
-        if let ReloadOutcome::Failed { errors } = daemon.reload(trigger).await {
-            tracing::debug!(
-                errors = errors.len(),
-                "waiting for the next change of the rules files"
-            );
+        match daemon.reload(trigger).await {
+            ReloadOutcome::Failed { .. } => {
+                tracing::debug!("waiting for the next change of the rules files");
+            }
+            // Valid files that cannot run yet: the backstop tries them again.
+            ReloadOutcome::Waiting { .. } => last_seen = Fingerprint::default(),
+            ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => {}
         }
     }
 }
@@ -187,7 +189,7 @@ async fn settle<S: Store>(
 
 /// What the backstop compares: the directory's target and, per rule file, its name, size,
 /// modification time and inode. Cheap (no contents read), and any save changes it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Fingerprint(Option<PathBuf>, Vec<(PathBuf, u64, i64, i64, u64)>);
 
 impl Fingerprint {

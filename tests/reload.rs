@@ -410,13 +410,17 @@ async fn new_agents_pools_are_read_before_the_new_rules_run() {
     // An agent whose pool cannot be read: the running rules stay, and the reason is given.
     std::fs::write(&file, with_agent("m-unknown")).unwrap();
     match daemon.reload("test").await {
-        ReloadOutcome::Failed { errors } => {
+        ReloadOutcome::Waiting { errors } => {
             assert!(errors[0].contains("agent `b`"), "{errors:?}");
             assert!(errors[0].contains("running rules stay"), "{errors:?}");
         }
         other => panic!("expected the reload to fail: {other:?}"),
     }
     assert_eq!(picked(&daemon), SF);
+    assert!(
+        !daemon.reload_status().disk_broken,
+        "the files are fine: it is the pool that cannot be read"
+    );
 
     // A readable one: the first decision under the new rules already sees its pool.
     std::fs::write(&file, with_agent("m-2")).unwrap();

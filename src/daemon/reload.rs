@@ -33,15 +33,19 @@ pub enum ReloadOutcome {
     },
     /// The files are broken; the running rules stay.
     Failed { errors: Vec<String> },
+    /// The files are valid, but what they need could not be read (the pool of a new
+    /// agent); the running rules stay, and the reload is tried again.
+    Waiting { errors: Vec<String> },
 }
 
 impl ReloadOutcome {
-    /// `applied`, `unchanged` or `failed`.
+    /// `applied`, `unchanged`, `failed` or `waiting`.
     pub fn result(&self) -> &'static str {
         match self {
             ReloadOutcome::Unchanged { .. } => "unchanged",
             ReloadOutcome::Applied { .. } => "applied",
             ReloadOutcome::Failed { .. } => "failed",
+            ReloadOutcome::Waiting { .. } => "waiting",
         }
     }
 }
@@ -110,8 +114,10 @@ impl<S: Store> Daemon<S> {
                                 .collect()
                         };
                         match self.shared.fetch_pools_of(unread.into_iter()).await {
-                            Err(e) => ReloadOutcome::Failed {
-                                errors: vec![format!("{e}; the running rules stay")],
+                            Err(e) => ReloadOutcome::Waiting {
+                                errors: vec![format!(
+                                    "{e}; the running rules stay until it can be read"
+                                )],
                             },
                             Ok(pools) => {
                                 let changes = crate::rules::diff(&running, &loaded.rules);
@@ -173,6 +179,11 @@ impl<S: Store> Daemon<S> {
                     tracing::error!("{error}");
                 }
             }
+            ReloadOutcome::Waiting { errors } => {
+                for error in errors {
+                    tracing::error!(trigger, "the new rules cannot run yet: {error}");
+                }
+            }
         }
         self.record_reload(trigger, &outcome);
         if matches!(outcome, ReloadOutcome::Applied { .. }) {
@@ -186,7 +197,7 @@ impl<S: Store> Daemon<S> {
         let now_s = Utc::now().timestamp() as f64;
         metrics::gauge!("callroute_rules_last_reload_timestamp_seconds").set(now_s);
         match outcome {
-            ReloadOutcome::Failed { .. } => {
+            ReloadOutcome::Failed { .. } | ReloadOutcome::Waiting { .. } => {
                 metrics::gauge!("callroute_rules_reload_success").set(0.0)
             }
             ReloadOutcome::Applied { .. } => {
@@ -200,6 +211,7 @@ impl<S: Store> Daemon<S> {
         let now = self.shared.config.clock.now();
         match outcome {
             ReloadOutcome::Failed { .. } => status.disk_broken = true,
+            ReloadOutcome::Waiting { .. } => status.disk_broken = false,
             ReloadOutcome::Applied { .. } => {
                 status.disk_broken = false;
                 status.loaded_at = now;

@@ -82,7 +82,9 @@ impl fmt::Display for StatusView {
                 last.trigger,
                 crate::format_instant(last.at)
             )?;
-            if let ReloadOutcome::Failed { errors } = &last.outcome {
+            if let ReloadOutcome::Failed { errors } | ReloadOutcome::Waiting { errors } =
+                &last.outcome
+            {
                 for error in errors {
                     writeln!(out, "          {error}")?;
                 }
