@@ -48,6 +48,9 @@ const MAX_HISTORY_LINE: u64 = 64 << 10;
 /// The most `--history` reads in all.
 const MAX_HISTORY_BYTES: u64 = 256 << 20;
 
+/// Rows `callroute enqueue` reads and stores at a time.
+const ENQUEUE_BATCH: usize = 50_000;
+
 /// sysexits.h: the input data was incorrect (a bad lead).
 const EX_DATAERR: u8 = 65;
 /// sysexits.h: configuration error (bad rules).
@@ -506,26 +509,33 @@ async fn enqueue(config_path: Option<&Path>, files: &[String]) -> anyhow::Result
         .with_context(|| format!("opening the store {}", config.store))?;
     let (mut accepted, mut duplicate, mut rejected) = (0, 0, 0);
     for file in files {
-        let intake = if file == "-" {
-            intake::parse(std::io::stdin().lock())
+        // Read and stored a batch at a time: memory follows the batch, not the file. Each
+        // batch is one transaction; enqueue is idempotent by lead id, so a file cut short by
+        // a crash is completed by enqueueing it again.
+        let input: Box<dyn std::io::BufRead> = if file == "-" {
+            Box::new(std::io::stdin().lock())
         } else {
-            intake::parse(std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?)
+            Box::new(std::io::BufReader::new(
+                std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?,
+            ))
         };
-        let intake = match intake {
-            Ok(intake) => intake,
+        let batches = match intake::batches(input, ENQUEUE_BATCH) {
+            Ok(batches) => batches,
             Err(e) => {
                 eprintln!("{file}:{e}");
                 rejected += 1;
                 continue;
             }
         };
-        for bad in &intake.rejected {
-            eprintln!("{file}:{}: {}", bad.line, bad.reason);
+        for batch in batches {
+            for bad in &batch.rejected {
+                eprintln!("{file}:{}: {}", bad.line, bad.reason);
+            }
+            rejected += batch.rejected.len() as u64;
+            let counts = store.enqueue(&batch.leads, Utc::now()).await?;
+            accepted += counts.accepted;
+            duplicate += counts.duplicate;
         }
-        rejected += intake.rejected.len() as u64;
-        let counts = store.enqueue(&intake.leads, Utc::now()).await?;
-        accepted += counts.accepted;
-        duplicate += counts.duplicate;
     }
     println!("accepted {accepted}, duplicate {duplicate}, rejected {rejected}");
     Ok(if rejected > 0 {

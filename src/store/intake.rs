@@ -1,7 +1,7 @@
 //! Turning files of leads (CSV with a header row, JSON Lines, or a JSON array) into checked
 //! leads. A bad row is reported with its line and reason and does not stop the others.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 use serde_json::Value;
 
@@ -38,16 +38,139 @@ impl Intake {
 #[error("{0}")]
 pub struct IntakeError(pub String);
 
-/// Reads CSV when the first non-blank character is not `{` or `[`, JSON otherwise.
-pub fn parse(mut input: impl Read) -> Result<Intake, IntakeError> {
-    let mut text = String::new();
-    input
-        .read_to_string(&mut text)
-        .map_err(|e| IntakeError(format!("cannot read: {e}")))?;
-    match text.trim_start().chars().next() {
-        Some('{') | Some('[') => Ok(parse_json(&text)),
-        Some(_) => parse_csv(&text),
-        None => Ok(Intake::default()),
+/// Reads CSV when the first non-blank character is not `{` or `[`, JSON otherwise: the whole
+/// input at once.
+pub fn parse(input: impl Read) -> Result<Intake, IntakeError> {
+    let mut all = Intake::default();
+    for batch in batches(std::io::BufReader::new(input), usize::MAX)? {
+        all.leads.extend(batch.leads);
+        all.rejected.extend(batch.rejected);
+    }
+    Ok(all)
+}
+
+/// The input in batches of at most `rows` rows (good and bad), read as they are needed:
+/// memory follows the batch, not the file. CSV and JSON Lines stream; a JSON array is read
+/// whole (it is one document).
+pub fn batches<R: BufRead>(mut input: R, rows: usize) -> Result<Batches<R>, IntakeError> {
+    let cannot_read = |e: std::io::Error| IntakeError(format!("cannot read: {e}"));
+    // The first non-blank byte says what the input is.
+    let first = loop {
+        let buffer = input.fill_buf().map_err(cannot_read)?;
+        if buffer.is_empty() {
+            break None;
+        }
+        match buffer.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(at) => break Some(buffer[at]),
+            None => {
+                let len = buffer.len();
+                input.consume(len);
+            }
+        }
+    };
+    let source = match first {
+        None => Source::Done,
+        Some(b'[') => {
+            let mut text = String::new();
+            input.read_to_string(&mut text).map_err(cannot_read)?;
+            Source::Whole(Some(parse_json(&text)))
+        }
+        Some(b'{') => Source::Lines { input, line: 0 },
+        Some(_) => {
+            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+            let headers = reader
+                .headers()
+                .map_err(|e| IntakeError(format!("line 1: bad CSV header: {e}")))?
+                .clone();
+            let columns = columns_of(&headers)?;
+            Source::Csv {
+                records: reader.into_records(),
+                columns,
+            }
+        }
+    };
+    Ok(Batches {
+        source,
+        rows: rows.max(1),
+    })
+}
+
+pub struct Batches<R: BufRead> {
+    source: Source<R>,
+    rows: usize,
+}
+
+enum Source<R: BufRead> {
+    Csv {
+        records: csv::StringRecordsIntoIter<R>,
+        columns: Vec<Column>,
+    },
+    Lines {
+        input: R,
+        line: usize,
+    },
+    Whole(Option<Intake>),
+    Done,
+}
+
+impl<R: BufRead> Iterator for Batches<R> {
+    type Item = Intake;
+
+    fn next(&mut self) -> Option<Intake> {
+        let mut batch = Intake::default();
+        let full = |batch: &Intake| batch.leads.len() + batch.rejected.len() >= self.rows;
+        match &mut self.source {
+            Source::Done => return None,
+            Source::Whole(whole) => return whole.take(),
+            Source::Lines { input, line } => {
+                let mut text = String::new();
+                while !full(&batch) {
+                    text.clear();
+                    match input.read_line(&mut text) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            batch.rejected.push(RejectedRow {
+                                line: *line + 1,
+                                reason: format!("cannot read: {e}"),
+                            });
+                            break;
+                        }
+                    }
+                    *line += 1;
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    batch.take(
+                        *line,
+                        serde_json::from_str::<RawLead>(&text).map_err(|e| e.to_string()),
+                    );
+                }
+            }
+            Source::Csv { records, columns } => {
+                while !full(&batch) {
+                    match records.next() {
+                        None => break,
+                        Some(Err(e)) => {
+                            let line = e.position().map_or(0, |p| p.line() as usize);
+                            batch.rejected.push(RejectedRow {
+                                line,
+                                reason: format!("bad CSV row: {e}"),
+                            });
+                        }
+                        Some(Ok(record)) => {
+                            let line = record.position().map_or(0, |p| p.line() as usize);
+                            batch.take(line, Ok(raw_from_record(columns, &record)));
+                        }
+                    }
+                }
+            }
+        }
+        if batch.leads.is_empty() && batch.rejected.is_empty() {
+            self.source = Source::Done;
+            return None;
+        }
+        Some(batch)
     }
 }
 
@@ -103,14 +226,7 @@ const FIELDS: &[&str] = &[
     "not_before",
 ];
 
-pub fn parse_csv(text: &str) -> Result<Intake, IntakeError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| IntakeError(format!("line 1: bad CSV header: {e}")))?
-        .clone();
+fn columns_of(headers: &csv::StringRecord) -> Result<Vec<Column>, IntakeError> {
     let mut columns = Vec::new();
     for header in headers.iter() {
         let header = header.trim();
@@ -134,51 +250,39 @@ pub fn parse_csv(text: &str) -> Result<Intake, IntakeError> {
         };
         columns.push(column);
     }
-    let mut intake = Intake::default();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line() as usize);
-                intake.rejected.push(RejectedRow {
-                    line,
-                    reason: format!("bad CSV row: {e}"),
-                });
+    Ok(columns)
+}
+
+fn raw_from_record(columns: &[Column], record: &csv::StringRecord) -> RawLead {
+    let mut raw = RawLead::default();
+    for (column, value) in columns.iter().zip(record.iter()) {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        let slot = match column {
+            Column::Field("id") => &mut raw.id,
+            Column::Field("phone") => &mut raw.phone,
+            Column::Field("name") => &mut raw.name,
+            Column::Field("campaign") => &mut raw.campaign,
+            Column::Field("brand") => &mut raw.brand,
+            Column::Field("state") => &mut raw.state,
+            Column::Field("country") => &mut raw.country,
+            Column::Field("timezone") => &mut raw.timezone,
+            Column::Field("email") => &mut raw.email,
+            Column::Field(_) => &mut raw.not_before,
+            Column::Variable(name) => {
+                raw.variables.insert(name.clone(), value.to_string());
+                continue;
+            }
+            Column::Label(name) => {
+                raw.labels.insert(name.clone(), value.to_string());
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        let mut raw = RawLead::default();
-        for (column, value) in columns.iter().zip(record.iter()) {
-            let value = value.trim();
-            if value.is_empty() {
-                continue;
-            }
-            let slot = match column {
-                Column::Field("id") => &mut raw.id,
-                Column::Field("phone") => &mut raw.phone,
-                Column::Field("name") => &mut raw.name,
-                Column::Field("campaign") => &mut raw.campaign,
-                Column::Field("brand") => &mut raw.brand,
-                Column::Field("state") => &mut raw.state,
-                Column::Field("country") => &mut raw.country,
-                Column::Field("timezone") => &mut raw.timezone,
-                Column::Field("email") => &mut raw.email,
-                Column::Field(_) => &mut raw.not_before,
-                Column::Variable(name) => {
-                    raw.variables.insert(name.clone(), value.to_string());
-                    continue;
-                }
-                Column::Label(name) => {
-                    raw.labels.insert(name.clone(), value.to_string());
-                    continue;
-                }
-            };
-            *slot = Some(value.to_string());
-        }
-        intake.take(line, Ok(raw));
+        *slot = Some(value.to_string());
     }
-    Ok(intake)
+    raw
 }
 
 #[cfg(test)]
@@ -237,5 +341,38 @@ mod tests {
         assert_eq!(raw.campaign.as_deref(), Some("c"));
         assert_eq!(raw.state.as_deref(), Some("CA"));
         assert_eq!(raw.email, None);
+    }
+
+    #[test]
+    fn batches_stream_with_true_line_numbers_in_every_format() {
+        let mut csv = String::from("phone,name,campaign\n");
+        for i in 0..7 {
+            if i == 4 {
+                csv.push_str("bad,Bo,c\n"); // line 6
+            } else {
+                csv.push_str(&format!("+1415555{:04},A,c\n", 100 + i));
+            }
+        }
+        let got: Vec<Intake> = batches(csv.as_bytes(), 3).unwrap().collect();
+        assert_eq!(
+            got.iter()
+                .map(|b| b.leads.len() + b.rejected.len())
+                .collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
+        assert_eq!(got[1].rejected[0].line, 6);
+
+        let lines = "\n  {\"phone\":\"+14155550100\",\"name\":\"A\",\"campaign\":\"c\"}\n\n{\"phone\":\"x\"}\n{\"phone\":\"+14155550101\",\"name\":\"B\",\"campaign\":\"c\"}\n";
+        let got: Vec<Intake> = batches(lines.as_bytes(), 2).unwrap().collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].rejected[0].line, 4);
+        assert_eq!(got[1].leads.len(), 1);
+
+        let array = " [{\"phone\":\"+14155550100\",\"name\":\"A\",\"campaign\":\"c\"}]";
+        let got: Vec<Intake> = batches(array.as_bytes(), 2).unwrap().collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].leads.len(), 1);
+
+        assert_eq!(batches("   \n".as_bytes(), 2).unwrap().count(), 0);
     }
 }
