@@ -26,9 +26,13 @@ use serde_json::json;
 use crate::daemon::Daemon;
 use crate::store::{Store, intake};
 
-/// The largest body `POST /v1/leads` takes (larger lists: `callroute enqueue` on the host,
-/// or several requests).
-pub const MAX_LEADS_BODY: usize = 64 << 20;
+/// The largest upload `POST /v1/leads` takes. It is streamed (read, checked and stored a
+/// batch at a time), so this bounds the request, not memory.
+pub const MAX_LEADS_BODY: usize = 1 << 30;
+/// Rows of an upload checked and stored at a time.
+const UPLOAD_BATCH: usize = 10_000;
+/// Bad rows listed in the answer (all are counted).
+const MAX_LISTED_ERRORS: usize = 1_000;
 /// The largest body of every other request.
 pub const MAX_BODY: usize = 1 << 20;
 
@@ -81,10 +85,7 @@ pub fn router<S: Store>(
             webhook_secret,
         }));
     let writes = Router::new()
-        .route(
-            "/v1/leads",
-            post(leads::<S>).layer(DefaultBodyLimit::max(MAX_LEADS_BODY)),
-        )
+        .route("/v1/leads", post(leads::<S>))
         .route("/v1/reload", post(reload::<S>))
         .route_layer(middleware::from_fn_with_state(
             access.clone(),
@@ -292,7 +293,7 @@ async fn status<S: Store>(State(daemon): State<Arc<Daemon<S>>>) -> Response {
 async fn leads<S: Store>(
     State(daemon): State<Arc<Daemon<S>>>,
     headers: HeaderMap,
-    body: String,
+    body: axum::body::Body,
 ) -> Response {
     let media_type = headers
         .get(header::CONTENT_TYPE)
@@ -315,21 +316,58 @@ async fn leads<S: Store>(
         )
             .into_response();
     }
-    let intake = match intake::parse(body.as_bytes()) {
-        Ok(intake) => intake,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-    };
-    let rejected: Vec<serde_json::Value> = intake
-        .rejected
-        .iter()
-        .map(|r| json!({"line": r.line, "reason": r.reason}))
-        .collect();
-    match daemon.store().enqueue(&intake.leads, daemon.now()).await {
-        Ok(counts) => {
+    // Streamed: read, checked and stored a batch at a time, never whole, and cut off past
+    // MAX_LEADS_BODY bytes.
+    use futures_util::TryStreamExt;
+    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stream = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .and_then(move |chunk| {
+            let total = received.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed)
+                + chunk.len();
+            futures_util::future::ready(if total > MAX_LEADS_BODY {
+                Err(std::io::Error::other(format!(
+                    "the upload is larger than {MAX_LEADS_BODY} bytes; split it, or use `callroute enqueue` on the host"
+                )))
+            } else {
+                Ok(chunk)
+            })
+        });
+    let reader = std::io::BufReader::new(tokio_util::io::SyncIoBridge::new(
+        tokio_util::io::StreamReader::new(stream),
+    ));
+    let runtime = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || {
+        let batches = intake::batches(reader, UPLOAD_BATCH)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+        let (mut accepted, mut duplicate, mut rejected) = (0u64, 0u64, 0u64);
+        let mut errors = Vec::new();
+        for batch in batches {
+            rejected += batch.rejected.len() as u64;
+            for bad in batch.rejected {
+                if errors.len() < MAX_LISTED_ERRORS {
+                    errors.push(json!({"line": bad.line, "reason": bad.reason}));
+                }
+            }
+            let counts = runtime
+                .block_on(daemon.store().enqueue(&batch.leads, daemon.now()))
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+            accepted += counts.accepted;
+            duplicate += counts.duplicate;
             daemon.wake();
-            Json(json!({"accepted": counts.accepted, "duplicate": counts.duplicate, "rejected": rejected.len(), "errors": rejected})).into_response()
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Ok::<_, (StatusCode, String)>(json!({
+            "accepted": accepted,
+            "duplicate": duplicate,
+            "rejected": rejected,
+            "errors": errors,
+        }))
+    });
+    match task.await {
+        Ok(Ok(summary)) => Json(summary).into_response(),
+        Ok(Err(refused)) => refused.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 

@@ -355,3 +355,49 @@ async fn numbers_in_the_rules_but_not_attached_upstream_are_flagged() {
         .unwrap();
     assert_eq!(status["not_attached"]["a"][0], "+14155550100");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_is_streamed_and_every_bad_row_counted() {
+    let daemon = idle_daemon().await;
+    let admin = common::serve_admin(&daemon).await;
+    // 60,000 rows (about 2.3 MB, past the old 2 MB limit), every 1,000th bad.
+    let mut csv = String::from("id,phone,name,campaign\n");
+    for i in 0..60_000 {
+        if i % 1000 == 999 {
+            csv.push_str(&format!("L{i},555-{i},N,c\n"));
+        } else {
+            csv.push_str(&format!(
+                "L{i},+1{}{:07},N,c\n",
+                212 + (i % 3) * 100,
+                2_000_000 + i
+            ));
+        }
+    }
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{admin}/v1/leads"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["accepted"], 59_940, "{answer}");
+    assert_eq!(answer["rejected"], 60);
+    assert_eq!(
+        answer["errors"][0]["line"], 1001,
+        "line numbers run across batches"
+    );
+    assert_eq!(answer["errors"][59]["line"], 60_001);
+    let queued = daemon
+        .store()
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert_eq!(queued, 59_940);
+}
