@@ -229,3 +229,31 @@ fn arm<W: notify::Watcher, C: notify_debouncer_full::FileIdCache>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backstop_sees_writes_and_renames_but_not_reads() {
+        let dir =
+            std::env::temp_dir().join(format!("callroute-fingerprint-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rules.yaml");
+        std::fs::write(&file, "a: 1\n").unwrap();
+        let first = Fingerprint::of(&dir);
+        let _ = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(Fingerprint::of(&dir), first, "a read is not a change");
+        // Same size, same name: a save still moves the modification time.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, "a: 2\n").unwrap();
+        let written = Fingerprint::of(&dir);
+        assert_ne!(written, first);
+        // Saved by rename: a new inode.
+        std::fs::write(dir.join(".rules.yaml.tmp"), "a: 2\n").unwrap();
+        std::fs::rename(dir.join(".rules.yaml.tmp"), &file).unwrap();
+        assert_ne!(Fingerprint::of(&dir), written);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
