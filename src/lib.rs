@@ -17,6 +17,7 @@ pub mod reload;
 pub mod rules;
 pub mod schedule;
 pub mod service;
+pub mod simulate;
 pub mod store;
 pub mod synthflow;
 pub mod systemd;

@@ -131,6 +131,35 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// What these rules would do to a list of leads: the engine on a virtual clock, with the
+    /// account's pace and live-call limit and calls of simulated length; no network.
+    Simulate {
+        #[arg(long, value_name = "DIR", default_value = "rules")]
+        rules: PathBuf,
+        /// Lead files (CSV with a header row, JSON Lines or a JSON array).
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+        leads: Vec<PathBuf>,
+        /// Where the virtual clock starts (RFC 3339); default: 12:50 UTC on the next weekday.
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        days: u32,
+        /// The account's call attempts per second.
+        #[arg(long, default_value_t = 1)]
+        caps: u32,
+        /// The account's live-call limit.
+        #[arg(long, default_value_t = 5)]
+        concurrency: u32,
+        #[arg(long, default_value_t = 0.6)]
+        answer_rate: f64,
+        /// How long an answered call lasts (an unanswered one rings 30 s).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        call_duration: std::time::Duration,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Validate a rules directory: exit 0 when valid, 78 with every error when not.
     Check {
         /// Rules directory (also accepted as `--rules`).
@@ -219,6 +248,40 @@ fn main() -> ExitCode {
         Command::Simulator { listen, config } => {
             runtime().and_then(|rt| rt.block_on(simulator(&listen, &config)))
         }
+        Command::Simulate {
+            rules,
+            leads,
+            start,
+            days,
+            caps,
+            concurrency,
+            answer_rate,
+            call_duration,
+            seed,
+            format,
+        } => start
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .and_then(|start| {
+                simulate(
+                    &rules,
+                    &leads,
+                    callroute::simulate::SimulateOptions {
+                        start: start.unwrap_or_else(|| {
+                            callroute::demo::default_start(Utc::now().date_naive())
+                        }),
+                        days,
+                        caps,
+                        concurrency,
+                        answer_rate,
+                        call_duration,
+                        ring_duration: std::time::Duration::from_secs(30),
+                        seed,
+                    },
+                    format,
+                )
+            }),
         Command::Check { dir, rules } => {
             check(&dir.or(rules).unwrap_or_else(|| PathBuf::from("rules")))
         }
@@ -309,6 +372,45 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
         loaded.warnings.len(),
         rules.hash_text(),
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn simulate(
+    rules_dir: &Path,
+    files: &[PathBuf],
+    options: callroute::simulate::SimulateOptions,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match load_rules(rules_dir) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let mut leads = Vec::new();
+    let mut bad = 0;
+    for file in files {
+        let input =
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let intake = intake::parse(input).map_err(|e| anyhow!("{}:{e}", file.display()))?;
+        for row in &intake.rejected {
+            eprintln!("{}:{}: {}", file.display(), row.line, row.reason);
+        }
+        bad += intake.rejected.len();
+        for (id, raw) in intake.leads {
+            let lead = Lead::from_raw(raw).map_err(|e| anyhow!("{id}: {e}"))?;
+            leads.push(Lead { key: id, ..lead });
+        }
+    }
+    if bad > 0 {
+        eprintln!(
+            "{bad} rows left out (above); simulating the {} others",
+            leads.len()
+        );
+    }
+    let report = callroute::simulate::run(&loaded.rules, &leads, &options);
+    match format {
+        Format::Text => print!("{report}"),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

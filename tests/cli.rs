@@ -321,3 +321,50 @@ fn the_demo_places_calls_whatever_the_day_and_hour_and_says_its_clock_is_simulat
         "deferrals show their reasons"
     );
 }
+
+#[test]
+fn simulate_tells_what_the_rules_would_do_to_a_list_the_same_way_every_time() {
+    let file = std::env::temp_dir().join(format!("callroute-sim-leads-{}.csv", std::process::id()));
+    let mut csv = String::from("id,phone,name,campaign\n");
+    for (i, area) in ["415", "212", "305", "808"]
+        .iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+    {
+        csv.push_str(&format!("L{i},+1{area}555{:04},N,spring-promo\n", 1000 + i));
+    }
+    csv.push_str("bad,555-0100,N,spring-promo\n");
+    std::fs::write(&file, csv).unwrap();
+    let run = || {
+        callroute(&[
+            "simulate",
+            "--leads",
+            file.to_str().unwrap(),
+            "--start",
+            "2026-11-30T12:50:00Z",
+            "--format",
+            "json",
+        ])
+    };
+    let (first, second) = (run(), run());
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stderr).contains(":42: `phone`"));
+    assert_eq!(first.stdout, second.stdout, "deterministic");
+    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(report["leads"], 40);
+    assert_eq!(report["called"], 40, "{report:#}");
+    // Calling hours open zone by zone: New York's leads are deferred until 13:00 UTC.
+    assert!(
+        report["deferrals"]["outside_calling_hours"]
+            .as_u64()
+            .unwrap()
+            >= 40
+    );
+    assert!(report["tiers"]["NY"]["area_code"].as_u64().unwrap() > 0);
+}
