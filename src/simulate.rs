@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::engine::{Decision, PickedBy, decide, variant_name};
+use crate::engine::{Decision, decide, variant_name};
 use crate::lead::Lead;
 use crate::rules::RuleSet;
 use crate::usage::PoolState;
@@ -167,7 +167,7 @@ pub fn run(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Report
                     .tiers
                     .entry(state)
                     .or_default()
-                    .entry(tier_name(tier))
+                    .entry(variant_name(&tier))
                     .or_default() += 1;
             }
             Decision::Defer { until, reason } => {
@@ -198,10 +198,6 @@ pub fn run(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Report
         report.drained_at = last_call;
     }
     report
-}
-
-fn tier_name(tier: PickedBy) -> String {
-    variant_name(&tier)
 }
 
 /// A draw in [0, 1) from the seed and the lead: the same lead answers the same way in every

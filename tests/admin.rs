@@ -14,6 +14,21 @@ use callroute::synthflow::simulator::Simulator;
 
 const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, any]\n";
 
+/// `POST /v1/leads` with the admin token; the JSON answer.
+async fn post_leads(admin: &str, content_type: &str, body: String) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{admin}/v1/leads"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_and_an_upstream_detach() {
     let sim = Simulator::new(common::sim_config(&["+14155550100", "+12125550107"]));
@@ -63,17 +78,7 @@ async fn admin_endpoints_and_an_upstream_detach() {
         .collect::<Vec<_>>()
         .join("\n");
     let body = format!("{leads}\n{{\"phone\":\"nope\",\"name\":\"N\",\"campaign\":\"c\"}}\n");
-    let answer: serde_json::Value = http
-        .post(format!("{admin}/v1/leads"))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = post_leads(&admin, "application/x-ndjson", body).await;
     assert_eq!(answer["accepted"], 6);
     assert_eq!(answer["rejected"], 1);
     assert_eq!(answer["errors"][0]["line"], 7);
@@ -373,17 +378,7 @@ async fn a_large_upload_is_streamed_and_every_bad_row_counted() {
             ));
         }
     }
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{admin}/v1/leads"))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = post_leads(&admin, "text/csv", csv).await;
     assert_eq!(answer["accepted"], 59_940, "{answer}");
     assert_eq!(answer["rejected"], 60);
     assert_eq!(

@@ -41,6 +41,22 @@ fn expect(socket: &UnixDatagram, wanted: &str, within: Duration) -> String {
     panic!("no {wanted:?} within {within:?}; got {seen:?}");
 }
 
+/// `callroute simulator` on a free port with `config`; the child and its base URL.
+fn start_simulator(config: &Path) -> (std::process::Child, String) {
+    let mut simulator = Command::new(BIN)
+        .args(["simulator", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(simulator.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    (simulator, base)
+}
+
 fn signal(pid: u32, name: &str) {
     assert!(
         Command::new("kill")
@@ -65,22 +81,7 @@ fn notify_protocol_reloads_and_shutdown() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("rules")).unwrap();
     std::fs::write(dir.join("sim.yaml"), "api_key: sk-live-4242-secret\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\", \"+12125550107\"]\n").unwrap();
-    let mut simulator = Command::new(BIN)
-        .args([
-            "simulator",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            dir.join("sim.yaml").to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(simulator.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    let (mut simulator, base) = start_simulator(&dir.join("sim.yaml"));
 
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -346,17 +347,7 @@ fn configuration_found_wrong_at_start_exits_78() {
         "api_key: the-right-key\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\"]\n",
     )
     .unwrap();
-    let mut simulator = Command::new(BIN)
-        .args(["simulator", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.join("sim.yaml"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(simulator.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    let (mut simulator, base) = start_simulator(&dir.join("sim.yaml"));
     let child = run_daemon(
         &dir,
         &format!(
