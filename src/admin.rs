@@ -134,13 +134,21 @@ fn same_secret(given: &str, expected: &str) -> bool {
             == 0
 }
 
-fn unauthorized(message: &str) -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        format!("{message}\n"),
+/// `None` when the request carries `token`; else the 401 to answer.
+fn refused_without(token: &str, headers: &HeaderMap) -> Option<Response> {
+    let message = match bearer(headers) {
+        Some(given) if same_secret(given, token) => return None,
+        Some(_) => "wrong admin token",
+        None => "this endpoint needs `Authorization: Bearer <admin token>`",
+    };
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            format!("{message}\n"),
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 async fn require_write(
@@ -155,21 +163,20 @@ async fn require_write(
         )
             .into_response();
     };
-    match bearer(request.headers()) {
-        Some(given) if same_secret(given, token) => next.run(request).await,
-        Some(_) => unauthorized("wrong admin token"),
-        None => unauthorized("this endpoint needs `Authorization: Bearer <admin token>`"),
+    match refused_without(token, request.headers()) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
     }
 }
 
 async fn require_read(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
-    match &access.token {
-        Some(token) if !access.open_reads => match bearer(request.headers()) {
-            Some(given) if same_secret(given, token) => next.run(request).await,
-            Some(_) => unauthorized("wrong admin token"),
-            None => unauthorized("this endpoint needs `Authorization: Bearer <admin token>`"),
-        },
-        _ => next.run(request).await,
+    let refusal = match &access.token {
+        Some(token) if !access.open_reads => refused_without(token, request.headers()),
+        _ => None,
+    };
+    match refusal {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
     }
 }
 

@@ -150,6 +150,26 @@ impl Config {
                 .and_then(|text| r.duration(text))
                 .unwrap_or(default)
         };
+        let address = |r: &mut Reporter,
+                       value: &Option<Spanned<String>>,
+                       key: &str,
+                       example_port: u16|
+         -> Option<SocketAddr> {
+            let listen = value.as_ref()?;
+            listen
+                .value
+                .parse()
+                .map_err(|_| {
+                    r.error(
+                        listen,
+                        format!(
+                            "{key} `{}` must be IP:PORT, e.g. 127.0.0.1:{example_port}",
+                            listen.value
+                        ),
+                    )
+                })
+                .ok()
+        };
         let positive =
             |r: &mut Reporter, value: &Option<Spanned<u32>>, key: &str, default: u32| match value {
                 Some(v) if v.value == 0 => {
@@ -180,32 +200,14 @@ impl Config {
         if let Some(store) = raw.store {
             config.store = store;
         }
-        if let Some(listen) = &raw.admin_listen {
-            match listen.value.parse() {
-                Ok(addr) => config.admin_listen = addr,
-                Err(_) => r.error(
-                    listen,
-                    format!(
-                        "admin_listen `{}` must be IP:PORT, e.g. 127.0.0.1:9464",
-                        listen.value
-                    ),
-                ),
-            }
+        if let Some(addr) = address(&mut r, &raw.admin_listen, "admin_listen", 9464) {
+            config.admin_listen = addr;
         }
         if let Some(a) = &raw.admin {
             config.admin.token_file = a.token_file.as_ref().map(PathBuf::from);
             config.admin.open_reads = a.open_reads.unwrap_or(false);
-            if let Some(listen) = &a.metrics_listen {
-                match listen.value.parse() {
-                    Ok(addr) => config.admin.metrics_listen = Some(addr),
-                    Err(_) => r.error(
-                        listen,
-                        format!(
-                            "metrics_listen `{}` must be IP:PORT, e.g. 127.0.0.1:9465",
-                            listen.value
-                        ),
-                    ),
-                }
+            if let Some(addr) = address(&mut r, &a.metrics_listen, "metrics_listen", 9465) {
+                config.admin.metrics_listen = Some(addr);
             }
             let l = &mut config.admin.limits;
             l.max_connections = positive(
