@@ -14,6 +14,19 @@ use callroute::synthflow::simulator::Simulator;
 
 const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, any]\n";
 
+/// `GET /v1/status` with the admin token.
+async fn get_status(admin: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{admin}/v1/status"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// `POST /v1/leads` with the admin token; the JSON answer.
 async fn post_leads(admin: &str, content_type: &str, body: String) -> serde_json::Value {
     reqwest::Client::new()
@@ -108,15 +121,7 @@ async fn admin_endpoints_and_an_upstream_detach() {
         "the detached number was never used successfully"
     );
 
-    let status: serde_json::Value = http
-        .get(format!("{admin}/v1/status"))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_status(&admin).await;
     assert_eq!(status["queue"]["completed"], 6);
     assert_eq!(status["rules"]["numbers"], 2);
     assert_eq!(status["rules"]["hash"].as_str().unwrap().len(), 16);
@@ -154,12 +159,7 @@ async fn a_refused_key_pauses_dialing_keeps_the_queue_and_recovers() {
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     let leads: Vec<(String, callroute::lead::RawLead)> = (0..4)
         .map(|i| {
-            let raw = callroute::lead::RawLead {
-                phone: Some(format!("+1212555{:04}", 3000 + i)),
-                name: Some("N".into()),
-                campaign: Some("c".into()),
-                ..Default::default()
-            };
+            let raw = common::raw_lead(&format!("+1212555{:04}", 3000 + i), "c");
             (format!("K{i}"), raw)
         })
         .collect();
@@ -349,15 +349,7 @@ async fn numbers_in_the_rules_but_not_attached_upstream_are_flagged() {
         [("a".to_string(), vec!["+14155550100".to_string()])]
     );
     let admin = common::serve_admin(&daemon).await;
-    let status: serde_json::Value = reqwest::Client::new()
-        .get(format!("{admin}/v1/status"))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_status(&admin).await;
     assert_eq!(status["not_attached"]["a"][0], "+14155550100");
 }
 

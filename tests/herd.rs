@@ -48,12 +48,7 @@ async fn a_herd_of_deferred_leads_comes_due_at_the_account_pace() {
         .map(|i| {
             (
                 format!("L{i}"),
-                callroute::lead::RawLead {
-                    phone: Some(format!("+1305555{:04}", 1000 + i)),
-                    name: Some("N".into()),
-                    campaign: Some("c".into()),
-                    ..Default::default()
-                },
+                common::raw_lead(&format!("+1305555{:04}", 1000 + i), "c"),
             )
         })
         .collect();

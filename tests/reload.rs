@@ -50,6 +50,16 @@ async fn daemon_on(
     config: DaemonConfig,
     sim: callroute::synthflow::simulator::SimConfig,
 ) -> Arc<Daemon<SqliteStore>> {
+    daemon_and_simulator(dir, watch, config, sim).await.0
+}
+
+/// `daemon_on`, and the simulator it talks to (to break it mid-test).
+async fn daemon_and_simulator(
+    dir: &Path,
+    watch: WatchConfig,
+    config: DaemonConfig,
+    sim: callroute::synthflow::simulator::SimConfig,
+) -> (Arc<Daemon<SqliteStore>>, Simulator) {
     let sim = Simulator::new(sim);
     let base = sim.start_local().await.unwrap();
     let client = common::client(&base);
@@ -64,7 +74,7 @@ async fn daemon_on(
         std::future::pending(),
     ));
     tokio::time::sleep(Duration::from_millis(300)).await; // the watcher is armed
-    daemon
+    (daemon, sim)
 }
 
 fn picked(daemon: &Daemon<SqliteStore>) -> String {
@@ -185,12 +195,7 @@ async fn a_reload_keeps_usage_so_a_number_at_its_limit_stays_there() {
         async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }
     });
     // One call from the San Francisco number: its per_minute limit (1) is now full.
-    let lead = callroute::lead::RawLead {
-        phone: Some("+13055550100".into()),
-        name: Some("A".into()),
-        campaign: Some("c".into()),
-        ..Default::default()
-    };
+    let lead = common::raw_lead("+13055550100", "c");
     callroute::store::Store::enqueue(
         daemon.store(),
         &[("first".into(), lead)],
@@ -339,17 +344,7 @@ async fn a_lead_waiting_for_a_call_slot_is_decided_with_the_rules_of_the_moment(
     let leads: Vec<_> = ["+13055550100", "+13055550101"]
         .iter()
         .enumerate()
-        .map(|(i, phone)| {
-            (
-                format!("lead-{i}"),
-                callroute::lead::RawLead {
-                    phone: Some(phone.to_string()),
-                    name: Some("N".into()),
-                    campaign: Some("c".into()),
-                    ..Default::default()
-                },
-            )
-        })
+        .map(|(i, phone)| (format!("lead-{i}"), common::raw_lead(phone, "c")))
         .collect();
     callroute::store::Store::enqueue(daemon.store(), &leads, chrono::Utc::now())
         .await
@@ -447,12 +442,7 @@ async fn a_lead_the_rules_cannot_serve_is_held_and_dialed_once_a_reload_can() {
     };
     let daemon = daemon_with(&dir, WATCH, config).await;
     let run = daemon.spawn();
-    let lead = callroute::lead::RawLead {
-        phone: Some("+13055550100".into()),
-        name: Some("N".into()),
-        campaign: Some("d".into()),
-        ..Default::default()
-    };
+    let lead = common::raw_lead("+13055550100", "d");
     callroute::store::Store::enqueue(daemon.store(), &[("x".into(), lead)], chrono::Utc::now())
         .await
         .unwrap();
@@ -499,20 +489,13 @@ async fn rules_can_change_while_synthflow_is_down_if_no_agent_is_new() {
     let dir = scratch("api-down");
     let file = dir.join("rules.yaml");
     std::fs::write(&file, rules(SF, "v1")).unwrap();
-    let sim = Simulator::new(common::sim_config(&[SF, NY]));
-    let base = sim.start_local().await.unwrap();
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    let daemon = Arc::new(
-        Daemon::start(
-            store,
-            Arc::new(load_dir(&dir).unwrap().rules),
-            common::client(&base),
-            DaemonConfig::default(),
-        )
-        .await
-        .unwrap(),
-    );
-    daemon.set_rules_dir(dir.clone());
+    let (daemon, sim) = daemon_and_simulator(
+        &dir,
+        WATCH,
+        DaemonConfig::default(),
+        common::sim_config(&[SF, NY]),
+    )
+    .await;
     sim.set_api_key("revoked"); // every request refused from now on
     std::fs::write(&file, rules(NY, "v2")).unwrap();
     assert!(

@@ -37,6 +37,16 @@ pub fn sim_config(attached: &[&str]) -> SimConfig {
     }
 }
 
+/// A lead to enqueue: `phone` in `campaign`, named `N`.
+pub fn raw_lead(phone: &str, campaign: &str) -> callroute::lead::RawLead {
+    callroute::lead::RawLead {
+        phone: Some(phone.to_string()),
+        name: Some("N".into()),
+        campaign: Some(campaign.to_string()),
+        ..Default::default()
+    }
+}
+
 /// A client for the simulator at `base_url`, with the simulator's key.
 pub fn client(base_url: &str) -> Client {
     Client::new(&ClientConfig {
