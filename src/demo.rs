@@ -60,7 +60,7 @@ pub fn default_start(today: chrono::NaiveDate) -> DateTime<Utc> {
 }
 
 /// Sample leads as CSV, with a few deliberately bad rows to show intake errors.
-fn sample_csv(count: usize) -> String {
+pub fn sample_csv(count: usize) -> String {
     let mut csv = String::from("id,phone,name,campaign,state,label.segment\n");
     for i in 0..count {
         let area = AREA_CODES[i % AREA_CODES.len()];

@@ -97,6 +97,9 @@ enum Command {
         /// Where the demo's clock starts (RFC 3339); default: 12:50 UTC on the next weekday.
         #[arg(long)]
         start: Option<String>,
+        /// Only write the demo's sample leads (CSV) to FILE, e.g. for `simulate`, and exit.
+        #[arg(long, value_name = "FILE")]
+        write_leads: Option<PathBuf>,
     },
     /// Run the daemon: dial the queue until SIGTERM/SIGINT.
     Run {
@@ -150,13 +153,28 @@ enum Command {
         /// The account's live-call limit.
         #[arg(long, default_value_t = 5)]
         concurrency: u32,
-        #[arg(long, default_value_t = 0.6)]
-        answer_rate: f64,
+        /// Share of calls answered: `0.6` for all numbers, `+14155550100=0.2` for one;
+        /// repeat for several.
+        #[arg(long, value_name = "R|NUMBER=R", default_value = "0.6", value_parser = parse_answer_rate)]
+        answer_rate: Vec<(Option<E164>, f64)>,
         /// How long an answered call lasts (an unanswered one rings 30 s).
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
         call_duration: std::time::Duration,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Capacity advice: more local numbers for states with a larger share of calls from
+        /// non-local numbers than this.
+        #[arg(long, default_value_t = 0.2)]
+        non_local_target: f64,
+        /// Skip the capacity advice (it simulates again with synthetic numbers).
+        #[arg(long)]
+        no_advice: bool,
+        /// A second rules directory: simulate both and print the leads whose fate differs.
+        #[arg(long, value_name = "DIR")]
+        compare: Option<PathBuf>,
+        /// Also write the report as one self-contained HTML page.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -216,11 +234,19 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Demo {
+            leads,
+            write_leads: Some(path),
+            ..
+        } => std::fs::write(&path, callroute::demo::sample_csv(leads))
+            .with_context(|| format!("cannot write {}", path.display()))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Demo {
             rules,
             leads,
             run_for,
             speed,
             start,
+            write_leads: None,
         } => runtime().and_then(|rt| {
             let start = start.as_deref().map(parse_time).transpose()?;
             rt.block_on(demo(
@@ -258,28 +284,48 @@ fn main() -> ExitCode {
             answer_rate,
             call_duration,
             seed,
+            non_local_target,
+            no_advice,
+            compare,
+            out,
             format,
         } => start
             .as_deref()
             .map(parse_time)
             .transpose()
             .and_then(|start| {
+                let mut options = callroute::simulate::SimulateOptions {
+                    start: start.unwrap_or_else(|| {
+                        callroute::demo::default_start(Utc::now().date_naive())
+                    }),
+                    days,
+                    caps,
+                    concurrency,
+                    answer_rate: 0.6,
+                    answer_rates: Default::default(),
+                    call_duration,
+                    ring_duration: std::time::Duration::from_secs(30),
+                    seed,
+                    non_local_target,
+                };
+                for (number, rate) in answer_rate {
+                    match number {
+                        Some(number) => {
+                            options.answer_rates.insert(number, rate);
+                        }
+                        None => options.answer_rate = rate,
+                    }
+                }
                 simulate(
                     &rules,
                     &leads,
-                    callroute::simulate::SimulateOptions {
-                        start: start.unwrap_or_else(|| {
-                            callroute::demo::default_start(Utc::now().date_naive())
-                        }),
-                        days,
-                        caps,
-                        concurrency,
-                        answer_rate,
-                        call_duration,
-                        ring_duration: std::time::Duration::from_secs(30),
-                        seed,
+                    SimulateRun {
+                        options,
+                        advice: !no_advice,
+                        compare,
+                        out,
+                        format,
                     },
-                    format,
                 )
             }),
         Command::Check { dir, rules } => {
@@ -375,14 +421,22 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn simulate(
-    rules_dir: &Path,
-    files: &[PathBuf],
+struct SimulateRun {
     options: callroute::simulate::SimulateOptions,
+    advice: bool,
+    compare: Option<PathBuf>,
+    out: Option<PathBuf>,
     format: Format,
-) -> anyhow::Result<ExitCode> {
+}
+
+fn simulate(rules_dir: &Path, files: &[PathBuf], run: SimulateRun) -> anyhow::Result<ExitCode> {
+    use callroute::simulate;
     let loaded = match load_rules(rules_dir) {
         Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let other = match run.compare.as_deref().map(load_rules).transpose() {
+        Ok(other) => other,
         Err(code) => return Ok(code),
     };
     let mut leads = Vec::new();
@@ -406,12 +460,55 @@ fn simulate(
             leads.len()
         );
     }
-    let report = callroute::simulate::run(&loaded.rules, &leads, &options);
-    match format {
+    let options = &run.options;
+    if let Some(other) = other {
+        let comparison = simulate::compare::compare(&loaded.rules, &other.rules, &leads, options);
+        match run.format {
+            Format::Text => print!("{comparison}"),
+            Format::Json => println!("{}", serde_json::to_string_pretty(&comparison)?),
+        }
+        if let Some(out) = &run.out {
+            write_report(out, &comparison.after)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tally = simulate::tally(&loaded.rules, &leads, options);
+    let mut report = simulate::Report::new(&loaded.rules, &leads, options, &tally);
+    if run.advice {
+        report.advice = simulate::advice::advise(&loaded.rules, &leads, options, &tally, &report);
+    }
+    match run.format {
         Format::Text => print!("{report}"),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
+    if let Some(out) = &run.out {
+        write_report(out, &report)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_report(path: &Path, report: &callroute::simulate::Report) -> anyhow::Result<()> {
+    std::fs::write(path, callroute::simulate::html::render(report))
+        .with_context(|| format!("cannot write the report to {}", path.display()))
+}
+
+fn parse_answer_rate(text: &str) -> Result<(Option<E164>, f64), String> {
+    let (number, rate) = match text.split_once('=') {
+        Some((number, rate)) => (
+            Some(
+                number
+                    .trim()
+                    .parse::<E164>()
+                    .map_err(|e| format!("`{number}`: {e}"))?,
+            ),
+            rate,
+        ),
+        None => (None, text),
+    };
+    match rate.trim().parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok((number, rate)),
+        _ => Err(format!("`{rate}` is not a share between 0 and 1")),
+    }
 }
 
 fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {

@@ -15,7 +15,7 @@ use crate::phone::E164;
 /// Index of a number in `RuleSet::numbers`.
 pub type NumberId = u32;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RuleSet {
     pub(crate) numbers: Vec<NumberInfo>,
     pub(crate) number_ids: HashMap<E164, NumberId>,
@@ -82,6 +82,46 @@ impl RuleSet {
 
     pub fn agent(&self, name: &str) -> Option<&Agent> {
         self.agents.get(name)
+    }
+
+    /// This rule set with more numbers, each `(new, like)` a copy of `like` (brand, labels,
+    /// weight, limits) at the new number's region, in every route that has `like`. For
+    /// what-if runs (`simulate`'s capacity advice); the content hash is kept.
+    pub fn with_numbers_like(&self, additions: &[(E164, E164)]) -> RuleSet {
+        let mut rules = self.clone();
+        let mut copies: HashMap<NumberId, Vec<NumberId>> = HashMap::new();
+        for &(new, like) in additions {
+            let Some(model) = self.number(like) else {
+                continue;
+            };
+            if rules.number_ids.contains_key(&new) {
+                continue;
+            }
+            let region = new.region();
+            let id = rules.numbers.len() as NumberId;
+            rules.numbers.push(NumberInfo {
+                number: new,
+                day_zone: region.zones.first().copied().unwrap_or(model.day_zone),
+                region,
+                ..model.clone()
+            });
+            rules.number_ids.insert(new, id);
+            copies.entry(self.number_ids[&like]).or_default().push(id);
+        }
+        for route in rules.campaigns.values_mut().flat_map(|c| &mut c.routes) {
+            let added: Vec<NumberId> = route
+                .selection
+                .members
+                .iter()
+                .flat_map(|id| copies.get(id).into_iter().flatten().copied())
+                .collect();
+            if !added.is_empty() {
+                let mut members = route.selection.members.clone();
+                members.extend(added);
+                route.selection = Arc::new(Selection::new(members, &rules.numbers));
+            }
+        }
+        rules
     }
 }
 
@@ -168,7 +208,7 @@ mod humantime_serde_opt {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Campaign {
     pub name: String,
     pub agent: String,
@@ -180,7 +220,7 @@ pub struct Campaign {
     pub routes: Vec<Route>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Route {
     /// Shared with every trace that mentions the route, so tracing costs no copies.
     pub name: Arc<str>,
@@ -399,7 +439,7 @@ pub fn zone_list(info: &NumberInfo) -> Vec<Tz> {
 }
 
 /// A default with per-country and per-state overrides; the most specific set field wins.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Layered<T> {
     pub default: T,
     pub countries: HashMap<String, T>,
