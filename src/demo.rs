@@ -74,10 +74,15 @@ pub fn sample_csv(count: usize) -> String {
             3 => "gold",
             _ => "",
         };
+        // 555-1000 on, then (large lists, for `simulate`) from 200-0000 on.
+        let subscriber = if i < 9000 {
+            5_551_000 + i
+        } else {
+            2_000_000 + i
+        };
         let _ = writeln!(
             csv,
-            "lead-{i:03},+1{area}555{:04},Lead {i},{campaign},,{segment}",
-            1000 + i
+            "lead-{i:03},+1{area}{subscriber:07},Lead {i},{campaign},,{segment}"
         );
     }
     csv.push_str("bad-1,555-0100,No Plus,spring-promo,,\n");

@@ -295,9 +295,8 @@ fn main() -> ExitCode {
             .transpose()
             .and_then(|start| {
                 let mut options = callroute::simulate::SimulateOptions {
-                    start: start.unwrap_or_else(|| {
-                        callroute::demo::default_start(Utc::now().date_naive())
-                    }),
+                    start: start
+                        .unwrap_or_else(|| callroute::demo::default_start(Utc::now().date_naive())),
                     days,
                     caps,
                     concurrency,

@@ -278,6 +278,18 @@ impl NumberUsage {
         self.last_used
     }
 
+    /// Uses from `since` on.
+    pub fn uses_since(&self, since: DateTime<Utc>) -> u32 {
+        (self.uses.len() - self.uses.partition_point(|&t| t < since)) as u32
+    }
+
+    /// Uses since the start of `now`'s day in `day_zone`.
+    pub fn uses_today(&self, day_zone: Tz, now: DateTime<Utc>) -> u32 {
+        let today = now.with_timezone(&day_zone).date_naive();
+        first_instant_at_or_after(day_zone, today.and_time(chrono::NaiveTime::MIN))
+            .map_or(0, |day_start| self.uses_since(day_start))
+    }
+
     /// Uses in the 24 hours up to `now`.
     pub fn uses_24h(&self, now: DateTime<Utc>) -> u32 {
         let first = self

@@ -177,7 +177,7 @@ impl<S: Store> Shared<S> {
                 return Ok(());
             }
         }
-        let (rules, now, decision, route) = if matches!(first.2, Decision::Dial { .. }) {
+        let (rules, now, decision, route, trace) = if matches!(first.2, Decision::Dial { .. }) {
             self.decide_now(&lead)
         } else {
             first
@@ -193,6 +193,7 @@ impl<S: Store> Shared<S> {
             Decision::Dial { .. } | Decision::Reject { .. } => false,
         };
         self.count_decision(&lead, &decision, &route, repeated);
+        self.note_decision(&lead, now, &decision, &trace);
         match decision {
             Decision::Dial {
                 from_phone_number,
@@ -252,7 +253,13 @@ impl<S: Store> Shared<S> {
     pub(super) fn decide_now(
         &self,
         lead: &Lead,
-    ) -> (Arc<RuleSet>, DateTime<Utc>, Decision, String) {
+    ) -> (
+        Arc<RuleSet>,
+        DateTime<Utc>,
+        Decision,
+        String,
+        crate::engine::Trace,
+    ) {
         let rules = self.rules.load_full();
         let (decision, trace) = {
             let pool = lock(&self.pool);
@@ -270,7 +277,7 @@ impl<S: Store> Shared<S> {
             .find(|r| r.matched)
             .map(|r| r.route.to_string())
             .unwrap_or_default();
-        (rules, now, decision, route)
+        (rules, now, decision, route, trace)
     }
 
     /// One counter per decision actually acted on, labelled by campaign, route, outcome and

@@ -171,6 +171,8 @@ struct Shared<S: Store> {
     wake: Notify,
     /// The most recent events (at most `RECENT_EVENTS`), for the demo's report and tests.
     events: Mutex<std::collections::VecDeque<Event>>,
+    /// The last `status::RECENT_DECISIONS` decisions acted on, newest last, with traces.
+    decisions: Mutex<std::collections::VecDeque<status::DecisionView>>,
     /// Live calls' watchers, woken when a webhook reports the call's end.
     call_waiters: Mutex<HashMap<String, Arc<Notify>>>,
     shutdown: watch::Receiver<bool>,
@@ -242,6 +244,7 @@ impl<S: Store> Daemon<S> {
                 due_calendar: Mutex::new(crate::schedule::DueCalendar::new(interval)),
                 wake: Notify::new(),
                 events: Mutex::new(std::collections::VecDeque::new()),
+                decisions: Mutex::new(std::collections::VecDeque::new()),
                 call_waiters: Mutex::new(HashMap::new()),
                 rules_dir: Mutex::new(None),
                 rules_files: Mutex::new(Vec::new()),

@@ -15,15 +15,45 @@ pub struct StatusView {
     pub queue: BTreeMap<String, u64>,
     /// Held leads by reason, most first.
     pub held: Vec<HeldView>,
+    /// Deferred leads by the code of their reason, most first.
+    pub deferred: Vec<HeldView>,
     pub auth_failed: bool,
     /// Why dialing is paused because Synthflow cannot be read, if it is.
     pub api_problem: Option<String>,
     /// Per agent, numbers the rules give it that are not attached upstream.
     pub not_attached: BTreeMap<String, Vec<String>>,
     pub live_calls: usize,
+    pub account: AccountView,
     pub rules: RulesView,
     pub numbers: Vec<NumberView>,
+    /// The last decisions acted on, newest first, each with its trace.
+    pub decisions: Vec<DecisionView>,
 }
+
+/// The account's limits and how much of them is in use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountView {
+    pub attempts_per_second: u32,
+    pub concurrency: u32,
+    /// Calls placed in the last minute, over every number.
+    pub calls_last_minute: u32,
+}
+
+/// One decision acted on: what it was and the engine's trace (as `callroute explain` prints
+/// it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionView {
+    pub at: DateTime<Utc>,
+    pub lead: String,
+    pub campaign: String,
+    pub outcome: String,
+    /// The caller ID and how it was found, or the reason.
+    pub summary: String,
+    pub trace: String,
+}
+
+/// How many decisions the status keeps.
+pub const RECENT_DECISIONS: usize = 100;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeldView {
@@ -48,7 +78,16 @@ pub struct NumberView {
     pub last_used: Option<DateTime<Utc>>,
     /// Each window that is set, as `(name, value)`, e.g. `("per_minute", "2")`.
     pub limits: Vec<(String, String)>,
+    /// Every counted window that is set: uses in it now against its limit.
+    pub windows: Vec<WindowUseView>,
     pub at_limit: Vec<FullWindowView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WindowUseView {
+    pub window: String,
+    pub used: u32,
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +129,14 @@ impl fmt::Display for StatusView {
                 }
             }
         }
+        writeln!(
+            out,
+            "account   {} calls in the last minute (limit {}/s); {} of {} live calls",
+            self.account.calls_last_minute,
+            self.account.attempts_per_second,
+            self.live_calls,
+            self.account.concurrency
+        )?;
         if self.auth_failed {
             writeln!(out, "dialing   PAUSED: Synthflow refused the API key")?;
         }
@@ -104,7 +151,6 @@ impl fmt::Display for StatusView {
                 numbers.join(", ")
             )?;
         }
-        writeln!(out, "live      {} calls", self.live_calls)?;
         let queue: Vec<String> = self
             .queue
             .iter()
@@ -113,6 +159,9 @@ impl fmt::Display for StatusView {
         writeln!(out, "queue     {}", queue.join(", "))?;
         for held in &self.held {
             writeln!(out, "held      {:>6}  {}", held.count, held.reason)?;
+        }
+        for deferred in &self.deferred {
+            writeln!(out, "deferred  {:>6}  {}", deferred.count, deferred.reason)?;
         }
         writeln!(
             out,
@@ -153,7 +202,68 @@ impl fmt::Display for StatusView {
                 }
             )?;
         }
+        const SHOWN: usize = 10;
+        if !self.decisions.is_empty() {
+            writeln!(
+                out,
+                "\nlast decisions (newest first; {} kept, with traces, in /v1/status):",
+                self.decisions.len()
+            )?;
+        }
+        for decision in self.decisions.iter().take(SHOWN) {
+            writeln!(
+                out,
+                "  {} {:<7} {} ({}): {}",
+                crate::format_instant(decision.at),
+                decision.outcome,
+                decision.lead,
+                decision.campaign,
+                decision.summary
+            )?;
+        }
         Ok(())
+    }
+}
+
+impl<S: Store> Shared<S> {
+    /// Keeps `decision` among the recent ones the status shows.
+    pub(super) fn note_decision(
+        &self,
+        lead: &Lead,
+        at: DateTime<Utc>,
+        decision: &Decision,
+        trace: &crate::engine::Trace,
+    ) {
+        let summary = match decision {
+            Decision::Dial {
+                from_phone_number,
+                tier,
+                route,
+                ..
+            } => format!(
+                "{from_phone_number} by {} on route {route}",
+                crate::engine::variant_name(tier)
+            ),
+            Decision::Defer { until, reason } => format!(
+                "until {}: {}",
+                crate::format_instant(*until),
+                reason.message
+            ),
+            Decision::Hold { reason } | Decision::Reject { reason } => reason.message.clone(),
+        };
+        let view = DecisionView {
+            at,
+            lead: lead.key.clone(),
+            campaign: lead.campaign.clone(),
+            outcome: decision.outcome().to_string(),
+            summary,
+            trace: crate::explain::to_text(decision, trace),
+        };
+        let mut decisions = lock(&self.decisions);
+        if decisions.len() == RECENT_DECISIONS {
+            decisions.pop_front();
+        }
+        decisions.push_back(view);
     }
 }
 
@@ -192,11 +302,20 @@ impl<S: Store> Daemon<S> {
             .into_iter()
             .map(|(reason, count)| HeldView { reason, count })
             .collect();
+        let deferred = self
+            .shared
+            .store
+            .deferred_reasons()
+            .await?
+            .into_iter()
+            .map(|(reason, count)| HeldView { reason, count })
+            .collect();
         let rules = self.shared.rules.load();
         let reload = lock(&self.shared.reload_status).clone();
         Ok(StatusView {
             queue,
             held,
+            deferred,
             auth_failed: self.auth_failed(),
             api_problem: self.api_problem(),
             not_attached: self
@@ -205,6 +324,11 @@ impl<S: Store> Daemon<S> {
                 .map(|(agent, numbers)| (agent, numbers.iter().map(ToString::to_string).collect()))
                 .collect(),
             live_calls: self.live_calls(),
+            account: AccountView {
+                attempts_per_second: self.shared.config.attempts_per_second,
+                concurrency: self.shared.config.concurrency,
+                calls_last_minute: self.calls_since(self.now() - chrono::Duration::minutes(1)),
+            },
             rules: RulesView {
                 hash: rules.hash_text(),
                 loaded_at: reload.loaded_at,
@@ -214,7 +338,19 @@ impl<S: Store> Daemon<S> {
                 last_reload: reload.last,
             },
             numbers: self.usage(self.now()),
+            decisions: lock(&self.shared.decisions).iter().rev().cloned().collect(),
         })
+    }
+
+    /// Calls placed from any number of the running rules since `since`.
+    fn calls_since(&self, since: DateTime<Utc>) -> u32 {
+        let rules = self.shared.rules.load();
+        let pool = lock(&self.shared.pool);
+        rules
+            .numbers()
+            .filter_map(|info| pool.number_usage(info.number))
+            .map(|usage| usage.uses_since(since))
+            .sum()
     }
 
     /// What the engine would decide for `lead` at `now` with the live rules and pool.
@@ -253,6 +389,29 @@ impl<S: Store> Daemon<S> {
                     ]
                     .into_iter()
                     .flatten()
+                    .collect(),
+                    windows: [
+                        (
+                            "per_minute",
+                            limits.per_minute,
+                            chrono::Duration::minutes(1),
+                        ),
+                        ("per_hour", limits.per_hour, chrono::Duration::hours(1)),
+                        ("per_24h", limits.per_24h, chrono::Duration::hours(24)),
+                    ]
+                    .into_iter()
+                    .filter_map(|(window, limit, width)| {
+                        Some(WindowUseView {
+                            window: window.to_string(),
+                            used: usage.map_or(0, |u| u.uses_since(now - width)),
+                            limit: limit?,
+                        })
+                    })
+                    .chain(limits.per_day.map(|limit| WindowUseView {
+                        window: "per_day".to_string(),
+                        used: usage.map_or(0, |u| u.uses_today(info.day_zone, now)),
+                        limit,
+                    }))
                     .collect(),
                     at_limit: usage
                         .map(|u| u.hits(&limits, info.day_zone, now))

@@ -16,7 +16,7 @@ use crate::rules::RuleSet;
 
 /// How many states get local-presence advice, and the most numbers tried for one.
 const STATES_ADVISED: usize = 3;
-const MOST_LOCAL_NUMBERS: usize = 8;
+const MOST_LOCAL_NUMBERS: usize = 16;
 /// A state with fewer calls says too little about its mix to advise on.
 const FEWEST_CALLS: usize = 20;
 
@@ -56,8 +56,12 @@ pub fn advise(
     base: &Tally,
     report: &Report,
 ) -> Vec<Advice> {
-    let mut advice = local_presence(rules, leads, options, base);
-    advice.extend(drain_sooner(rules, leads, options, report));
+    let (mut advice, drain) = std::thread::scope(|scope| {
+        let drain = scope.spawn(|| drain_sooner(rules, leads, options, report));
+        let local = local_presence(rules, leads, options, base);
+        (local, drain.join().ok().flatten())
+    });
+    advice.extend(drain);
     advice
 }
 
@@ -78,54 +82,80 @@ fn local_presence(
         })
         .collect();
     states.sort_by_key(|(name, state)| (std::cmp::Reverse(state.non_local), *name));
-    let mut advice = Vec::new();
-    for (name, state) in states.into_iter().take(STATES_ADVISED) {
-        let Some((&area_code, _)) = state
-            .non_local_by_area_code
-            .iter()
-            .max_by_key(|(code, n)| (**n, std::cmp::Reverse(**code)))
-        else {
-            continue;
-        };
-        let Some(like) = model_number(rules, area_code, name, state) else {
-            continue;
-        };
-        let before = percent(state.non_local, state.calls());
-        let mut tried = None;
-        let mut count = 1;
-        while count <= MOST_LOCAL_NUMBERS {
-            let added = synthetic_numbers(rules, area_code, count);
-            let additions: Vec<(E164, E164)> = added.iter().map(|n| (*n, like)).collect();
-            let again = tally(&rules.with_numbers_like(&additions), leads, options);
-            let share = again
-                .states
-                .get(name.as_str())
-                .map_or((0, 1), |s| (s.non_local, s.calls()));
-            let reached = share.0 as f64 <= target * share.1 as f64;
-            tried = Some((count, percent(share.0, share.1), reached));
-            if reached {
-                break;
-            }
-            count *= 2;
+    states.truncate(STATES_ADVISED);
+    // Each state's runs are independent of the others': one thread each.
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = states
+            .into_iter()
+            .map(|(name, state)| {
+                scope.spawn(move || advise_state(rules, leads, options, name, state))
+            })
+            .collect();
+        runs.into_iter()
+            .filter_map(|run| run.join().ok().flatten())
+            .collect()
+    })
+}
+
+/// More numbers in the state's area code with the most non-local calls, from an estimate
+/// (the calls a local number carries now) doubled until the state's share is met.
+fn advise_state(
+    rules: &RuleSet,
+    leads: &[Lead],
+    options: &SimulateOptions,
+    name: &str,
+    state: &super::StateTally,
+) -> Option<Advice> {
+    let target = options.non_local_target;
+    let (&area_code, _) = state
+        .non_local_by_area_code
+        .iter()
+        .max_by_key(|(code, n)| (**n, std::cmp::Reverse(**code)))?;
+    let like = model_number(rules, area_code, name, state)?;
+    let local_numbers = state
+        .calls_by_number
+        .keys()
+        .filter(|n| {
+            rules.number(**n).is_some_and(|n| {
+                n.region.area_code == Some(area_code) || n.region.states.iter().any(|s| s == name)
+            })
+        })
+        .count();
+    let per_number = match local_numbers {
+        0 => state.calls() / state.calls_by_number.len().max(1),
+        n => (state.calls() - state.non_local) / n,
+    };
+    let excess = state.non_local - (target * state.calls() as f64) as usize;
+    let mut count = excess
+        .div_ceil(per_number.max(1))
+        .clamp(1, MOST_LOCAL_NUMBERS);
+    let (after, reached) = loop {
+        let added = synthetic_numbers(rules, area_code, count);
+        let additions: Vec<(E164, E164)> = added.iter().map(|n| (*n, like)).collect();
+        let again = tally(&rules.with_numbers_like(&additions), leads, options);
+        let (non_local, calls) = again
+            .states
+            .get(name)
+            .map_or((0, 1), |s| (s.non_local, s.calls()));
+        let reached = non_local as f64 <= target * calls as f64;
+        if reached || count >= MOST_LOCAL_NUMBERS {
+            break (percent(non_local, calls), reached);
         }
-        let Some((count, after, reached)) = tried else {
-            continue;
-        };
-        advice.push(Advice {
-            goal: format!(
-                "{name} under {} of calls from non-local numbers",
-                percent((target * 100.0).round() as usize, 100)
-            ),
-            change: format!(
-                "{count} more number{} in area code {area_code} (like {like})",
-                if count == 1 { "" } else { "s" }
-            ),
-            before,
-            after,
-            reached,
-        });
-    }
-    advice
+        count = (count * 2).min(MOST_LOCAL_NUMBERS);
+    };
+    Some(Advice {
+        goal: format!(
+            "{name} under {} of calls from non-local numbers",
+            percent((target * 100.0).round() as usize, 100)
+        ),
+        change: format!(
+            "{count} more number{} in area code {area_code} (like {like})",
+            if count == 1 { "" } else { "s" }
+        ),
+        before: percent(state.non_local, state.calls()),
+        after,
+        reached,
+    })
 }
 
 /// The number a synthetic one in `area_code` copies: of the numbers that called the
@@ -267,4 +297,3 @@ fn describe_drain(report: &Report) -> String {
         ),
     }
 }
-

@@ -49,7 +49,10 @@ pub fn render(report: &Report) -> String {
             },
         ),
         ("held", report.held.values().sum::<usize>().to_string()),
-        ("rejected", report.rejected.values().sum::<usize>().to_string()),
+        (
+            "rejected",
+            report.rejected.values().sum::<usize>().to_string(),
+        ),
     ] {
         let _ = write!(
             page,
@@ -65,15 +68,27 @@ pub fn render(report: &Report) -> String {
         }
         page.push_str("</ul>");
     }
-    section(&mut page, "Calls per hour, by caller ID", &calls_per_hour(report));
+    section(
+        &mut page,
+        "Calls per hour, by caller ID",
+        &calls_per_hour(report),
+    );
     section(&mut page, "Queue depth", &queue_depth(report));
     section(
         &mut page,
         "Limit utilisation per number and hour (calls against its hourly capacity; ringed: a window was full)",
         &heat_map(report),
     );
-    section(&mut page, "Local presence: tier mix per lead state", &tier_mix(report));
-    section(&mut page, "Deferral reasons (decisions)", &bars(&report.deferrals));
+    section(
+        &mut page,
+        "Local presence: tier mix per lead state",
+        &tier_mix(report),
+    );
+    section(
+        &mut page,
+        "Deferral reasons (decisions)",
+        &bars(&report.deferrals),
+    );
     numbers_table(&mut page, report);
     states_table(&mut page, report);
     for (title, counts) in [
@@ -147,13 +162,21 @@ fn calls_per_hour(report: &Report) -> String {
         bands.push((format!("{} others", rest.len()), others));
     }
     let peak = (0..hours)
-        .map(|h| bands.iter().map(|(_, c)| c.get(h).copied().unwrap_or(0)).sum::<u32>())
+        .map(|h| {
+            bands
+                .iter()
+                .map(|(_, c)| c.get(h).copied().unwrap_or(0))
+                .sum::<u32>()
+        })
         .max()
         .unwrap_or(0)
         .max(1);
     let (top, height) = (10.0, 200.0);
     let width = (WIDTH - LEFT - 10.0) / hours as f64;
-    let mut svg = svg_open("calls-per-hour", top + height + 30.0 + 18.0 * bands.len().div_ceil(4) as f64);
+    let mut svg = svg_open(
+        "calls-per-hour",
+        top + height + 30.0 + 18.0 * bands.len().div_ceil(4) as f64,
+    );
     y_axis(&mut svg, top, height, peak, "calls");
     x_axis(&mut svg, report, top, height);
     for hour in 0..hours {
@@ -176,7 +199,11 @@ fn calls_per_hour(report: &Report) -> String {
             );
         }
     }
-    legend(&mut svg, bands.iter().map(|(n, _)| n.as_str()), top + height + 34.0);
+    legend(
+        &mut svg,
+        bands.iter().map(|(n, _)| n.as_str()),
+        top + height + 34.0,
+    );
     svg.push_str("</svg>");
     svg
 }

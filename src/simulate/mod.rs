@@ -124,10 +124,7 @@ impl StateTally {
 /// Calls found by a tier past the state are non-local. (A sticky number is whatever it was
 /// when first picked; it is not counted again.)
 pub fn is_non_local(tier: PickedBy) -> bool {
-    matches!(
-        tier,
-        PickedBy::Timezone | PickedBy::Country | PickedBy::Any
-    )
+    matches!(tier, PickedBy::Timezone | PickedBy::Country | PickedBy::Any)
 }
 
 /// Why a lead that was due is still waiting at the end, when the account's attempts per
@@ -451,7 +448,10 @@ campaigns:
             text.contains("CA: 50% from non-local numbers 09:00–17:00 (America/Los_Angeles) because the 1 local number (+14155550100) hit `per_hour: 2`"),
             "{text}"
         );
-        assert!(text.contains("per_hour: 2 full 11-30 17:00 to 12-01 01:00"), "{text}");
+        assert!(
+            text.contains("per_hour: 2 full 11-30 17:00 to 12-01 01:00"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -470,7 +470,10 @@ campaigns:
             local.change,
             "4 more numbers in area code 415 (like +14155550100)"
         );
-        assert_eq!((local.before.as_str(), local.after.as_str()), ("50%", "15%"));
+        assert_eq!(
+            (local.before.as_str(), local.after.as_str()),
+            ("50%", "15%")
+        );
         assert!(local.reached);
         // The queue did not drain in the day: more numbers like the full ones drain it.
         let drain = &advice[1];
@@ -539,11 +542,7 @@ campaigns:
         let looser = rules_from(&RULES.replace("per_hour: 2", "per_hour: 4"));
         let diff = compare::compare(&rules(), &looser, &leads, &options(1));
         assert_eq!(diff.changed["outcome"], 8);
-        let moved = diff
-            .changes
-            .iter()
-            .find(|c| c.what == ["outcome"])
-            .unwrap();
+        let moved = diff.changes.iter().find(|c| c.what == ["outcome"]).unwrap();
         assert!(moved.before.starts_with("waiting (all_numbers_at_limit)"));
         assert!(moved.after.starts_with("called 11-30"));
         let text = diff.to_string();

@@ -405,7 +405,10 @@ impl fmt::Display for Report {
             }
         }
         if !self.advice.is_empty() {
-            writeln!(out, "\ncapacity advice (each measured by simulating again):")?;
+            writeln!(
+                out,
+                "\ncapacity advice (each measured by simulating again):"
+            )?;
             for advice in &self.advice {
                 writeln!(out, "  {advice}")?;
             }

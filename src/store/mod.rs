@@ -191,6 +191,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Held leads counted by reason, most first.
     fn held_reasons(&self) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+    /// Deferred leads counted by the code of their reason (`outside_calling_hours`, ...),
+    /// most first.
+    fn deferred_reasons(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
     fn reject(
         &self,
         lead_id: &str,

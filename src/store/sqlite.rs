@@ -370,6 +370,20 @@ impl Store for SqliteStore {
             .collect())
     }
 
+    async fn deferred_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(reason_code, '') AS code, COUNT(*) AS n FROM leads
+             WHERE state = 'deferred' GROUP BY code ORDER BY n DESC, code",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("code"), row.get::<i64, _>("n") as u64))
+            .collect())
+    }
+
     async fn reject(
         &self,
         lead_id: &str,

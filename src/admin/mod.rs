@@ -6,6 +6,9 @@
 //! * lead uploads must say what they are (`text/csv`, `application/json`,
 //!   `application/x-ndjson`): a browser form on some web page cannot send those without a
 //!   CORS preflight, which this listener never answers;
+//! * the console (`GET /`) is a page a browser opens: with a token configured, it asks for
+//!   the token once (`POST /login`) and keeps a session cookie derived from it (HttpOnly,
+//!   SameSite=Strict), which opens reads (GET) only, never writes;
 //! * every connection is bounded: a cap on open connections, a time limit for the request
 //!   headers (which also closes idle keep-alive connections), one for the whole request, and
 //!   a size limit for every body.
@@ -92,7 +95,11 @@ pub fn router<S: Store>(
             require_write,
         ))
         .with_state(daemon.clone());
+    let login = Router::new()
+        .route("/login", post(login))
+        .with_state(access.clone());
     let reads = Router::new()
+        .route("/", get(console))
         .route("/v1/status", get(status::<S>))
         .route("/v1/explain", post(explain::<S>))
         .route("/metrics", get(metrics::<S>))
@@ -103,6 +110,7 @@ pub fn router<S: Store>(
         .route("/readyz", get(readyz::<S>))
         .with_state(daemon)
         .merge(reads)
+        .merge(login)
         .merge(writes)
         .merge(webhooks)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -174,9 +182,107 @@ async fn require_read(State(access): State<Arc<Access>>, request: Request, next:
         Some(token) if !access.open_reads => refused_without(token, request.headers()),
         _ => None,
     };
-    match refusal {
-        Some(refusal) => refusal,
-        None => next.run(request).await,
+    let Some(refusal) = refusal else {
+        return next.run(request).await;
+    };
+    // The console's session opens reads a browser makes (GET), nothing it could be tricked
+    // into sending (a form's POST).
+    let token = access.token.as_deref().unwrap_or_default();
+    if request.method() == axum::http::Method::GET && has_session(token, request.headers()) {
+        return next.run(request).await;
+    }
+    if request.uri().path() == "/" {
+        return login_page(StatusCode::UNAUTHORIZED, "");
+    }
+    refusal
+}
+
+const SESSION_COOKIE: &str = "callroute_session";
+
+/// The console session's cookie value: derived from the token, so it changes when the
+/// token does and never shows the token itself.
+fn session_value(token: &str) -> String {
+    crate::synthflow::webhook::sign(token, "callroute console session")
+}
+
+fn has_session(token: &str, headers: &HeaderMap) -> bool {
+    let expected = session_value(token);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|cookie| cookie.trim().split_once('='))
+        .any(|(name, value)| name == SESSION_COOKIE && same_secret(value, &expected))
+}
+
+/// Headers of every page: nothing loaded from elsewhere, no framing, nothing cached.
+fn page(status: StatusCode, html: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+fn login_page(status: StatusCode, problem: &str) -> Response {
+    page(
+        status,
+        format!(
+            r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>callroute console: sign in</title>
+<style>body{{font:14px system-ui,sans-serif;margin:40px}}input{{font:inherit;padding:4px}}.bad{{color:#b00020}}</style></head>
+<body><h1>callroute console</h1><p>This daemon wants its admin token to show its status.</p>
+<p class="bad">{problem}</p>
+<form method="post" action="/login"><label>Admin token <input type="password" name="token" id="token" autofocus></label>
+<button type="submit">Sign in</button></form></body></html>"#
+        ),
+    )
+}
+
+/// The live console: one page from the binary, reading `/v1/status`.
+async fn console() -> Response {
+    page(StatusCode::OK, include_str!("console.html").to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(
+    State(access): State<Arc<Access>>,
+    form: Result<axum::Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Some(token) = &access.token else {
+        return axum::response::Redirect::to("/").into_response();
+    };
+    match form {
+        Ok(axum::Form(form)) if same_secret(form.token.trim(), token) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "/".to_string()),
+                (
+                    header::SET_COOKIE,
+                    format!(
+                        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                        session_value(token)
+                    ),
+                ),
+            ],
+        )
+            .into_response(),
+        Ok(_) => login_page(StatusCode::UNAUTHORIZED, "Wrong token."),
+        Err(_) => login_page(StatusCode::BAD_REQUEST, "Send the form's `token` field."),
     }
 }
 
