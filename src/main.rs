@@ -474,7 +474,13 @@ fn simulate(rules_dir: &Path, files: &[PathBuf], run: SimulateRun) -> anyhow::Re
     let tally = simulate::tally(&loaded.rules, &leads, options);
     let mut report = simulate::Report::new(&loaded.rules, &leads, options, &tally);
     if run.advice {
-        report.advice = simulate::advice::advise(&loaded.rules, &leads, options, &tally, &report);
+        report.advice = Some(simulate::advice::advise(
+            &loaded.rules,
+            &leads,
+            options,
+            &tally,
+            &report,
+        ));
     }
     match run.format {
         Format::Text => print!("{report}"),

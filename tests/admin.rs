@@ -388,3 +388,97 @@ async fn a_large_upload_is_streamed_and_every_bad_row_counted() {
         .sum::<u64>();
     assert_eq!(queued, 59_940);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_asks_for_the_token_once_and_its_session_only_reads() {
+    let daemon = idle_daemon().await;
+    let admin = common::serve_admin(&daemon).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Without the token: the sign-in page, not the console, and no status.
+    let page = http.get(format!("{admin}/")).send().await.unwrap();
+    assert_eq!(page.status(), 401);
+    let headers = page.headers().clone();
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let body = page.text().await.unwrap();
+    assert!(body.contains(r#"<form method="post" action="/login">"#));
+    assert!(!body.contains("/v1/status"));
+    let wrong = http
+        .post(format!("{admin}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    // The token, once: a session cookie that is not the token itself.
+    let signed_in = http
+        .post(format!("{admin}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", common::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/");
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains(common::ADMIN_TOKEN));
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let console = http
+        .get(format!("{admin}/"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(console.status(), 200);
+    assert!(console.text().await.unwrap().contains("callroute console"));
+    let status = http
+        .get(format!("{admin}/v1/status"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+    let view: serde_json::Value = status.json().await.unwrap();
+    assert_eq!(view["account"]["concurrency"], 5);
+    // The session never writes: a page elsewhere could make the browser send it.
+    let upload = http
+        .post(format!("{admin}/v1/leads"))
+        .header("cookie", &session)
+        .header("content-type", "text/csv")
+        .body("phone,name,campaign\n+14155550123,A,c\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 401);
+    let reload = http
+        .post(format!("{admin}/v1/reload"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 401);
+    // A forged session is refused like no session.
+    let forged = http
+        .get(format!("{admin}/v1/status"))
+        .header("cookie", "callroute_session=AAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}

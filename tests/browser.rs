@@ -272,7 +272,9 @@ async fn a_simulate_report_opens_from_disk_and_sorts() {
     };
     let tally = callroute::simulate::tally(&rules, &leads, &options);
     let mut report = callroute::simulate::Report::new(&rules, &leads, &options, &tally);
-    report.advice = callroute::simulate::advice::advise(&rules, &leads, &options, &tally, &report);
+    report.advice = Some(callroute::simulate::advice::advise(
+        &rules, &leads, &options, &tally, &report,
+    ));
     let file = screenshot_path("report.html");
     std::fs::write(&file, callroute::simulate::html::render(&report)).unwrap();
 

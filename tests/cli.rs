@@ -366,5 +366,88 @@ fn simulate_tells_what_the_rules_would_do_to_a_list_the_same_way_every_time() {
             .unwrap()
             >= 40
     );
-    assert!(report["tiers"]["NY"]["area_code"].as_u64().unwrap() > 0);
+    let ny = report["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["state"] == "NY")
+        .unwrap();
+    assert!(ny["tiers"]["area_code"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn simulate_writes_its_report_and_compares_two_rule_sets() {
+    let dir = std::env::temp_dir().join(format!("callroute-sim-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let looser = dir.join("looser");
+    std::fs::create_dir_all(&looser).unwrap();
+    for file in ["pool.yaml", "policy.yaml", "campaigns.yaml"] {
+        let text = std::fs::read_to_string(Path::new("rules").join(file)).unwrap();
+        // Three calls a minute, no gap: the same list, sooner and more local.
+        let text = text
+            .replace("per_minute: 2  ", "per_minute: 3  ")
+            .replace("min_gap: 20s", "min_gap: 1s");
+        std::fs::write(looser.join(file), text).unwrap();
+    }
+    let leads = dir.join("leads.csv");
+    assert!(
+        callroute(&[
+            "demo",
+            "--write-leads",
+            leads.to_str().unwrap(),
+            "--leads",
+            "300"
+        ])
+        .status
+        .success()
+    );
+    let report = dir.join("report.html");
+    let simulate = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--leads",
+            leads.to_str().unwrap(),
+            "--start",
+            "2026-11-30T12:50:00Z",
+        ];
+        args.extend_from_slice(extra);
+        callroute(&args)
+    };
+    let alone = simulate(&["--out", report.to_str().unwrap()]);
+    assert!(
+        alone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alone.stderr)
+    );
+    let text = String::from_utf8_lossy(&alone.stdout);
+    assert!(
+        text.contains("capacity advice (each measured by simulating again):"),
+        "{text}"
+    );
+    let page = std::fs::read_to_string(&report).unwrap();
+    assert!(page.starts_with("<!doctype html>") && page.contains(r#"<svg id="heat-map""#));
+
+    let compared = simulate(&["--compare", looser.to_str().unwrap()]);
+    assert!(
+        compared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compared.stderr)
+    );
+    let text = String::from_utf8_lossy(&compared.stdout);
+    assert!(text.starts_with("rules "), "{text}");
+    assert!(text.contains("leads unchanged"), "{text}");
+    assert!(text.contains(" → called "), "some lead moves: {text}");
+
+    // A broken second rule set is reported like `check` reports it, and nothing runs.
+    std::fs::write(looser.join("pool.yaml"), "numbers: [\n").unwrap();
+    let broken = simulate(&["--compare", looser.to_str().unwrap()]);
+    assert_eq!(broken.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("pool.yaml:"));
+    // A share outside 0..1 is refused before anything runs.
+    let bad_rate = simulate(&["--answer-rate", "+14155550100=1.5"]);
+    assert_eq!(bad_rate.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad_rate.stderr).contains("`1.5` is not a share between 0 and 1")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

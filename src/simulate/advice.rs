@@ -18,7 +18,7 @@ use crate::rules::RuleSet;
 const STATES_ADVISED: usize = 3;
 const MOST_LOCAL_NUMBERS: usize = 16;
 /// A state with fewer calls says too little about its mix to advise on.
-const FEWEST_CALLS: usize = 20;
+pub const FEWEST_CALLS: usize = 20;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Advice {

@@ -61,9 +61,9 @@ pub fn render(report: &Report) -> String {
         );
     }
     page.push_str("</div>");
-    if !report.advice.is_empty() {
+    if let Some(advice) = report.advice.as_deref().filter(|a| !a.is_empty()) {
         page.push_str(r#"<h2>Capacity advice</h2><ul id="advice">"#);
-        for advice in &report.advice {
+        for advice in advice {
             let _ = write!(page, "<li>{}</li>", escape(&advice.to_string()));
         }
         page.push_str("</ul>");

@@ -31,8 +31,9 @@ pub struct Report {
     pub states: Vec<StateReport>,
     /// Leads still queued at the start of each hour from `start`.
     pub queue_depth: Vec<usize>,
-    /// What more numbers would change, each measured by running again with them.
-    pub advice: Vec<super::advice::Advice>,
+    /// What more numbers would change, each measured by running again with them (`None`:
+    /// not asked for).
+    pub advice: Option<Vec<super::advice::Advice>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,7 +104,7 @@ impl Report {
             numbers: Vec::new(),
             states: Vec::new(),
             queue_depth: tally.queue_depth.clone(),
-            advice: Vec::new(),
+            advice: None,
         };
         let mut last_call = None;
         for outcome in &tally.outcomes {
@@ -404,14 +405,22 @@ impl fmt::Display for Report {
                 )?;
             }
         }
-        if !self.advice.is_empty() {
-            writeln!(
+        match self.advice.as_deref() {
+            Some([]) => writeln!(
                 out,
-                "\ncapacity advice (each measured by simulating again):"
-            )?;
-            for advice in &self.advice {
-                writeln!(out, "  {advice}")?;
+                "\ncapacity advice: none; no state with {} calls or more has too many from non-local numbers, and the list drained on its first day",
+                super::advice::FEWEST_CALLS
+            )?,
+            Some(advice) => {
+                writeln!(
+                    out,
+                    "\ncapacity advice (each measured by simulating again):"
+                )?;
+                for advice in advice {
+                    writeln!(out, "  {advice}")?;
+                }
             }
+            None => {}
         }
         Ok(())
     }
