@@ -329,6 +329,10 @@ async fn a_simulate_report_opens_from_disk_and_sorts() {
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(shown, sorted);
     assert_eq!(shown.len(), report.numbers.len());
+    browser
+        .execute("window.scrollTo(0, 0)", Vec::new())
+        .await
+        .unwrap();
     let png = browser.screenshot().await.unwrap();
     std::fs::write(screenshot_path("report.png"), png).unwrap();
     browser.close().await.unwrap();

@@ -110,13 +110,13 @@ fn section(page: &mut String, title: &str, svg: &str) {
 fn hours(report: &Report) -> usize {
     let all = report.queue_depth.len().max(1);
     match report.drained_at {
-        Some(t) => (((t - report.start).num_hours() + 2) as usize).clamp(1, all),
+        Some(t) => (((t - report.first_hour).num_hours() + 2) as usize).clamp(1, all),
         None => all,
     }
 }
 
 fn hour_label(report: &Report, hour: usize) -> DateTime<Utc> {
-    report.start + chrono::Duration::hours(hour as i64)
+    report.first_hour + chrono::Duration::hours(hour as i64)
 }
 
 /// The x axis: a tick and a label at every UTC midnight (or every 6 h on short runs).

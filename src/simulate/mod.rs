@@ -55,12 +55,23 @@ pub struct SimulateOptions {
 }
 
 impl SimulateOptions {
+    /// Where the hourly tallies start: the UTC hour the run starts in, so that an hour of
+    /// the report is an hour of the clock.
+    pub fn first_hour(&self) -> DateTime<Utc> {
+        self.start
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
+            .unwrap_or(self.start)
+    }
+
+    /// Hours tallied: every clock hour the run touches.
     fn hours(&self) -> usize {
-        self.days as usize * 24
+        self.days as usize * 24 + usize::from(self.first_hour() != self.start)
     }
 
     fn hour_of(&self, at: DateTime<Utc>) -> usize {
-        let hour = (at - self.start).num_seconds().max(0) / 3600;
+        let hour = (at - self.first_hour()).num_seconds().max(0) / 3600;
         (hour as usize).min(self.hours().saturating_sub(1))
     }
 }

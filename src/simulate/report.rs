@@ -29,7 +29,9 @@ pub struct Report {
     pub deferrals: BTreeMap<String, usize>,
     pub numbers: Vec<NumberReport>,
     pub states: Vec<StateReport>,
-    /// Leads still queued at the start of each hour from `start`.
+    /// The clock hour the hourly series start at (`start`, to the hour).
+    pub first_hour: DateTime<Utc>,
+    /// Leads still queued at the start of each hour from `first_hour`.
     pub queue_depth: Vec<usize>,
     /// What more numbers would change, each measured by running again with them (`None`:
     /// not asked for).
@@ -42,7 +44,7 @@ pub struct NumberReport {
     pub calls: u32,
     /// Calls per UTC day (`YYYY-MM-DD`).
     pub calls_per_day: BTreeMap<String, u32>,
-    /// Calls in each hour from the start.
+    /// Calls in each hour from `Report::first_hour`.
     pub calls_per_hour: Vec<u32>,
     pub limits: Limits,
     /// The most calls its windows allow in an hour (per_hour, per_minute, min_gap), if any
@@ -103,6 +105,7 @@ impl Report {
             deferrals: tally.deferrals.clone(),
             numbers: Vec::new(),
             states: Vec::new(),
+            first_hour: options.first_hour(),
             queue_depth: tally.queue_depth.clone(),
             advice: None,
         };
@@ -128,7 +131,7 @@ impl Report {
             let mut calls_per_day = BTreeMap::new();
             for (hour, calls) in counted.calls_per_hour.iter().enumerate() {
                 if *calls > 0 {
-                    let day = options.start + chrono::Duration::hours(hour as i64);
+                    let day = options.first_hour() + chrono::Duration::hours(hour as i64);
                     *calls_per_day
                         .entry(day.format("%Y-%m-%d").to_string())
                         .or_default() += calls;
@@ -146,7 +149,7 @@ impl Report {
                     .iter()
                     .map(|(w, n)| (w.to_string(), *n))
                     .collect(),
-                binding: spans(options.start, &counted.full_per_hour),
+                binding: spans(options.first_hour(), &counted.full_per_hour),
             });
         }
         for (name, state) in &tally.states {
