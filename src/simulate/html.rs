@@ -98,7 +98,7 @@ pub fn render(report: &Report) -> String {
     ] {
         reasons_table(&mut page, title, counts);
     }
-    let _ = write!(page, "<script>{SORT_SCRIPT}</script></body></html>\n");
+    let _ = writeln!(page, "<script>{SORT_SCRIPT}</script></body></html>");
     page
 }
 
