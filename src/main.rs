@@ -474,6 +474,9 @@ fn simulate(rules_dir: &Path, files: &[PathBuf], run: SimulateRun) -> anyhow::Re
     let tally = simulate::tally(&loaded.rules, &leads, options);
     let mut report = simulate::Report::new(&loaded.rules, &leads, options, &tally);
     if run.advice {
+        eprintln!(
+            "working out capacity advice: simulating again with synthetic numbers (--no-advice skips this)"
+        );
         report.advice = Some(simulate::advice::advise(
             &loaded.rules,
             &leads,

@@ -235,6 +235,33 @@ async fn the_console_shows_the_running_daemon() {
 
     let png = browser.screenshot().await.unwrap();
     std::fs::write(screenshot_path("console.png"), png).unwrap();
+
+    // A broken edit of the rules: the page says the files are broken, where, and that the
+    // running rules stay.
+    let dir = std::env::temp_dir().join(format!("callroute-console-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("r.yaml"),
+        RULES.replace("per_hour: 30", "per_hour: -3"),
+    )
+    .unwrap();
+    daemon.set_rules_dir(dir.clone());
+    let outcome = daemon.reload("test").await;
+    assert!(
+        matches!(outcome, callroute::daemon::ReloadOutcome::Failed { .. }),
+        "{outcome:?}"
+    );
+    let error = wait_for_text(
+        &browser,
+        ".reload-error",
+        "r.yaml:2:",
+        REFRESH + Duration::from_secs(1),
+    )
+    .await;
+    assert!(error.contains("not `-3`"), "{error}");
+    wait_for_text(&browser, "#banners", "BROKEN", REFRESH).await;
+    wait_for_text(&browser, "#rules-hash", &hash, REFRESH).await;
+    let _ = std::fs::remove_dir_all(&dir);
     browser.close().await.unwrap();
 }
 

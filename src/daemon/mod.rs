@@ -35,7 +35,10 @@ mod reload;
 mod status;
 
 pub use reload::{ReloadOutcome, ReloadRecord, ReloadStatus};
-pub use status::{FullWindowView, HeldView, NumberView, RulesView, StatusView};
+pub use status::{
+    AccountView, DecisionView, FullWindowView, HeldView, NumberView, RulesView, StatusView,
+    WindowUseView,
+};
 
 /// How far back usage matters: the longest limit window (a local day: up to 25 h), or the
 /// longest sticky TTL. Usage is rebuilt from this far back at start, and leads idle for
