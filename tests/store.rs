@@ -248,6 +248,29 @@ async fn held_leads_are_counted_by_reason_and_queued_again_at_once() {
     assert_eq!(store.release_held(later).await.unwrap(), 3);
     assert_eq!(store.claim_due(later, 10).await.unwrap().len(), 3);
     assert!(store.held_reasons().await.unwrap().is_empty());
+
+    // Deferred leads are counted by the code of their reason: its text names instants.
+    for (id, code, reason) in [
+        ("l0", "outside_calling_hours", "opens 2026-12-01T14:00:00Z"),
+        ("l1", "outside_calling_hours", "opens 2026-12-01T15:00:00Z"),
+        (
+            "l2",
+            "all_numbers_at_limit",
+            "the first frees 2026-12-01T14:01:00Z",
+        ),
+    ] {
+        store
+            .defer(id, later + Duration::hours(1), code, reason, later)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.deferred_reasons().await.unwrap(),
+        [
+            ("outside_calling_hours".to_string(), 2),
+            ("all_numbers_at_limit".to_string(), 1)
+        ]
+    );
 }
 
 #[tokio::test]

@@ -294,22 +294,14 @@ impl<S: Store> Daemon<S> {
             .into_iter()
             .map(|(state, n)| (state.as_str().to_string(), n))
             .collect();
-        let held = self
-            .shared
-            .store
-            .held_reasons()
-            .await?
-            .into_iter()
-            .map(|(reason, count)| HeldView { reason, count })
-            .collect();
-        let deferred = self
-            .shared
-            .store
-            .deferred_reasons()
-            .await?
-            .into_iter()
-            .map(|(reason, count)| HeldView { reason, count })
-            .collect();
+        let by_reason = |counts: Vec<(String, u64)>| {
+            counts
+                .into_iter()
+                .map(|(reason, count)| HeldView { reason, count })
+                .collect()
+        };
+        let held = by_reason(self.shared.store.held_reasons().await?);
+        let deferred = by_reason(self.shared.store.deferred_reasons().await?);
         let rules = self.shared.rules.load();
         let reload = lock(&self.shared.reload_status).clone();
         Ok(StatusView {

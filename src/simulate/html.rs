@@ -251,13 +251,7 @@ fn heat_map(report: &Report) -> String {
     x_axis(&mut svg, report, top, height);
     for (index, number) in numbers.iter().enumerate() {
         let y = top + index as f64 * row;
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{:.1}" class="label" text-anchor="end">{}</text>"#,
-            LEFT - 6.0,
-            y + row - 3.0,
-            escape(&number.number)
-        );
+        row_label(&mut svg, y + row - 3.0, &number.number);
         let scale = number
             .hourly_capacity
             .unwrap_or_else(|| number.calls_per_hour.iter().max().copied().unwrap_or(0))
@@ -318,13 +312,10 @@ fn tier_mix(report: &Report) -> String {
     let span = WIDTH - LEFT - 10.0;
     for (index, state) in states.iter().enumerate() {
         let y = top + index as f64 * row;
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{:.1}" class="label" text-anchor="end">{} ({})</text>"#,
-            LEFT - 6.0,
+        row_label(
+            &mut svg,
             y + row - 5.0,
-            escape(&state.state),
-            state.calls
+            &format!("{} ({})", state.state, state.calls),
         );
         let mut x = LEFT;
         for (tier_index, tier) in TIERS.iter().enumerate() {
@@ -373,6 +364,16 @@ fn bars(counts: &BTreeMap<String, usize>) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// A row's name, right-aligned against the plot's left edge.
+fn row_label(svg: &mut String, baseline: f64, text: &str) {
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{baseline:.1}" class="label" text-anchor="end">{}</text>"#,
+        LEFT - 6.0,
+        escape(text)
+    );
 }
 
 fn svg_open(id: &str, height: f64) -> String {

@@ -77,6 +77,27 @@ fn time(ms: i64) -> DateTime<Utc> {
 }
 
 impl SqliteStore {
+    /// Leads in `state` counted by the value of `column`, most first.
+    async fn count_by(
+        &self,
+        column: &'static str,
+        state: LeadState,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        // `column` is one of this file's constants, never input.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COALESCE({column}, '') AS value, COUNT(*) AS n FROM leads WHERE state = ?
+             GROUP BY value ORDER BY n DESC, value"
+        )))
+        .bind(state.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("value"), row.get::<i64, _>("n") as u64))
+            .collect())
+    }
+
     /// Opens (creating if needed) `sqlite://PATH`, or `sqlite::memory:` for tests.
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
         let path = url
@@ -357,31 +378,11 @@ impl Store for SqliteStore {
     }
 
     async fn held_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT COALESCE(reason, '') AS reason, COUNT(*) AS n FROM leads WHERE state = 'held'
-             GROUP BY reason ORDER BY n DESC, reason",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get("reason"), row.get::<i64, _>("n") as u64))
-            .collect())
+        self.count_by("reason", LeadState::Held).await
     }
 
     async fn deferred_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT COALESCE(reason_code, '') AS code, COUNT(*) AS n FROM leads
-             WHERE state = 'deferred' GROUP BY code ORDER BY n DESC, code",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get("code"), row.get::<i64, _>("n") as u64))
-            .collect())
+        self.count_by("reason_code", LeadState::Deferred).await
     }
 
     async fn reject(
