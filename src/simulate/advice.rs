@@ -3,12 +3,10 @@
 //! needs them) until the goal is met or more numbers stop making sense.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use super::report::{Report, percent};
+use super::report::{Advice, FEWEST_CALLS, Report, Verdict, percent};
 use super::{SimulateOptions, Tally, tally};
 use crate::lead::Lead;
 use crate::phone::E164;
@@ -17,36 +15,6 @@ use crate::rules::RuleSet;
 /// How many states get local-presence advice, and the most numbers tried for one.
 const STATES_ADVISED: usize = 3;
 const MOST_LOCAL_NUMBERS: usize = 16;
-/// A state with fewer calls says too little about its mix to advise on.
-pub const FEWEST_CALLS: usize = 20;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Advice {
-    pub goal: String,
-    /// What was added in the run that met the goal (or the largest one tried).
-    pub change: String,
-    pub before: String,
-    pub after: String,
-    pub reached: bool,
-}
-
-impl fmt::Display for Advice {
-    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.reached {
-            write!(
-                out,
-                "{}: {} ({} → {})",
-                self.goal, self.change, self.before, self.after
-            )
-        } else {
-            write!(
-                out,
-                "{}: not reached even with {} ({} → {})",
-                self.goal, self.change, self.before, self.after
-            )
-        }
-    }
-}
 
 /// Advice for `report` (the run of `rules` over `leads`), by running again.
 pub fn advise(
@@ -154,7 +122,11 @@ fn advise_state(
         ),
         before: percent(state.non_local, state.calls()),
         after,
-        reached,
+        verdict: if reached {
+            Verdict::Reached
+        } else {
+            Verdict::NotReached
+        },
     })
 }
 
@@ -241,7 +213,7 @@ fn drain_sooner(
             ),
             before: before.clone(),
             after: before,
-            reached: false,
+            verdict: Verdict::NotTried,
         });
     }
     let pool = rules.numbers().count().max(1);
@@ -279,7 +251,11 @@ fn drain_sooner(
             ),
             before: before.clone(),
             after: describe_drain(&again),
-            reached,
+            verdict: if reached {
+                Verdict::Reached
+            } else {
+                Verdict::NotReached
+            },
         });
         if reached {
             break;

@@ -485,11 +485,11 @@ campaigns:
             (local.before.as_str(), local.after.as_str()),
             ("50%", "15%")
         );
-        assert!(local.reached);
+        assert_eq!(local.verdict, report::Verdict::Reached);
         // The queue did not drain in the day: more numbers like the full ones drain it.
         let drain = &advice[1];
         assert_eq!(drain.goal, "drain the list within 1 days");
-        assert!(drain.reached, "{drain}");
+        assert_eq!(drain.verdict, report::Verdict::Reached, "{drain}");
         assert!(drain.after.starts_with("drained 2026-11-30"), "{drain}");
     }
 
@@ -507,7 +507,7 @@ campaigns:
         let report = Report::new(&rules_from(&open), &leads, &options, &base);
         let advice = advice::advise(&rules_from(&open), &leads, &options, &base, &report);
         let drain = advice.last().unwrap();
-        assert!(!drain.reached);
+        assert_eq!(drain.verdict, report::Verdict::NotTried);
         assert!(
             drain.change.starts_with("more numbers would not help"),
             "{drain}"

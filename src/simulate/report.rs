@@ -35,7 +35,7 @@ pub struct Report {
     pub queue_depth: Vec<usize>,
     /// What more numbers would change, each measured by running again with them (`None`:
     /// not asked for).
-    pub advice: Option<Vec<super::advice::Advice>>,
+    pub advice: Option<Vec<Advice>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,6 +169,45 @@ impl Report {
 
     pub fn waiting_total(&self) -> usize {
         self.waiting.values().sum()
+    }
+}
+
+/// A state with fewer calls says too little about its mix to advise on.
+pub const FEWEST_CALLS: usize = 20;
+
+/// One piece of capacity advice (see `advice`): a goal, the change that met it (or the
+/// largest tried), and the measure before and after.
+#[derive(Debug, Clone, Serialize)]
+pub struct Advice {
+    pub goal: String,
+    /// What was added in the run that met the goal (or the largest one tried); when nothing
+    /// was tried, why not.
+    pub change: String,
+    pub before: String,
+    pub after: String,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Reached,
+    NotReached,
+    /// More numbers cannot help (e.g. no number was ever full): nothing was run.
+    NotTried,
+}
+
+impl fmt::Display for Advice {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (goal, change, before, after) = (&self.goal, &self.change, &self.before, &self.after);
+        match self.verdict {
+            Verdict::Reached => write!(out, "{goal}: {change} ({before} → {after})"),
+            Verdict::NotReached => write!(
+                out,
+                "{goal}: not reached even with {change} ({before} → {after})"
+            ),
+            Verdict::NotTried => write!(out, "{goal}: {change}"),
+        }
     }
 }
 
@@ -412,7 +451,7 @@ impl fmt::Display for Report {
             Some([]) => writeln!(
                 out,
                 "\ncapacity advice: none; no state with {} calls or more has too many from non-local numbers, and the list drained on its first day",
-                super::advice::FEWEST_CALLS
+                FEWEST_CALLS
             )?,
             Some(advice) => {
                 writeln!(
