@@ -9,6 +9,7 @@ pub mod demo;
 pub mod engine;
 pub mod explain;
 pub mod geo;
+pub mod health;
 pub mod hours;
 pub mod lead;
 pub mod metrics;

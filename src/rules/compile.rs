@@ -262,7 +262,97 @@ fn compile_limits(r: &mut Reporter, raw: &RawLimits) -> Limits {
         per_24h: positive(r, &raw.per_24h, "per_24h"),
         per_day: positive(r, &raw.per_day, "per_day"),
         min_gap: raw.min_gap.as_ref().and_then(|g| r.duration(g)),
+        warmup: raw.warmup.as_ref().and_then(|w| {
+            let (from, to, days) = (w.value.from.value, w.value.to.value, w.value.days.value);
+            if from == 0 {
+                r.error(
+                    &w.value.from,
+                    "`from: 0` would never allow a call on the first day",
+                );
+                return None;
+            }
+            if to < from {
+                r.error(
+                    &w.value.to,
+                    format!("`to: {to}` is below `from: {from}`: a warm-up ramps up"),
+                );
+                return None;
+            }
+            if days == 0 || days > 366 {
+                r.error(&w.value.days, "`days` must be 1 to 366");
+                return None;
+            }
+            Some(crate::health::Warmup { from, to, days })
+        }),
     }
+}
+
+/// `30%` or `0.3` as a share in [0, 1].
+fn share(r: &mut Reporter, value: &Spanned<RawShare>, key: &str) -> Option<f64> {
+    let parsed = match &value.value {
+        RawShare::Number(n) => Some(*n),
+        RawShare::Text(text) => text
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map(|n| n / 100.0),
+    };
+    match parsed {
+        Some(share) if (0.0..=1.0).contains(&share) => Some(share),
+        _ => {
+            r.error(
+                value,
+                format!("`{key}` is a share between 0 and 1, written `0.3` or `30%`"),
+            );
+            None
+        }
+    }
+}
+
+/// `raw` over `base`, field by field.
+fn compile_health(
+    r: &mut Reporter,
+    raw: &RawHealth,
+    base: &crate::health::Policy,
+) -> crate::health::Policy {
+    let mut policy = base.clone();
+    if let Some(when) = &raw.rest_when {
+        if let Some(below) = &when.value.answer_rate_below
+            && let Some(share) = share(r, below, "answer_rate_below")
+        {
+            policy.answer_rate_below = share;
+        }
+        if let Some(min) = positive(r, &when.value.min_calls, "min_calls") {
+            policy.min_calls = min;
+        }
+        if let Some(last) = positive(r, &when.value.last_calls, "last_calls") {
+            policy.last_calls = last.min(crate::health::KEPT_CALLS as u32);
+        }
+        if policy.last_calls < policy.min_calls {
+            r.error(
+                &when,
+                format!(
+                    "`last_calls: {}` counts fewer calls than `min_calls: {}` needs: no number could ever rest",
+                    policy.last_calls, policy.min_calls
+                ),
+            );
+        }
+    }
+    if let Some(duration) = raw.rest_for.as_ref().and_then(|d| r.duration(d)) {
+        policy.rest_for = duration;
+    }
+    if let Some(duration) = raw.short_call.as_ref().and_then(|d| r.duration(d)) {
+        policy.short_call = duration;
+    }
+    if let Some(max) = &raw.max_resting
+        && let Some(share) = share(r, max, "max_resting")
+    {
+        policy.max_resting = share;
+    }
+    if let Some(detach) = &raw.detach_while_resting {
+        policy.detach_while_resting = detach.value;
+    }
+    policy
 }
 
 fn parse_zone(r: &mut Reporter, text: &str, at: Location) -> Option<Tz> {
@@ -474,6 +564,7 @@ impl Compiler {
         let agents = self.agents(files);
         let profiles = self.profiles(files);
         let (numbers, number_ids) = self.numbers(files, &profiles);
+        let (default_health, health) = self.health(files, &profiles, &numbers, &number_ids);
         let (mut calling_hours, hours_given) = compile_layered(
             &mut self.out,
             files,
@@ -529,8 +620,102 @@ impl Compiler {
             campaigns,
             calling_hours,
             lead_attempts,
+            health,
+            default_health,
             content_hash,
         })
+    }
+
+    /// Each number's health policy: the default, its limit profile's, its own, field by field.
+    fn health(
+        &mut self,
+        files: &[(PathBuf, RawFile)],
+        profiles: &HashMap<String, Limits>,
+        numbers: &[NumberInfo],
+        number_ids: &HashMap<E164, NumberId>,
+    ) -> (crate::health::Policy, Vec<crate::health::Policy>) {
+        let builtin = crate::health::Policy::default();
+        let mut default = None;
+        let mut default_at: Option<SourcePos> = None;
+        for (path, file) in files {
+            let mut r = reporter(path, &mut self.out);
+            if let Some(raw) = file.health.as_ref().and_then(|h| h.default.as_ref()) {
+                if let Some(first) = &default_at {
+                    r.error(
+                        raw,
+                        format!("`health.default` is already defined at {first}"),
+                    );
+                    continue;
+                }
+                default_at = Some(r.pos(raw.referenced));
+                default = Some(compile_health(&mut r, &raw.value, &builtin));
+            }
+        }
+        let default = default.unwrap_or(builtin);
+        let mut by_profile: HashMap<String, crate::health::Policy> = HashMap::new();
+        let mut by_number: HashMap<E164, &RawHealth> = HashMap::new();
+        let mut profile_names = Names::default();
+        let mut number_names = Names::default();
+        for (path, file) in files {
+            let mut r = reporter(path, &mut self.out);
+            let Some(health) = &file.health else { continue };
+            for (name, raw) in health.profiles.iter().flat_map(|m| &m.0) {
+                if !profiles.contains_key(&name.value) {
+                    r.error(
+                        name,
+                        unknown_name("limit profile", &name.value, profiles.keys()),
+                    );
+                } else if profile_names.claim(&mut r, name, "health profile") {
+                    by_profile.insert(name.value.clone(), compile_health(&mut r, raw, &default));
+                }
+            }
+            for (key, raw) in health.numbers.iter().flat_map(|m| &m.0) {
+                match E164::parse(key.value.trim()) {
+                    Ok(number) if number_ids.contains_key(&number) => {
+                        if number_names.claim(&mut r, key, "health of number") {
+                            // Checked here, where its errors can be located; compiled
+                            // over its profile's policy below.
+                            compile_health(&mut r, raw, &default);
+                            by_number.insert(number, raw);
+                        }
+                    }
+                    Ok(number) => r.error(key, format!("number {number} is not in `numbers:`")),
+                    Err(e) => r.error(key, e.to_string()),
+                }
+            }
+        }
+        // Which profile each number uses, as its entry says.
+        let mut profile_of: HashMap<E164, &str> = HashMap::new();
+        for (_, file) in files {
+            for (key, raw) in file.numbers.iter().flat_map(|m| &m.0) {
+                if let (Ok(number), Some(profile)) =
+                    (E164::parse(key.value.trim()), &raw.limit_profile)
+                {
+                    profile_of.insert(number, profile.value.as_str());
+                }
+            }
+        }
+        let policies = numbers
+            .iter()
+            .map(|info| {
+                let base = profile_of
+                    .get(&info.number)
+                    .and_then(|p| by_profile.get(*p))
+                    .unwrap_or(&default);
+                match by_number.get(&info.number) {
+                    Some(raw) => compile_health(
+                        &mut Reporter {
+                            file: Path::new(""),
+                            out: &mut Vec::new(),
+                        },
+                        raw,
+                        base,
+                    ),
+                    None => base.clone(),
+                }
+            })
+            .collect();
+        (default, policies)
     }
 
     fn agents(&mut self, files: &[(PathBuf, RawFile)]) -> BTreeMap<String, Agent> {
@@ -553,6 +738,7 @@ impl Compiler {
                     Agent {
                         name: name.value.clone(),
                         model_id: raw.model_id.value.trim().to_string(),
+                        manage_pool: raw.manage_pool.as_ref().is_some_and(|m| m.value),
                     },
                 );
             }
@@ -644,8 +830,21 @@ impl Compiler {
                     labels.insert(label.value.clone(), value.value.clone());
                 }
                 ids.insert(number, numbers.len() as NumberId);
+                let since = raw.since.as_ref().and_then(|since| {
+                    match chrono::NaiveDate::parse_from_str(since.value.trim(), "%Y-%m-%d") {
+                        Ok(date) => Some(date),
+                        Err(_) => {
+                            r.error(
+                                since,
+                                format!("`since: {}` is not a date (YYYY-MM-DD)", since.value),
+                            );
+                            None
+                        }
+                    }
+                });
                 numbers.push(NumberInfo {
                     number,
+                    since,
                     brand: raw.brand.as_ref().map(|b| b.value.clone()),
                     labels,
                     weight,

@@ -23,6 +23,9 @@ pub struct RuleSet {
     pub(crate) campaigns: BTreeMap<String, Campaign>,
     pub(crate) calling_hours: Layered<HoursRule>,
     pub(crate) lead_attempts: Layered<AttemptRule>,
+    /// Each number's health policy, by `NumberId`.
+    pub(crate) health: Vec<crate::health::Policy>,
+    pub(crate) default_health: crate::health::Policy,
     /// xxh3 of the files' names and contents: equal hashes mean identical rules.
     pub content_hash: u64,
 }
@@ -84,6 +87,13 @@ impl RuleSet {
         self.agents.get(name)
     }
 
+    /// The health policy of `number` (the default for a number the rules do not have).
+    pub fn health_policy(&self, number: E164) -> &crate::health::Policy {
+        self.number_id(number)
+            .and_then(|id| self.health.get(id as usize))
+            .unwrap_or(&self.default_health)
+    }
+
     /// This rule set with more numbers, each `(new, like)` a copy of `like` (brand, labels,
     /// weight, limits) at the new number's region, in every route that has `like`. For
     /// what-if runs (`simulate`'s capacity advice); the content hash is kept.
@@ -106,6 +116,8 @@ impl RuleSet {
                 ..model.clone()
             });
             rules.number_ids.insert(new, id);
+            let policy = self.health_policy(like).clone();
+            rules.health.push(policy);
             copies.entry(self.number_ids[&like]).or_default().push(id);
         }
         for route in rules.campaigns.values_mut().flat_map(|c| &mut c.routes) {
@@ -129,6 +141,8 @@ impl RuleSet {
 pub struct Agent {
     pub name: String,
     pub model_id: String,
+    /// `callroute pool apply` keeps its attached pool as the rules say.
+    pub manage_pool: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +158,8 @@ pub struct NumberInfo {
     pub limits: Limits,
     /// Only the windows the number sets itself (a route may not loosen these).
     pub own_limits: Limits,
+    /// The day it joined the pool, if the rules say; else its first use counts.
+    pub since: Option<NaiveDate>,
 }
 
 /// Per-number usage windows. `None` means no limit on that window.
@@ -155,6 +171,8 @@ pub struct Limits {
     pub per_day: Option<u32>,
     #[serde(with = "humantime_serde_opt")]
     pub min_gap: Option<Duration>,
+    /// A daily cap while the number is new.
+    pub warmup: Option<crate::health::Warmup>,
 }
 
 impl Limits {
@@ -166,6 +184,7 @@ impl Limits {
             per_24h: over.per_24h.or(self.per_24h),
             per_day: over.per_day.or(self.per_day),
             min_gap: over.min_gap.or(self.min_gap),
+            warmup: over.warmup.or(self.warmup),
         }
     }
 
@@ -184,6 +203,15 @@ impl Limits {
             per_day: lower(self.per_day, other.per_day),
             min_gap: match (self.min_gap, other.min_gap) {
                 (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+            // The slower ramp: the lower start, the lower end, the longer.
+            warmup: match (self.warmup, other.warmup) {
+                (Some(a), Some(b)) => Some(crate::health::Warmup {
+                    from: a.from.min(b.from),
+                    to: a.to.min(b.to),
+                    days: a.days.max(b.days),
+                }),
                 (a, b) => a.or(b),
             },
         }

@@ -18,12 +18,15 @@ pub struct RawFile {
     pub calling_hours: Option<RawOverrides<RawHours>>,
     pub lead_attempts: Option<RawOverrides<RawAttempts>>,
     pub campaigns: Option<SpannedMap<RawCampaign>>,
+    pub health: Option<RawHealthRules>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
     pub model_id: Spanned<String>,
+    /// `callroute pool apply` makes this agent's attached pool match the rules.
+    pub manage_pool: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +39,8 @@ pub struct RawNumber {
     pub limits: Option<RawLimits>,
     /// Zone for `per_day` counting and the time-zone tier, when the number's own is unknown.
     pub timezone: Option<Spanned<String>>,
+    /// The day the number joined the pool (`YYYY-MM-DD`), for warm-up; else its first use.
+    pub since: Option<Spanned<String>>,
 }
 
 /// Per-number usage windows; every window set is enforced at once.
@@ -47,6 +52,54 @@ pub struct RawLimits {
     pub per_24h: Option<Spanned<u32>>,
     pub per_day: Option<Spanned<u32>>,
     pub min_gap: Option<Spanned<String>>,
+    pub warmup: Option<Spanned<RawWarmup>>,
+}
+
+/// A daily cap for numbers new to the pool, growing from `from` to `to` over `days`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarmup {
+    pub from: Spanned<u32>,
+    pub to: Spanned<u32>,
+    pub days: Spanned<u32>,
+}
+
+/// `health:`: when numbers rest; a default, per limit profile and per number (field by
+/// field, the most specific wins).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthRules {
+    pub default: Option<Spanned<RawHealth>>,
+    pub profiles: Option<SpannedMap<RawHealth>>,
+    pub numbers: Option<SpannedMap<RawHealth>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub rest_when: Option<Spanned<RawRestWhen>>,
+    pub rest_for: Option<Spanned<String>>,
+    pub short_call: Option<Spanned<String>>,
+    /// A share of the agent's pool: `30%` or `0.3`.
+    pub max_resting: Option<Spanned<RawShare>>,
+    pub detach_while_resting: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestWhen {
+    /// A share of the pool's median answer rate.
+    pub answer_rate_below: Option<Spanned<RawShare>>,
+    pub min_calls: Option<Spanned<u32>>,
+    pub last_calls: Option<Spanned<u32>>,
+}
+
+/// `30%` or `0.3`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawShare {
+    Number(f64),
+    Text(String),
 }
 
 /// A policy with a default and per-country / per-state overrides (field by field).
