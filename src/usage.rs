@@ -25,6 +25,10 @@ pub struct PoolState {
     attached: HashMap<String, HashSet<E164>>,
     numbers: HashMap<E164, NumberUsage>,
     leads: HashMap<String, LeadHistory>,
+    /// Numbers resting (by health policy or by hand), with why and until when.
+    rests: std::collections::BTreeMap<E164, crate::health::Rest>,
+    /// The first use of each number ever (from the ledger), for warm-up.
+    first_use: HashMap<E164, DateTime<Utc>>,
 }
 
 /// Recent uses of one caller ID, oldest first.
@@ -52,6 +56,8 @@ pub enum LimitWindow {
     PerDay,
     MinGap,
     MaxTotal,
+    /// The daily cap of a number new to the pool.
+    Warmup,
 }
 
 impl LimitWindow {
@@ -63,6 +69,7 @@ impl LimitWindow {
             LimitWindow::PerDay => "per_day",
             LimitWindow::MinGap => "min_gap",
             LimitWindow::MaxTotal => "max_total",
+            LimitWindow::Warmup => "warmup",
         }
     }
 }
@@ -145,6 +152,32 @@ impl PoolState {
         self.attached.get(model_id).into_iter().flatten().copied()
     }
 
+    /// Replaces the rests (expired ones may stay: they are ignored after `until`).
+    pub fn set_rests(&mut self, rests: impl IntoIterator<Item = crate::health::Rest>) {
+        self.rests = rests.into_iter().map(|r| (r.number, r)).collect();
+    }
+
+    /// Why `number` rests at `now`, if it does.
+    pub fn rest_of(&self, number: E164, now: DateTime<Utc>) -> Option<&crate::health::Rest> {
+        self.rests
+            .get(&number)
+            .filter(|rest| rest.since <= now && now < rest.until)
+    }
+
+    pub fn rests(&self) -> &std::collections::BTreeMap<E164, crate::health::Rest> {
+        &self.rests
+    }
+
+    /// The earliest use of `number` known, e.g. from the ledger at start.
+    pub fn note_first_use(&mut self, number: E164, at: DateTime<Utc>) {
+        let first = self.first_use.entry(number).or_insert(at);
+        *first = (*first).min(at);
+    }
+
+    pub fn first_use(&self, number: E164) -> Option<DateTime<Utc>> {
+        self.first_use.get(&number).copied()
+    }
+
     /// Accounts for a call to `lead` from `number` placed at `at`.
     pub fn record(&mut self, number: E164, lead: &Lead, at: DateTime<Utc>) {
         self.record_for_key(number, &lead.key, at);
@@ -152,6 +185,7 @@ impl PoolState {
 
     /// `record` for a lead known only by its key (rebuilding usage from the ledger).
     pub fn record_for_key(&mut self, number: E164, lead_key: &str, at: DateTime<Utc>) {
+        self.note_first_use(number, at);
         let usage = self.numbers.entry(number).or_default();
         insert_sorted(&mut usage.uses, at);
         usage.last_used = usage.last_used.max(Some(at));
@@ -288,6 +322,35 @@ impl NumberUsage {
         let today = now.with_timezone(&day_zone).date_naive();
         first_instant_at_or_after(day_zone, today.and_time(chrono::NaiveTime::MIN))
             .map_or(0, |day_start| self.uses_since(day_start))
+    }
+
+    /// The warm-up cap's hit, if `number` (first used on `first_day`, in `day_zone`) is
+    /// still warming up and has used today's cap.
+    pub fn warmup_hit(
+        &self,
+        warmup: &crate::health::Warmup,
+        first_day: chrono::NaiveDate,
+        day_zone: Tz,
+        now: DateTime<Utc>,
+    ) -> Option<LimitHit> {
+        let today = now.with_timezone(&day_zone).date_naive();
+        let day = (today - first_day).num_days();
+        let cap = warmup.cap(day)?;
+        let used = self.uses_today(day_zone, now);
+        (used >= cap).then(|| LimitHit {
+            window: LimitWindow::Warmup,
+            limit: format!(
+                "{cap} (day {} of {}, {}→{})",
+                day + 1,
+                warmup.days,
+                warmup.from,
+                warmup.to
+            ),
+            used,
+            frees_at: today.succ_opt().and_then(|d| {
+                first_instant_at_or_after(day_zone, d.and_time(chrono::NaiveTime::MIN))
+            }),
+        })
     }
 
     /// Uses in the 24 hours up to `now`.

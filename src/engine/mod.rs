@@ -84,6 +84,8 @@ pub enum ReasonCode {
     LeadAttemptLimit,
     LeadAttemptCapReached,
     AllNumbersAtLimit,
+    /// Every usable number rests (health): it ends by itself.
+    NumbersResting,
     NoLocalNumber,
     NoAttachedNumber,
 }
@@ -507,6 +509,105 @@ campaigns:
             "{:?}",
             trace.excluded
         );
+    }
+
+    fn rest(number: &str, until: &str, reason: &str) -> crate::health::Rest {
+        crate::health::Rest {
+            number: E164::parse(number).unwrap(),
+            since: at("2026-03-01T00:00:00Z"),
+            until: at(until),
+            reason: reason.into(),
+            source: "auto".into(),
+        }
+    }
+
+    #[test]
+    fn a_resting_number_is_skipped_with_why_and_until_when() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        pool.set_rests([rest(
+            "+14155550100",
+            "2026-03-06T16:00:00Z",
+            "answer rate 6% over its last 52 calls, pool median 24%",
+        )]);
+        let sf = lead("+14155550123", "local");
+        let (decision, trace) = decide(&rules, &sf, &pool, at(NOON_PACIFIC));
+        assert_eq!(
+            dialed(&decision),
+            ("+14155550101".into(), PickedBy::AreaCode)
+        );
+        assert_eq!(
+            trace.excluded[0].reason,
+            "resting until 2026-03-06T16:00:00Z: answer rate 6% over its last 52 calls, pool median 24%"
+        );
+        assert!(crate::explain::to_text(&decision, &trace).contains("+14155550100"));
+        // The rest over, it is a candidate again.
+        let (decision, trace) = decide(&rules, &sf, &pool, at("2026-03-06T16:00:00Z"));
+        assert!(matches!(decision, Decision::Dial { .. }));
+        assert!(trace.excluded.is_empty());
+    }
+
+    #[test]
+    fn when_every_number_rests_the_lead_waits_for_the_first_rest_to_end() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        pool.set_rests([
+            rest("+14155550100", "2026-03-06T16:00:00Z", "flagged"),
+            rest("+14155550101", "2026-03-05T16:00:00Z", "flagged"),
+        ]);
+        let sf = lead("+14155550123", "strictly-local");
+        let (decision, _) = decide(&rules, &sf, &pool, at(NOON_PACIFIC));
+        match decision {
+            Decision::Defer { until, reason } => {
+                assert_eq!(reason.code, ReasonCode::NumbersResting);
+                assert_eq!(until, at("2026-03-05T16:00:00Z"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_number_warms_up_under_a_growing_daily_cap() {
+        let text = RULES
+            .replace(
+                "default: { per_hour: 2, min_gap: 60s }",
+                "default: { per_hour: 100, warmup: { from: 2, to: 10, days: 4 } }",
+            )
+            .replace(
+                r#""+14155550100": { brand: acme }"#,
+                r#""+14155550100": { brand: acme, since: "2026-03-04" }"#,
+            );
+        let rules = compile_sources(&[(Path::new("t.yaml"), text.as_str())])
+            .0
+            .unwrap();
+        let mut pool = pool(&rules);
+        let sf = E164::parse("+14155550100").unwrap();
+        let now = at(NOON_PACIFIC);
+        for minute in 0..2 {
+            pool.record(
+                sf,
+                &lead("+14155550999", "local"),
+                now - chrono::Duration::minutes(minute + 1),
+            );
+        }
+        let (decision, trace) = decide(&rules, &lead("+14155550123", "rotate"), &pool, now);
+        assert_ne!(dialed(&decision).0, "+14155550100");
+        let excluded = &trace.excluded[0];
+        assert_eq!(excluded.windows, [crate::usage::LimitWindow::Warmup]);
+        assert!(
+            excluded.reason.starts_with("warmup 2/2 (day 1 of 4, 2→10)"),
+            "{}",
+            excluded.reason
+        );
+        // Two days later its cap is 6: two calls today leave it usable.
+        let later = now + chrono::Duration::days(2);
+        pool.record(
+            sf,
+            &lead("+14155550998", "local"),
+            later - chrono::Duration::minutes(5),
+        );
+        let (decision, _) = decide(&rules, &lead("+14155550123", "weighted"), &pool, later);
+        assert!(matches!(decision, Decision::Dial { .. }));
     }
 
     #[test]

@@ -26,6 +26,13 @@ pub(super) fn pick_number(
         if !pool.is_attached(&campaign.model_id, info.number) {
             return Err(format!("not attached to agent `{}`", campaign.agent));
         }
+        if let Some(rest) = pool.rest_of(info.number, now) {
+            return Err(format!(
+                "resting until {}: {}",
+                rfc3339(rest.until),
+                rest.reason
+            ));
+        }
         let hits = limit_hits(route, info, pool, now);
         if hits.is_empty() {
             Ok(())
@@ -68,6 +75,7 @@ pub(super) fn pick_number(
 
     let mut seen: HashSet<NumberId> = HashSet::default();
     let mut earliest_free: Option<DateTime<Utc>> = None;
+    let mut resting_until: Option<DateTime<Utc>> = None;
     let mut any_candidate = false;
     for &tier in &route.tiers {
         let candidates = tier_candidates(rules, route, tier, lead, now);
@@ -87,6 +95,16 @@ pub(super) fn pick_number(
                     reason: format!("not attached to agent `{}`", campaign.agent),
                     windows: Vec::new(),
                 });
+                continue;
+            }
+            if let Some(rest) = pool.rest_of(info.number, now) {
+                trace.excluded.push(Exclusion {
+                    number: info.number,
+                    tier,
+                    reason: format!("resting until {}: {}", rfc3339(rest.until), rest.reason),
+                    windows: Vec::new(),
+                });
+                resting_until = Some(resting_until.map_or(rest.until, |t| t.min(rest.until)));
                 continue;
             }
             attached.push(info);
@@ -126,6 +144,23 @@ pub(super) fn pick_number(
         }
     }
 
+    // A rest ends by itself: the lead waits for it like for a limit.
+    if let Some(rest_ends) = resting_until
+        && earliest_free.is_none_or(|free| rest_ends < free)
+    {
+        let until = next_open_all(constraints, rest_ends).unwrap_or(rest_ends);
+        return Decision::Defer {
+            until,
+            reason: reason(
+                ReasonCode::NumbersResting,
+                format!(
+                    "every other number of route `{}` is at a limit or not attached, and its resting numbers rest until {} at the earliest",
+                    route.name,
+                    rfc3339(rest_ends)
+                ),
+            ),
+        };
+    }
     if let Some(free) = earliest_free {
         let until = next_open_all(constraints, free).unwrap_or(free);
         return Decision::Defer {
@@ -178,10 +213,23 @@ fn limit_hits(
     pool: &PoolState,
     now: DateTime<Utc>,
 ) -> Vec<LimitHit> {
-    match pool.number_usage(info.number) {
-        Some(usage) => usage.hits(&route.limits_for(info), info.day_zone, now),
-        None => Vec::new(),
+    let Some(usage) = pool.number_usage(info.number) else {
+        return Vec::new();
+    };
+    let limits = route.limits_for(info);
+    let mut hits = usage.hits(&limits, info.day_zone, now);
+    if let Some(warmup) = &limits.warmup {
+        let first_day = info.since.or_else(|| {
+            pool.first_use(info.number)
+                .map(|t| t.with_timezone(&info.day_zone).date_naive())
+        });
+        if let Some(hit) =
+            first_day.and_then(|day| usage.warmup_hit(warmup, day, info.day_zone, now))
+        {
+            hits.push(hit);
+        }
     }
+    hits
 }
 
 /// The route's numbers that share `tier` with the lead, from the route's indexes.
