@@ -44,6 +44,7 @@ async fn simulator(attempts_per_second: u32, concurrency: u32) -> (Simulator, St
         faults: Default::default(),
         seed: 1,
         webhook: None,
+        put_replaces: false,
     });
     let base = sim.start_local().await.unwrap();
     (sim, base)

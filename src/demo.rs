@@ -123,6 +123,7 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
         faults: Faults::default(),
         seed: 7,
         webhook: None,
+        put_replaces: false,
     });
     let base_url = simulator.start_local().await?;
 

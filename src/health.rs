@@ -141,7 +141,7 @@ impl Default for Policy {
 }
 
 /// Why and until when a number rests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rest {
     pub number: E164,
     pub since: DateTime<Utc>,

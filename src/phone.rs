@@ -88,6 +88,13 @@ impl Serialize for E164 {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for E164 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        E164::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

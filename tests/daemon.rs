@@ -80,6 +80,7 @@ fn simulator(attempts_per_second: u32, faults: Faults) -> Simulator {
         faults,
         seed: 11,
         webhook: None,
+        put_replaces: false,
     })
 }
 
@@ -377,7 +378,7 @@ async fn the_pace_carries_over_a_restart() {
         .await
         .unwrap();
     store
-        .complete("earlier-call", "completed", previous)
+        .complete("earlier-call", "completed", None, previous)
         .await
         .unwrap();
 

@@ -88,7 +88,13 @@ async fn a_lead_goes_from_queued_through_dialing_to_completed() {
         "and the refused write changed nothing"
     );
     assert_eq!(store.live_calls().await.unwrap().len(), 1);
-    assert!(store.complete("call-1", "completed", t0()).await.unwrap());
+    assert!(
+        store
+            .complete("call-1", "completed", None, t0())
+            .await
+            .unwrap()
+            .is_some()
+    );
     let lead = store.lead("a").await.unwrap().unwrap();
     assert_eq!(lead.state, LeadState::Completed);
     assert_eq!(lead.call_id.as_deref(), Some("call-1"));

@@ -27,6 +27,7 @@ fn config(attempts_per_second: u32, concurrency: u32) -> SimConfig {
         faults: Faults::default(),
         seed: 3,
         webhook: None,
+        put_replaces: false,
     }
 }
 
@@ -166,7 +167,21 @@ async fn pool_can_be_read_attached_and_detached() {
     api.attach_numbers(MODEL, &["+13055550105".into()])
         .await
         .unwrap();
-    api.detach_number(MODEL, FROM).await.unwrap();
+    // Detached by the slug GET gave: opaque, not the digits of the number.
+    let slug = api
+        .attached_numbers(MODEL)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.number == FROM)
+        .and_then(|n| n.slug)
+        .unwrap();
+    assert_ne!(slug, FROM.trim_start_matches('+'));
+    assert!(matches!(
+        api.detach_number(MODEL, FROM.trim_start_matches('+')).await,
+        Err(ApiError::Rejected { status: 404, .. })
+    ));
+    api.detach_number(MODEL, &slug).await.unwrap();
     let numbers: Vec<String> = api
         .attached_numbers(MODEL)
         .await
@@ -176,9 +191,12 @@ async fn pool_can_be_read_attached_and_detached() {
         .collect();
     assert_eq!(numbers, ["+12125550107", "+13055550105"]);
     assert!(matches!(
-        api.detach_number(MODEL, FROM).await,
+        api.detach_number(MODEL, &slug).await,
         Err(ApiError::Rejected { status: 404, .. })
     ));
+    // By slug, the number comes back.
+    api.attach_slugs(MODEL, &[slug]).await.unwrap();
+    assert_eq!(api.attached_numbers(MODEL).await.unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -370,7 +370,8 @@ async fn webhook<S: Store>(
             return (StatusCode::UNAUTHORIZED, "bad signature\n").into_response();
         }
     }
-    match admin.daemon.call_ended(&call_id, &status).await {
+    let duration = crate::synthflow::webhook::call_duration(&payload);
+    match admin.daemon.call_ended(&call_id, &status, duration).await {
         Ok(recorded) => Json(json!({"recorded": recorded})).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

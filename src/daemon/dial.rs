@@ -77,6 +77,10 @@ impl<S: Store> Shared<S> {
                     continue;
                 }
                 *lock(&self.api_problem) = None;
+                // Rests written by `callroute numbers rest|resume`, and numbers to attach
+                // again after a rest.
+                self.reload_rests().await;
+                self.alive_while(self.sync_rest_attachments()).await;
             }
             // Read before looking for work: a write after this point ends the idle wait.
             let version = self.store.data_version().await.ok();

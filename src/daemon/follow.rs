@@ -4,17 +4,19 @@
 use super::*;
 
 impl<S: Store> Daemon<S> {
-    /// A post-call webhook says `call_id` ended with `status`: record it and free the call's
-    /// slot. Returns false for a call that is not a live call of ours (or not terminal).
-    pub async fn call_ended(&self, call_id: &str, status: &str) -> Result<bool, StoreError> {
+    /// A post-call webhook says `call_id` ended with `status` after `duration`: record it
+    /// and free the call's slot. Returns false for a call that is not a live call of ours
+    /// (or not terminal).
+    pub async fn call_ended(
+        &self,
+        call_id: &str,
+        status: &str,
+        duration: Option<std::time::Duration>,
+    ) -> Result<bool, StoreError> {
         if !crate::synthflow::wire::is_terminal_status(status) {
             return Ok(false);
         }
-        let recorded = self
-            .shared
-            .store
-            .complete(call_id, status, self.shared.config.clock.now())
-            .await?;
+        let recorded = self.shared.record_end(call_id, status, duration).await?;
         if let Some(waiter) = lock(&self.shared.call_waiters).get(call_id) {
             waiter.notify_one();
         }
@@ -23,6 +25,27 @@ impl<S: Store> Daemon<S> {
 }
 
 impl<S: Store> Shared<S> {
+    /// Records how `call_id` ended and counts it for its caller ID's health. Returns false
+    /// when it was not a live call of ours.
+    pub(super) async fn record_end(
+        &self,
+        call_id: &str,
+        status: &str,
+        duration: Option<std::time::Duration>,
+    ) -> Result<bool, StoreError> {
+        let from = self
+            .store
+            .complete(call_id, status, duration, self.config.clock.now())
+            .await?;
+        match from {
+            Some(from) => {
+                self.note_call_end(&from, status, duration).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Polls a live call until it ends, then records the outcome and frees its slot.
     pub(super) async fn watch_call(
         self: Arc<Self>,
@@ -54,7 +77,7 @@ impl<S: Store> Shared<S> {
                 tracing::warn!(call_id, "{outcome}");
                 if let Err(e) = self
                     .store
-                    .complete(call_id, outcome, self.config.clock.now())
+                    .complete(call_id, outcome, None, self.config.clock.now())
                     .await
                 {
                     tracing::error!(call_id, "cannot record the outcome: {e}");
@@ -79,11 +102,10 @@ impl<S: Store> Shared<S> {
                         metrics::histogram!("callroute_call_end_seen_late_seconds")
                             .record(late as f64 / 1000.0);
                     }
-                    if let Err(e) = self
-                        .store
-                        .complete(call_id, &record.status, self.config.clock.now())
-                        .await
-                    {
+                    let duration = record
+                        .duration_s
+                        .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+                    if let Err(e) = self.record_end(call_id, &record.status, duration).await {
                         tracing::error!(call_id, "cannot record the outcome: {e}");
                     }
                     return "poll";

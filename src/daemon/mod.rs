@@ -30,6 +30,7 @@ use std::path::PathBuf;
 mod dial;
 mod dispatch;
 mod follow;
+mod health;
 mod pools;
 mod reload;
 mod status;
@@ -174,6 +175,10 @@ struct Shared<S: Store> {
     wake: Notify,
     /// The most recent events (at most `RECENT_EVENTS`), for the demo's report and tests.
     events: Mutex<std::collections::VecDeque<Event>>,
+    /// Each caller ID's recent call outcomes (number health).
+    histories: Mutex<HashMap<E164, crate::health::History>>,
+    /// Each number's slug, as the pools last read gave it (detach needs it).
+    slugs: Mutex<HashMap<E164, String>>,
     /// The last `status::RECENT_DECISIONS` decisions acted on, newest last, with traces.
     decisions: Mutex<std::collections::VecDeque<status::DecisionView>>,
     /// Live calls' watchers, woken when a webhook reports the call's end.
@@ -248,6 +253,8 @@ impl<S: Store> Daemon<S> {
                 wake: Notify::new(),
                 events: Mutex::new(std::collections::VecDeque::new()),
                 decisions: Mutex::new(std::collections::VecDeque::new()),
+                histories: Mutex::new(HashMap::new()),
+                slugs: Mutex::new(HashMap::new()),
                 call_waiters: Mutex::new(HashMap::new()),
                 rules_dir: Mutex::new(None),
                 rules_files: Mutex::new(Vec::new()),
@@ -274,6 +281,7 @@ impl<S: Store> Daemon<S> {
                 .paused_until_ms
                 .store(next.timestamp_millis(), Ordering::SeqCst);
         }
+        daemon.shared.load_health().await?;
         match daemon.shared.refresh_pools().await {
             Ok(()) => {}
             // The key or an agent is wrong: configuration, which a restart will not fix.

@@ -84,6 +84,16 @@ impl<S: Store> Shared<S> {
         for agent in agents {
             match self.client.attached_numbers(&agent.model_id).await {
                 Ok(numbers) => {
+                    {
+                        let mut slugs = lock(&self.slugs);
+                        for attached in &numbers {
+                            if let (Ok(number), Some(slug)) =
+                                (E164::parse(&attached.number), &attached.slug)
+                            {
+                                slugs.insert(number, slug.clone());
+                            }
+                        }
+                    }
                     let numbers: Vec<E164> = numbers
                         .iter()
                         .filter_map(|n| E164::parse(&n.number).ok())

@@ -80,6 +80,10 @@ pub struct NumberView {
     pub limits: Vec<(String, String)>,
     /// Every counted window that is set: uses in it now against its limit.
     pub windows: Vec<WindowUseView>,
+    /// Its recent call outcomes, if it has any.
+    pub health: Option<super::health::HealthView>,
+    /// Why and until when it rests, if it does.
+    pub resting: Option<crate::health::Rest>,
     pub at_limit: Vec<FullWindowView>,
 }
 
@@ -364,6 +368,8 @@ impl<S: Store> Daemon<S> {
                     value.map(|v| (name.to_string(), v.to_string()))
                 };
                 NumberView {
+                    health: self.shared.health_of(info.number, now),
+                    resting: pool.rest_of(info.number, now).cloned(),
                     number: info.number.to_string(),
                     calls_24h: usage.map_or(0, |u| u.uses_24h(now)),
                     last_used: usage.and_then(|u| u.last_used()),

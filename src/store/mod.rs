@@ -100,6 +100,28 @@ pub struct Attempt {
     pub call_id: Option<String>,
 }
 
+/// A call that ended, as number health counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEnd {
+    pub from_number: String,
+    pub status: String,
+    pub duration: Option<std::time::Duration>,
+    pub at: DateTime<Utc>,
+}
+
+/// One change made by hand or by policy to the pool or a number's rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    /// Who: the user running the CLI, or `policy` / `daemon`.
+    pub actor: String,
+    /// `attach`, `detach`, `rest`, `resume`, `pool apply`, ...
+    pub action: String,
+    /// The agent or number concerned.
+    pub subject: String,
+    pub detail: String,
+}
+
 /// What is known about an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -224,13 +246,52 @@ pub trait Store: Send + Sync + 'static {
         next: &NotPlaced,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The call of a placed lead ended with `outcome` (a Synthflow call status).
+    /// The call of a placed lead ended with `outcome` (a Synthflow call status) after
+    /// `duration` (if known). Returns the caller ID the call was placed from, or `None` when
+    /// it is not a live call of this store (already ended, or unknown).
     fn complete(
         &self,
         call_id: &str,
         outcome: &str,
+        duration: Option<std::time::Duration>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Calls that ended since `since`, oldest first (for number health).
+    fn call_ends_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<CallEnd>, StoreError>> + Send;
+    /// The first attempt from each caller ID ever (for warm-up).
+    fn first_uses(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, DateTime<Utc>)>, StoreError>> + Send;
+    /// Rests a number; a rest it was in ends where this one starts.
+    fn rest_number(
+        &self,
+        rest: &crate::health::Rest,
+        by: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Ends the rest of `number` now (its `until` becomes `now`). Returns whether it was
+    /// resting.
+    fn resume_number(
+        &self,
+        number: &str,
+        by: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Rests whose `until` is after `since`: with `since` = now, the running ones; earlier,
+    /// also the ones that ended since (by time, by hand, or replaced by a later one).
+    fn rests(
+        &self,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<crate::health::Rest>, StoreError>> + Send;
+    /// Appends to the audit log: who did what to which numbers or agents, and the result.
+    fn audit(&self, entry: &AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The newest `limit` audit entries, newest first.
+    fn audit_log(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
     /// Attempts still `sent`: the call may exist; reconcile before anything else.
     fn in_doubt(&self) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
     /// Placed calls whose outcome is not known yet.

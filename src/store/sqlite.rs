@@ -12,7 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    Attempt, AttemptStatus, EnqueueCounts, LeadState, NotPlaced, Store, StoreError, StoredLead,
+    Attempt, AttemptStatus, AuditEntry, CallEnd, EnqueueCounts, LeadState, NotPlaced, Store,
+    StoreError, StoredLead,
 };
 use crate::lead::RawLead;
 
@@ -49,6 +50,36 @@ CREATE TABLE IF NOT EXISTS attempt_results (
     at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempt_results_by_call ON attempt_results (call_id);
+-- How each placed call ended, with the caller ID it was placed from (number health).
+CREATE TABLE IF NOT EXISTS call_ends (
+    call_id TEXT PRIMARY KEY,
+    from_number TEXT NOT NULL,
+    status TEXT NOT NULL,
+    duration_ms INTEGER,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_ends_by_at ON call_ends (at);
+-- Numbers resting, by policy or by hand; a row is never deleted, only ended.
+CREATE TABLE IF NOT EXISTS number_rests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    number TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    until INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL,
+    by TEXT NOT NULL,
+    ended_at INTEGER,
+    ended_by TEXT
+);
+CREATE INDEX IF NOT EXISTS number_rests_by_number ON number_rests (number, ended_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 ";
 
 /// Rows per INSERT statement when enqueueing (5 parameters each, far below SQLite's limit).
@@ -489,16 +520,179 @@ impl Store for SqliteStore {
         &self,
         call_id: &str,
         outcome: &str,
+        duration: Option<Duration>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let done = sqlx::query("UPDATE leads SET state = 'completed', reason = ?, updated_at = ? WHERE call_id = ? AND state = 'placed'")
             .bind(outcome)
             .bind(ms(now))
             .bind(call_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let from: Option<String> = sqlx::query_scalar(
+            "SELECT a.from_number FROM attempt_results r JOIN attempts a ON a.id = r.attempt_id
+             WHERE r.call_id = ? ORDER BY a.id DESC LIMIT 1",
+        )
+        .bind(call_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let Some(from) = &from {
+            sqlx::query(
+                "INSERT OR IGNORE INTO call_ends (call_id, from_number, status, duration_ms, at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(call_id)
+            .bind(from)
+            .bind(outcome)
+            .bind(duration.map(|d| d.as_millis() as i64))
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(Some(from.unwrap_or_default()))
+    }
+
+    async fn call_ends_since(&self, since: DateTime<Utc>) -> Result<Vec<CallEnd>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT from_number, status, duration_ms, at FROM call_ends WHERE at >= ? ORDER BY at, call_id",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| CallEnd {
+                from_number: row.get("from_number"),
+                status: row.get("status"),
+                duration: row
+                    .get::<Option<i64>, _>("duration_ms")
+                    .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+                at: time(row.get("at")),
+            })
+            .collect())
+    }
+
+    async fn first_uses(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT from_number, MIN(at) AS first FROM attempts GROUP BY from_number")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("from_number"), time(row.get("first"))))
+            .collect())
+    }
+
+    async fn rest_number(&self, rest: &crate::health::Rest, by: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // A new rest replaces the running one (its end becomes the new one's start).
+        sqlx::query("UPDATE number_rests SET until = MIN(until, ?1), ended_at = ?1, ended_by = ?2 WHERE number = ?3 AND ended_at IS NULL AND until > ?1")
+            .bind(ms(rest.since))
+            .bind(by)
+            .bind(rest.number.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO number_rests (number, since, until, reason, source, by) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(rest.number.to_string())
+        .bind(ms(rest.since))
+        .bind(ms(rest.until))
+        .bind(&rest.reason)
+        .bind(&rest.source)
+        .bind(by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn resume_number(
+        &self,
+        number: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE number_rests SET until = ?, ended_at = ?, ended_by = ? WHERE number = ? AND ended_at IS NULL AND until > ?",
+        )
+        .bind(ms(now))
+        .bind(ms(now))
+        .bind(by)
+        .bind(number)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn rests(&self, now: DateTime<Utc>) -> Result<Vec<crate::health::Rest>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, since, until, reason, source FROM number_rests
+             WHERE until > ? ORDER BY number, since",
+        )
+        .bind(ms(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(crate::health::Rest {
+                    number: row.get::<String, _>("number").parse().ok()?,
+                    since: time(row.get("since")),
+                    until: time(row.get("until")),
+                    reason: row.get("reason"),
+                    source: row.get("source"),
+                })
+            })
+            .collect())
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(ms(entry.at))
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.subject)
+        .bind(&entry.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| AuditEntry {
+                at: time(row.get("at")),
+                actor: row.get("actor"),
+                action: row.get("action"),
+                subject: row.get("subject"),
+                detail: row.get("detail"),
+            })
+            .collect())
     }
 
     async fn in_doubt(&self) -> Result<Vec<Attempt>, StoreError> {

@@ -252,9 +252,21 @@ impl Client {
             .map_err(|e| ApiError::Decode(format!("attached_phone_numbers: {e}")))
     }
 
-    /// `PUT /v2/assistants/{model_id}/phone_numbers` with E.164 numbers.
+    /// `PUT /v2/assistants/{model_id}/phone_numbers` with E.164 numbers. Whether this adds
+    /// to the pool or replaces it is undocumented: send the whole pool wanted, then read it.
     pub async fn attach_numbers(&self, model_id: &str, numbers: &[String]) -> Result<(), ApiError> {
-        let body = serde_json::json!({ "phone_numbers": numbers });
+        self.put_pool(model_id, serde_json::json!({ "phone_numbers": numbers }))
+            .await
+    }
+
+    /// `PUT /v2/assistants/{model_id}/phone_numbers` with slugs as `GET` returned them.
+    pub async fn attach_slugs(&self, model_id: &str, slugs: &[String]) -> Result<(), ApiError> {
+        self.put_pool(model_id, serde_json::json!({ "phone_number_slugs": slugs }))
+            .await
+    }
+
+    /// One of the two bodies, never both keys (the API refuses that).
+    async fn put_pool(&self, model_id: &str, body: Value) -> Result<(), ApiError> {
         self.send(
             "PUT /assistants/{model_id}/phone_numbers",
             self.http
@@ -265,9 +277,9 @@ impl Client {
         Ok(())
     }
 
-    /// `DELETE /v2/assistants/{model_id}/phone_numbers/{slug}`.
-    pub async fn detach_number(&self, model_id: &str, number: &str) -> Result<(), ApiError> {
-        let slug = number.trim_start_matches('+');
+    /// `DELETE /v2/assistants/{model_id}/phone_numbers/{slug}`, with the slug `GET` returned
+    /// for the number (slugs are opaque: never derived from the number).
+    pub async fn detach_number(&self, model_id: &str, slug: &str) -> Result<(), ApiError> {
         self.send(
             "DELETE /assistants/{model_id}/phone_numbers/{slug}",
             self.http

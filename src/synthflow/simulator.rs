@@ -40,6 +40,19 @@ pub struct SimConfig {
     /// Where to post the post-call webhook, signed with `secret`.
     #[serde(default)]
     pub webhook: Option<SimWebhook>,
+    /// How `PUT …/phone_numbers` reads its body, which the API leaves undocumented: `false`
+    /// adds the numbers to the pool, `true` makes the pool exactly those numbers.
+    #[serde(default)]
+    pub put_replaces: bool,
+}
+
+/// The slug the simulated workspace gives `number`: opaque (not the digits), as the API
+/// reference advises treating slugs, so a client that derives slugs from numbers fails.
+pub fn slug_of(number: &str) -> String {
+    format!(
+        "{:010}",
+        xxhash_rust::xxh3::xxh3_64(number.as_bytes()) % 10_000_000_000
+    )
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +181,8 @@ impl SimCall {
 struct SimState {
     config: SimConfig,
     attached: HashMap<String, BTreeSet<String>>,
+    /// Numbers the workspace owns: every number ever attached (slugs resolve among them).
+    owned: BTreeSet<String>,
     calls: Vec<SimCall>,
     by_id: HashMap<String, usize>,
     recent_attempts: VecDeque<DateTime<Utc>>,
@@ -215,10 +230,16 @@ impl Simulator {
             .iter()
             .map(|a| (a.model_id.clone(), a.attached.iter().cloned().collect()))
             .collect();
+        let owned = config
+            .agents
+            .iter()
+            .flat_map(|a| a.attached.iter().cloned())
+            .collect();
         Simulator {
             state: Arc::new(Mutex::new(SimState {
                 config,
                 attached,
+                owned,
                 calls: Vec::new(),
                 by_id: HashMap::new(),
                 recent_attempts: VecDeque::new(),
@@ -515,7 +536,7 @@ async fn get_assistant(
     };
     let attached: Vec<Value> = state.attached[&model_id]
         .iter()
-        .map(|n| json!({"number": n, "sid": null, "slug": n.trim_start_matches('+')}))
+        .map(|n| json!({"number": n, "sid": null, "slug": slug_of(n)}))
         .collect();
     Json(json!({"status": "ok", "response": {"pagination": {"total_records": 1, "limit": 20, "offset": 0}, "assistants": [
         {"model_id": model_id, "type": agent.r#type, "name": "simulated agent", "attached_phone_numbers": attached, "actions": [], "input_variables": []}
@@ -540,16 +561,29 @@ async fn attach(
             );
         }
         (Some(list), None) => serde_json::from_value(list.clone()).unwrap_or_default(),
-        (None, Some(list)) => serde_json::from_value::<Vec<String>>(list.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| format!("+{s}"))
-            .collect(),
+        (None, Some(list)) => {
+            let slugs = serde_json::from_value::<Vec<String>>(list.clone()).unwrap_or_default();
+            let state = sim.lock();
+            let known: Vec<&String> = state.owned.iter().collect();
+            let mut numbers = Vec::new();
+            for slug in slugs {
+                match known.iter().find(|n| slug_of(n) == slug) {
+                    Some(number) => numbers.push((*number).clone()),
+                    None => return detail(StatusCode::NOT_FOUND, "Phone number not found"),
+                }
+            }
+            numbers
+        }
         (None, None) => return detail(StatusCode::BAD_REQUEST, "phone_numbers is required"),
     };
     let mut state = sim.lock();
+    let replaces = state.config.put_replaces;
+    state.owned.extend(numbers.iter().cloned());
     match state.attached.get_mut(&model_id) {
         Some(pool) => {
+            if replaces {
+                pool.clear();
+            }
             pool.extend(numbers);
             Json(json!({"status": "ok"})).into_response()
         }
@@ -566,10 +600,11 @@ async fn detach(
         return unauthorised();
     }
     let mut state = sim.lock();
-    let removed = state
-        .attached
-        .get_mut(&model_id)
-        .is_some_and(|pool| pool.remove(&format!("+{slug}")));
+    let removed = state.attached.get_mut(&model_id).is_some_and(|pool| {
+        let before = pool.len();
+        pool.retain(|n| slug_of(n) != slug);
+        pool.len() < before
+    });
     if removed {
         Json(json!({"status": "ok"})).into_response()
     } else {

@@ -38,6 +38,12 @@ pub fn call_outcome(body: &Value) -> Option<(String, String)> {
     Some((call_id, status))
 }
 
+/// `call.duration` (seconds) of a webhook body, when given.
+pub fn call_duration(body: &Value) -> Option<std::time::Duration> {
+    let seconds = body.get("call")?.get("duration")?.as_i64()?;
+    Some(std::time::Duration::from_secs(seconds.max(0) as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,7 @@ pub fn sim_config(attached: &[&str]) -> SimConfig {
         faults: Default::default(),
         seed: 1,
         webhook: None,
+        put_replaces: false,
     }
 }
 
