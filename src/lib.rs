@@ -14,6 +14,7 @@ pub mod hours;
 pub mod lead;
 pub mod metrics;
 pub mod phone;
+pub mod pool;
 pub mod reload;
 pub mod rules;
 pub mod schedule;

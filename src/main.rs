@@ -8,6 +8,8 @@ use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod cli;
+
 use callroute::config::Config;
 use callroute::engine::decide;
 use callroute::explain;
@@ -119,6 +121,20 @@ enum Command {
     Reload {
         #[arg(long, env = "CALLROUTE_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// The agents' attached pools next to the rules; keep managed pools as the rules say.
+    Pool {
+        #[arg(long, env = "CALLROUTE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: cli::pool::PoolCommand,
+    },
+    /// Rest or resume caller IDs by hand.
+    Numbers {
+        #[arg(long, env = "CALLROUTE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: cli::pool::NumbersCommand,
     },
     /// Show the running daemon's queue, per-number usage against limits, live calls and last
     /// reload (from its admin listener).
@@ -265,6 +281,21 @@ fn main() -> ExitCode {
         Command::Enqueue { config, files } => {
             runtime().and_then(|rt| rt.block_on(enqueue(config.as_deref(), &files)))
         }
+        Command::Pool { config, command } => match load_config(config.as_deref()) {
+            Err(code) => Ok(code),
+            Ok(config) => match cli::pool::rules_of(&config) {
+                Err(code) => Ok(code),
+                Ok(rules) => {
+                    runtime().and_then(|rt| rt.block_on(cli::pool::pool(&config, &rules, command)))
+                }
+            },
+        },
+        Command::Numbers { config, command } => match load_config(config.as_deref()) {
+            Err(code) => Ok(code),
+            Ok(config) => {
+                runtime().and_then(|rt| rt.block_on(cli::pool::numbers(&config, command)))
+            }
+        },
         Command::Status { config } => {
             runtime().and_then(|rt| rt.block_on(status(config.as_deref())))
         }

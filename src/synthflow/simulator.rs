@@ -169,7 +169,8 @@ impl SimCall {
             }),
             error_message: (status == "failed").then(|| "Telephony - 404 - Not Found".to_string()),
             duration_s: Some(if terminal && self.answered {
-                (self.talk_ms / 1000) as i64
+                // Whole seconds, rounded up: an answered call lasted at least one.
+                self.talk_ms.div_ceil(1000) as i64
             } else {
                 0
             }),

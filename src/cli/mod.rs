@@ -1,0 +1,3 @@
+//! Commands of the binary that talk to Synthflow and the store without the daemon.
+
+pub mod pool;

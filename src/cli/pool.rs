@@ -1,0 +1,390 @@
+//! `callroute pool status|plan|apply|attach|detach` and `callroute numbers rest|resume`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use chrono::Utc;
+use clap::Subcommand;
+
+use callroute::config::Config;
+use callroute::phone::E164;
+use callroute::pool;
+use callroute::rules::{Agent, RuleSet};
+use callroute::store::sqlite::SqliteStore;
+use callroute::store::{AuditEntry, Store};
+use callroute::synthflow::{Client, ClientConfig};
+use callroute::usage::PoolState;
+
+#[derive(Subcommand)]
+pub enum PoolCommand {
+    /// Per agent: the attached numbers (number, slug, sid) next to the numbers the rules give
+    /// it, and which rest.
+    Status,
+    /// What `apply` would change for agents with `manage_pool: true`: exit 0 in sync, 2 when
+    /// changes are pending (for CI).
+    Plan,
+    /// Make the pools of agents with `manage_pool: true` match the rules.
+    Apply {
+        /// Apply without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Attach numbers to one agent (audited).
+    Attach {
+        #[arg(required = true)]
+        numbers: Vec<String>,
+        #[arg(long)]
+        agent: String,
+    },
+    /// Detach numbers from one agent, by the slug Synthflow gives them (audited).
+    Detach {
+        #[arg(required = true)]
+        numbers: Vec<String>,
+        #[arg(long)]
+        agent: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NumbersCommand {
+    /// Rest caller IDs: the engine skips them until the rest ends (kept in the store, audited).
+    Rest {
+        #[arg(required = true)]
+        numbers: Vec<String>,
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        rest_for: Duration,
+        #[arg(long)]
+        reason: String,
+    },
+    /// End the rest of caller IDs now.
+    Resume {
+        #[arg(required = true)]
+        numbers: Vec<String>,
+    },
+}
+
+/// The user the audit log names.
+fn actor() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "cli".to_string())
+}
+
+fn parse_numbers(numbers: &[String]) -> anyhow::Result<Vec<E164>> {
+    numbers
+        .iter()
+        .map(|n| E164::parse(n.trim()).map_err(|e| anyhow!("`{n}`: {e}")))
+        .collect()
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(&config.store)
+        .await
+        .with_context(|| format!("opening the store {}", config.store))
+}
+
+fn client(config: &Config) -> anyhow::Result<Client> {
+    Ok(Client::new(&ClientConfig {
+        base_url: config.base_url.clone(),
+        api_key: config.api_key()?,
+        connect_timeout: config.connect_timeout,
+        request_timeout: config.request_timeout,
+    })?)
+}
+
+/// The rests as the store has them, in the engine's view.
+async fn rests(store: &SqliteStore) -> anyhow::Result<PoolState> {
+    let mut pool = PoolState::new(0);
+    pool.set_rests(store.rests(Utc::now()).await?);
+    Ok(pool)
+}
+
+fn agent<'a>(rules: &'a RuleSet, name: &str) -> anyhow::Result<&'a Agent> {
+    rules.agent(name).ok_or_else(|| {
+        let known: Vec<&str> = rules.agents().map(|a| a.name.as_str()).collect();
+        anyhow!(
+            "no agent `{name}` in the rules (agents: {})",
+            known.join(", ")
+        )
+    })
+}
+
+pub async fn numbers(config: &Config, command: NumbersCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let now = Utc::now();
+    let by = actor();
+    match command {
+        NumbersCommand::Rest {
+            numbers,
+            rest_for,
+            reason,
+        } => {
+            let until = now + chrono::Duration::from_std(rest_for)?;
+            for number in parse_numbers(&numbers)? {
+                let rest = callroute::health::Rest {
+                    number,
+                    since: now,
+                    until,
+                    reason: reason.clone(),
+                    source: "manual".into(),
+                };
+                store.rest_number(&rest, &by).await?;
+                store
+                    .audit(&AuditEntry {
+                        at: now,
+                        actor: by.clone(),
+                        action: "rest".into(),
+                        subject: number.to_string(),
+                        detail: format!("until {}: {reason}", callroute::format_instant(until)),
+                    })
+                    .await?;
+                println!(
+                    "{number} rests until {} ({reason}); a running daemon applies it at its next pool read",
+                    callroute::format_instant(until)
+                );
+            }
+        }
+        NumbersCommand::Resume { numbers } => {
+            for number in parse_numbers(&numbers)? {
+                let was = store.resume_number(&number.to_string(), &by, now).await?;
+                store
+                    .audit(&AuditEntry {
+                        at: now,
+                        actor: by.clone(),
+                        action: "resume".into(),
+                        subject: number.to_string(),
+                        detail: if was { "rest ended" } else { "was not resting" }.into(),
+                    })
+                    .await?;
+                println!(
+                    "{number}: {}",
+                    if was { "rest ended" } else { "was not resting" }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn pool(
+    config: &Config,
+    rules: &RuleSet,
+    command: PoolCommand,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let client = client(config)?;
+    let engine_view = rests(&store).await?;
+    let now = Utc::now();
+    let by = actor();
+    match command {
+        PoolCommand::Status => {
+            for agent in rules.agents() {
+                let attached = client.attached_numbers(&agent.model_id).await?;
+                println!(
+                    "agent `{}` ({}){}:",
+                    agent.name,
+                    agent.model_id,
+                    if agent.manage_pool {
+                        ", managed by `pool apply`"
+                    } else {
+                        ""
+                    }
+                );
+                for row in pool::rows(rules, agent, &attached, &engine_view, now) {
+                    println!(
+                        "  {:<14} slug {:<12} sid {:<36} {}{}",
+                        row.number,
+                        row.slug.as_deref().unwrap_or("-"),
+                        row.sid.as_deref().unwrap_or("-"),
+                        row.state,
+                        row.resting.map(|r| format!("; {r}")).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PoolCommand::Plan | PoolCommand::Apply { .. } => {
+            let mut plans = Vec::new();
+            for agent in rules.agents().filter(|a| a.manage_pool) {
+                let attached = client.attached_numbers(&agent.model_id).await?;
+                let plan = pool::plan(rules, agent, &attached, &engine_view, now);
+                print!("{plan}");
+                plans.push(plan);
+            }
+            if plans.is_empty() {
+                println!("no agent has `manage_pool: true`: nothing to manage");
+            }
+            let pending = plans.iter().any(|p| !p.is_empty());
+            let PoolCommand::Apply { yes } = command else {
+                return Ok(ExitCode::from(if pending { 2 } else { 0 }));
+            };
+            if !pending {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !yes && !confirm()? {
+                println!("nothing changed");
+                return Ok(ExitCode::from(1));
+            }
+            let mut clean = true;
+            for plan in plans.iter().filter(|p| !p.is_empty()) {
+                let applied = pool::apply(&client, plan).await;
+                let detail = match &applied {
+                    Ok(applied) => {
+                        if let Some(reading) = applied.put_reading {
+                            println!(
+                                "agent `{}`: the API's PUT {reading} the pool (undocumented; both are handled)",
+                                plan.agent
+                            );
+                        }
+                        for difference in &applied.differences {
+                            println!(
+                                "agent `{}`: DIFFERS from the plan: {difference}",
+                                plan.agent
+                            );
+                        }
+                        clean &= applied.differences.is_empty();
+                        format!(
+                            "attach {:?}, detach {:?}; now {:?}; differences {:?}",
+                            plan.attach,
+                            applied.detached,
+                            applied.now_attached,
+                            applied.differences
+                        )
+                    }
+                    Err(e) => {
+                        clean = false;
+                        eprintln!("agent `{}`: {e}", plan.agent);
+                        format!("failed: {e}")
+                    }
+                };
+                store
+                    .audit(&AuditEntry {
+                        at: now,
+                        actor: by.clone(),
+                        action: "pool apply".into(),
+                        subject: format!("agent `{}`", plan.agent),
+                        detail,
+                    })
+                    .await?;
+            }
+            println!(
+                "{}",
+                if clean {
+                    "applied"
+                } else {
+                    "applied with differences (above)"
+                }
+            );
+            Ok(ExitCode::from(if clean { 0 } else { 1 }))
+        }
+        PoolCommand::Attach {
+            numbers,
+            agent: name,
+        } => {
+            let agent = agent(rules, &name)?;
+            let numbers: Vec<String> = parse_numbers(&numbers)?
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            // The pool as it is plus these: right whether PUT adds or replaces.
+            let mut wanted: Vec<String> = client
+                .attached_numbers(&agent.model_id)
+                .await?
+                .into_iter()
+                .map(|a| a.number)
+                .collect();
+            wanted.extend(numbers.iter().cloned());
+            wanted.sort();
+            wanted.dedup();
+            let result = client.attach_numbers(&agent.model_id, &wanted).await;
+            audit_one(&store, &by, "attach", agent, &numbers, &result).await?;
+            result?;
+            println!("attached to `{}`: {}", agent.name, numbers.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        PoolCommand::Detach {
+            numbers,
+            agent: name,
+        } => {
+            let agent = agent(rules, &name)?;
+            let attached = client.attached_numbers(&agent.model_id).await?;
+            let mut missing = Vec::new();
+            for number in parse_numbers(&numbers)? {
+                let text = number.to_string();
+                let Some(slug) = attached
+                    .iter()
+                    .find(|a| a.number == text)
+                    .and_then(|a| a.slug.clone())
+                else {
+                    missing.push(text);
+                    continue;
+                };
+                let result = client.detach_number(&agent.model_id, &slug).await;
+                audit_one(
+                    &store,
+                    &by,
+                    "detach",
+                    agent,
+                    std::slice::from_ref(&text),
+                    &result,
+                )
+                .await?;
+                result?;
+                println!("detached from `{}`: {text}", agent.name);
+            }
+            if missing.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "not attached to `{}` (nothing to detach): {}",
+                    agent.name,
+                    missing.join(", ")
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+async fn audit_one(
+    store: &SqliteStore,
+    by: &str,
+    action: &str,
+    agent: &Agent,
+    numbers: &[String],
+    result: &Result<(), callroute::synthflow::ApiError>,
+) -> anyhow::Result<()> {
+    store
+        .audit(&AuditEntry {
+            at: Utc::now(),
+            actor: by.to_string(),
+            action: action.to_string(),
+            subject: format!("{} on agent `{}`", numbers.join(", "), agent.name),
+            detail: match result {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("failed: {e}"),
+            },
+        })
+        .await?;
+    Ok(())
+}
+
+/// Asks on the terminal; anything but `y`/`yes` is no (and no terminal is no).
+fn confirm() -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        eprintln!("not a terminal: pass --yes to apply");
+        return Ok(false);
+    }
+    print!("apply these changes? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+pub fn rules_of(config: &Config) -> Result<RuleSet, ExitCode> {
+    super::super::load_rules(Path::new(&config.rules)).map(|l| l.rules)
+}
