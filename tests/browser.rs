@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -27,7 +28,12 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// chromedriver and the browser it started share a process group: all of it goes, even
+    /// when a test failed before closing the session.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -52,6 +58,7 @@ async fn browser() -> Option<(Driver, Client)> {
         .port();
     let child = Command::new(&driver_path)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

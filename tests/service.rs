@@ -41,14 +41,41 @@ fn expect(socket: &UnixDatagram, wanted: &str, within: Duration) -> String {
     panic!("no {wanted:?} within {within:?}; got {seen:?}");
 }
 
+/// A child process killed when dropped, so a failing test leaves none behind (an orphan
+/// holding the test's output pipe open would keep `cargo test` waiting).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Killed {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// `callroute simulator` on a free port with `config`; the child and its base URL.
-fn start_simulator(config: &Path) -> (std::process::Child, String) {
-    let mut simulator = Command::new(BIN)
-        .args(["simulator", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+fn start_simulator(config: &Path) -> (Killed, String) {
+    let mut simulator = Killed(
+        Command::new(BIN)
+            .args(["simulator", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     BufReader::new(simulator.stdout.take().unwrap())
         .read_line(&mut line)
@@ -406,5 +433,120 @@ fn a_hung_api_never_starves_the_watchdog() {
     signal(daemon.id(), "TERM");
     assert!(daemon.wait().unwrap().success());
     drop(hung);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pool_plan_exits_2_until_apply_and_numbers_rest_is_kept_and_audited() {
+    let dir = std::env::temp_dir().join(format!("callroute-pool-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(
+        dir.join("sim.yaml"),
+        "api_key: k\nput_replaces: true\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\", \"+13055550105\"]\n",
+    )
+    .unwrap();
+    let (mut simulator, base) = start_simulator(&dir.join("sim.yaml"));
+    std::fs::write(
+        dir.join("rules/rules.yaml"),
+        rules("+14155550100")
+            .replace("model_id: m-1", "model_id: m-1, manage_pool: true")
+            .replace("numbers: [\"+14155550100\"]", "numbers: all"),
+    )
+    .unwrap();
+    let config = dir.join("callroute.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "synthflow: {{ base_url: \"{base}\" }}\nrules: {}\nstore: sqlite://{}\n",
+            dir.join("rules").display(),
+            dir.join("q.db").display()
+        ),
+    )
+    .unwrap();
+    let callroute = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .env("SYNTHFLOW_API_KEY", "k")
+            .env("USER", "ops-anna")
+            .output()
+            .unwrap()
+    };
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).to_string();
+
+    let status = callroute(&["pool", "status"]);
+    assert!(status.status.success(), "{status:?}");
+    let shown = text(&status);
+    assert!(
+        shown.contains("+13055550105") && shown.contains("in no rule"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("+12125550107") && shown.contains("NOT attached"),
+        "{shown}"
+    );
+
+    let plan = callroute(&["pool", "plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{plan:?}");
+    let shown = text(&plan);
+    assert!(shown.contains("+ attach +12125550107"), "{shown}");
+    assert!(shown.contains("- detach +13055550105 (slug "), "{shown}");
+
+    // Not on a terminal and without --yes: nothing changes.
+    let refused = callroute(&["pool", "apply"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(callroute(&["pool", "plan"]).status.code(), Some(2));
+
+    let applied = callroute(&["pool", "apply", "--yes"]);
+    assert!(applied.status.success(), "{applied:?}");
+    assert!(
+        text(&applied).contains("the API's PUT replaced the pool"),
+        "{}",
+        text(&applied)
+    );
+    let plan = callroute(&["pool", "plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(text(&plan).contains("in sync (2 numbers)"));
+
+    let rest = callroute(&[
+        "numbers",
+        "rest",
+        "+14155550100",
+        "--for",
+        "72h",
+        "--reason",
+        "flagged by carrier",
+    ]);
+    assert!(rest.status.success(), "{rest:?}");
+    let status = text(&callroute(&["pool", "status"]));
+    assert!(status.contains("resting until"), "{status}");
+    assert!(status.contains("(manual): flagged by carrier"), "{status}");
+    let resume = callroute(&["numbers", "resume", "+14155550100"]);
+    assert!(text(&resume).contains("rest ended"));
+    assert!(!text(&callroute(&["pool", "status"])).contains("resting until"));
+
+    let bad = callroute(&[
+        "numbers", "rest", "555-0100", "--for", "1h", "--reason", "x",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`555-0100`"));
+
+    // Who did what, in the store.
+    let audit = std::process::Command::new("sqlite3")
+        .arg(dir.join("q.db"))
+        .arg("SELECT actor || ' ' || action FROM audit ORDER BY id")
+        .output();
+    if let Ok(audit) = audit {
+        let lines = String::from_utf8_lossy(&audit.stdout).to_string();
+        if audit.status.success() {
+            assert_eq!(
+                lines.lines().collect::<Vec<_>>(),
+                ["ops-anna pool apply", "ops-anna rest", "ops-anna resume"]
+            );
+        }
+    }
+    let _ = simulator.kill();
+    let _ = simulator.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
