@@ -185,6 +185,13 @@ enum Command {
         /// Skip the capacity advice (it simulates again with synthetic numbers).
         #[arg(long)]
         no_advice: bool,
+        /// Do not apply the rules' health policy (the daemon always does): to measure it.
+        #[arg(long)]
+        no_health: bool,
+        /// Model carriers' labelling of caller IDs (volume and short calls get numbers
+        /// labelled, labelled numbers are answered less, rest lifts the label).
+        #[arg(long)]
+        reputation: bool,
         /// A second rules directory: simulate both and print the leads whose fate differs.
         #[arg(long, value_name = "DIR")]
         compare: Option<PathBuf>,
@@ -317,6 +324,8 @@ fn main() -> ExitCode {
             seed,
             non_local_target,
             no_advice,
+            no_health,
+            reputation,
             compare,
             out,
             format,
@@ -337,6 +346,8 @@ fn main() -> ExitCode {
                     ring_duration: std::time::Duration::from_secs(30),
                     seed,
                     non_local_target,
+                    health: !no_health,
+                    reputation: reputation.then(callroute::simulate::reputation::Model::default),
                 };
                 for (number, rate) in answer_rate {
                     match number {

@@ -303,6 +303,8 @@ async fn a_simulate_report_opens_from_disk_and_sorts() {
         ring_duration: Duration::from_secs(30),
         seed: 0,
         non_local_target: 0.2,
+        health: true,
+        reputation: None,
     };
     let tally = callroute::simulate::tally(&rules, &leads, &options);
     let mut report = callroute::simulate::Report::new(&rules, &leads, &options, &tally);

@@ -190,9 +190,35 @@ impl fmt::Display for StatusView {
                     )
                 })
                 .collect();
+            let health = number
+                .health
+                .as_ref()
+                .and_then(|h| {
+                    h.last_calls.answer_rate().map(|rate| {
+                        format!(
+                            "  answered {:.0}% of its last {} ({} short)",
+                            rate * 100.0,
+                            h.last_calls.placed,
+                            h.last_calls.short
+                        )
+                    })
+                })
+                .unwrap_or_default();
+            let resting = number
+                .resting
+                .as_ref()
+                .map(|r| {
+                    format!(
+                        "  RESTING until {} ({}): {}",
+                        crate::format_instant(r.until),
+                        r.source,
+                        r.reason
+                    )
+                })
+                .unwrap_or_default();
             writeln!(
                 out,
-                "{:<14} {:>9}  {:<20} {}{}",
+                "{:<14} {:>9}  {:<20} {}{}{health}{resting}",
                 number.number,
                 number.calls_24h,
                 number

@@ -15,6 +15,7 @@ pub mod advice;
 pub mod compare;
 pub mod html;
 pub mod report;
+pub mod reputation;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -52,7 +53,15 @@ pub struct SimulateOptions {
     /// The share of a state's calls that may come from non-local numbers before capacity
     /// advice suggests more local ones.
     pub non_local_target: f64,
+    /// Apply the rules' health policy (rest numbers whose answer rate falls), as the daemon
+    /// does.
+    pub health: bool,
+    /// Carriers' labelling, modelled (`reputation`); `None`: answer rates never change.
+    pub reputation: Option<reputation::Model>,
 }
+
+/// How long a short (hung-up) answered call lasts.
+const SHORT_CALL: Duration = Duration::from_secs(4);
 
 impl SimulateOptions {
     /// Where the hourly tallies start: the UTC hour the run starts in, so that an hour of
@@ -101,6 +110,14 @@ pub struct Tally {
     pub states: BTreeMap<String, StateTally>,
     /// Leads still queued (not called, held nor rejected) at the start of each hour.
     pub queue_depth: Vec<usize>,
+    /// Answered calls that were short (hang-ups).
+    pub short: usize,
+    /// Numbers labelled under the reputation model, and when.
+    pub labelled: Vec<(E164, DateTime<Utc>)>,
+    /// Rests the health policy started.
+    pub rests: Vec<crate::health::Rest>,
+    /// Each number's call instants, in order (to check every limit held).
+    pub calls_at: BTreeMap<E164, Vec<DateTime<Utc>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -189,6 +206,12 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
     // Deferred leads get their own due instants, as in the daemon.
     let mut calendar = crate::schedule::DueCalendar::new(beat);
     let mut numbers: HashMap<E164, NumberTally> = HashMap::new();
+    let mut reputations = reputation::Reputations::default();
+    let mut histories: HashMap<E164, crate::health::History> = HashMap::new();
+    let agent_pools: Vec<(String, Vec<E164>)> = rules
+        .agents()
+        .map(|a| (a.name.clone(), rules.numbers_for_agent(&a.model_id)))
+        .collect();
     let new_number = || NumberTally {
         calls_per_hour: vec![0; hours],
         full_per_hour: vec![0; hours],
@@ -244,12 +267,48 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
                     .get(&from_phone_number)
                     .copied()
                     .unwrap_or(options.answer_rate);
-                let answered = draw(options.seed, index) < answer_rate;
-                let duration = if answered {
-                    options.call_duration
-                } else {
-                    options.ring_duration
+                let (answered, short) = match &options.reputation {
+                    Some(model) => {
+                        let zone = rules
+                            .number(from_phone_number)
+                            .map_or(chrono_tz::UTC, |n| n.day_zone);
+                        let call = reputations.call(
+                            model,
+                            options.seed,
+                            from_phone_number,
+                            at,
+                            zone,
+                            answer_rate,
+                        );
+                        (call.answered, call.short)
+                    }
+                    None => (draw(options.seed, index) < answer_rate, false),
                 };
+                let duration = match (answered, short) {
+                    (true, false) => options.call_duration,
+                    (true, true) => SHORT_CALL,
+                    (false, _) => options.ring_duration,
+                };
+                tally.short += usize::from(short);
+                tally
+                    .calls_at
+                    .entry(from_phone_number)
+                    .or_default()
+                    .push(at);
+                if options.health {
+                    let outcome = match (answered, short) {
+                        (true, false) => crate::health::Outcome::Answered,
+                        (true, true) => crate::health::Outcome::Short,
+                        (false, _) => crate::health::Outcome::NoAnswer,
+                    };
+                    // Known at once here (drawn when dialled); the daemon learns it when
+                    // the call ends, a few minutes later.
+                    histories
+                        .entry(from_phone_number)
+                        .or_default()
+                        .push(at, outcome);
+                    rest_numbers(rules, &agent_pools, &histories, &mut pool, &mut tally, at);
+                }
                 live.push(Reverse(
                     at + chrono::Duration::from_std(duration).unwrap_or_default(),
                 ));
@@ -287,7 +346,42 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
         })
         .collect();
     tally.numbers = numbers.into_iter().collect();
+    tally.labelled = reputations.labelled;
     tally
+}
+
+/// The health policy's rests, started the moment an outcome calls for one.
+fn rest_numbers(
+    rules: &RuleSet,
+    agent_pools: &[(String, Vec<E164>)],
+    histories: &HashMap<E164, crate::health::History>,
+    pool: &mut PoolState,
+    tally: &mut Tally,
+    at: DateTime<Utc>,
+) {
+    let pools: Vec<crate::health::Pool> = agent_pools
+        .iter()
+        .map(|(agent, numbers)| crate::health::Pool { agent, numbers })
+        .collect();
+    let new = crate::health::evaluate(
+        &pools,
+        |n| rules.health_policy(n),
+        histories,
+        pool.rests(),
+        at,
+    );
+    if new.is_empty() {
+        return;
+    }
+    let mut rests: Vec<crate::health::Rest> = pool
+        .rests()
+        .values()
+        .filter(|r| r.until > at)
+        .cloned()
+        .collect();
+    rests.extend(new.iter().cloned());
+    pool.set_rests(rests);
+    tally.rests.extend(new);
 }
 
 fn count_presence(
@@ -400,6 +494,8 @@ campaigns:
             ring_duration: Duration::from_secs(30),
             seed: 7,
             non_local_target: 0.2,
+            health: false,
+            reputation: None,
         }
     }
 

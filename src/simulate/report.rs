@@ -33,6 +33,16 @@ pub struct Report {
     pub first_hour: DateTime<Utc>,
     /// Leads still queued at the start of each hour from `first_hour`.
     pub queue_depth: Vec<usize>,
+    /// Answered calls that were short (hang-ups).
+    pub short: usize,
+    /// Numbers labelled under the reputation model (a number labelled twice counts twice).
+    pub labelled: usize,
+    pub labelled_numbers: usize,
+    /// Rests the health policy started.
+    pub rests: Vec<crate::health::Rest>,
+    /// Calls found over a limit window of their number when checked after the run
+    /// (per_minute, per_hour, per_24h, min_gap; without the safety margin): 0 is the promise.
+    pub limit_violations: usize,
     /// What more numbers would change, each measured by running again with them (`None`:
     /// not asked for).
     pub advice: Option<Vec<Advice>>,
@@ -105,6 +115,16 @@ impl Report {
             deferrals: tally.deferrals.clone(),
             numbers: Vec::new(),
             states: Vec::new(),
+            short: tally.short,
+            labelled: tally.labelled.len(),
+            labelled_numbers: tally
+                .labelled
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            rests: tally.rests.clone(),
+            limit_violations: limit_violations(rules, tally),
             first_hour: options.first_hour(),
             queue_depth: tally.queue_depth.clone(),
             advice: None,
@@ -209,6 +229,40 @@ impl fmt::Display for Advice {
             Verdict::NotTried => write!(out, "{goal}: {change}"),
         }
     }
+}
+
+/// Calls over a window of their number's limits, checked from the call instants alone.
+fn limit_violations(rules: &RuleSet, tally: &Tally) -> usize {
+    let mut violations = 0;
+    for (number, calls) in &tally.calls_at {
+        let Some(info) = rules.number(*number) else {
+            continue;
+        };
+        let limits = info.limits;
+        for (window, limit) in [
+            (chrono::Duration::minutes(1), limits.per_minute),
+            (chrono::Duration::hours(1), limits.per_hour),
+            (chrono::Duration::hours(24), limits.per_24h),
+        ] {
+            let Some(limit) = limit else { continue };
+            let mut first = 0;
+            for (last, at) in calls.iter().enumerate() {
+                while calls[first] <= *at - window {
+                    first += 1;
+                }
+                if last + 1 - first > limit as usize {
+                    violations += 1;
+                }
+            }
+        }
+        if let Some(gap) = limits
+            .min_gap
+            .and_then(|g| chrono::Duration::from_std(g).ok())
+        {
+            violations += calls.windows(2).filter(|w| w[1] - w[0] < gap).count();
+        }
+    }
+    violations
 }
 
 /// The most calls `limits` allow in any hour, when they limit it at all.
@@ -349,6 +403,22 @@ impl fmt::Display for Report {
             self.answered,
             self.decisions
         )?;
+        writeln!(
+            out,
+            "{:.2} dials per answered call; {} short calls; limit windows exceeded: {}",
+            self.called as f64 / self.answered.max(1) as f64,
+            self.short,
+            self.limit_violations
+        )?;
+        if self.labelled > 0 || !self.rests.is_empty() {
+            writeln!(
+                out,
+                "reputation model: {} labels on {} numbers; health policy: {} rests",
+                self.labelled,
+                self.labelled_numbers,
+                self.rests.len()
+            )?;
+        }
         match self.drained_at {
             Some(t) => writeln!(out, "queue drained: last call {}", time(t))?,
             None => {
