@@ -264,22 +264,26 @@ fn compile_limits(r: &mut Reporter, raw: &RawLimits) -> Limits {
         min_gap: raw.min_gap.as_ref().and_then(|g| r.duration(g)),
         warmup: raw.warmup.as_ref().and_then(|w| {
             let (from, to, days) = (w.value.from.value, w.value.to.value, w.value.days.value);
+            let mut valid = true;
             if from == 0 {
                 r.error(
                     &w.value.from,
                     "`from: 0` would never allow a call on the first day",
                 );
-                return None;
+                valid = false;
             }
             if to < from {
                 r.error(
                     &w.value.to,
                     format!("`to: {to}` is below `from: {from}`: a warm-up ramps up"),
                 );
-                return None;
+                valid = false;
             }
             if days == 0 || days > 366 {
                 r.error(&w.value.days, "`days` must be 1 to 366");
+                valid = false;
+            }
+            if !valid {
                 return None;
             }
             Some(crate::health::Warmup { from, to, days })
@@ -1310,6 +1314,82 @@ campaigns: { c: { agent: a, routes: [ { numbers: all } ] } }
             "expected a diagnostic containing {expected:?}, got:\n{}",
             messages.join("\n")
         );
+    }
+
+    #[test]
+    fn health_policies_layer_default_profile_and_number() {
+        let text = r#"
+agents: { a: { model_id: m, manage_pool: true } }
+limits:
+  default: { per_hour: 40 }
+  fresh: { warmup: { from: 20, to: 150, days: 14 } }
+numbers:
+  "+14155550100": { limit_profile: fresh, since: "2026-11-20" }
+  "+13055550105": {}
+  "+12125550107": {}
+health:
+  default: { rest_when: { min_calls: 30 }, rest_for: 48h, max_resting: 20% }
+  profiles: { fresh: { short_call: 15s } }
+  numbers: { "+12125550107": { detach_while_resting: true, rest_when: { answer_rate_below: 0.4 } } }
+campaigns: { c: { agent: a, routes: [ { numbers: all } ] } }
+"#;
+        let (rules, messages) = compile(&[("r.yaml", text)]);
+        assert!(messages.is_empty(), "{messages:?}");
+        let rules = rules.unwrap();
+        assert!(rules.agent("a").unwrap().manage_pool);
+        let policy = |n: &str| rules.health_policy(n.parse().unwrap()).clone();
+        let miami = policy("+13055550105");
+        assert_eq!((miami.min_calls, miami.max_resting), (30, 0.2));
+        assert_eq!(miami.rest_for, std::time::Duration::from_secs(48 * 3600));
+        let fresh = policy("+14155550100");
+        assert_eq!(fresh.short_call, std::time::Duration::from_secs(15));
+        assert_eq!(
+            fresh.min_calls, 30,
+            "the profile's policy starts from the default"
+        );
+        let ny = policy("+12125550107");
+        assert!(ny.detach_while_resting);
+        assert_eq!((ny.answer_rate_below, ny.min_calls), (0.4, 30));
+        let sf = rules.number("+14155550100".parse().unwrap()).unwrap();
+        assert_eq!(sf.since, NaiveDate::from_ymd_opt(2026, 11, 20));
+        assert_eq!(
+            sf.limits.warmup.map(|w| (w.from, w.to, w.days)),
+            Some((20, 150, 14))
+        );
+        assert_eq!(sf.limits.per_hour, Some(40));
+    }
+
+    #[test]
+    fn every_health_mistake_is_reported_where_it_is() {
+        let text = r#"
+agents: { a: { model_id: m } }
+limits:
+  default: { warmup: { from: 50, to: 20, days: 0 } }
+numbers:
+  "+14155550100": { since: "last week" }
+health:
+  default: { rest_when: { answer_rate_below: 1.5, min_calls: 60, last_calls: 50 }, max_resting: "130%", rest_for: 0s }
+  profiles: { nosuch: {} }
+  numbers: { "+12125550107": {} }
+campaigns: { c: { agent: a, routes: [ { numbers: all } ] } }
+"#;
+        let (rules, messages) = compile(&[("r.yaml", text)]);
+        assert!(rules.is_none());
+        for expected in [
+            "r.yaml:4:",
+            "`to: 20` is below `from: 50`",
+            "`days` must be 1 to 366",
+            "r.yaml:6:",
+            "`since: last week` is not a date",
+            "`answer_rate_below` is a share between 0 and 1",
+            "`last_calls: 50` counts fewer calls than `min_calls: 60` needs",
+            "`max_resting` is a share between 0 and 1",
+            "duration `0s` must be longer than zero",
+            "unknown limit profile `nosuch`",
+            "number +12125550107 is not in `numbers:`",
+        ] {
+            assert_reported(&messages, expected);
+        }
     }
 
     #[test]
