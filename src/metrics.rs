@@ -50,6 +50,18 @@ fn describe() {
         "Version of the running callroute (value 1)."
     );
     describe_gauge!("callroute_leads", "Leads in the queue by state.");
+    describe_gauge!(
+        "callroute_number_answer_ratio",
+        "Share of a caller ID's last calls (its health policy's last_calls) that were answered."
+    );
+    describe_gauge!(
+        "callroute_number_resting",
+        "1 while a caller ID rests (health policy or by hand), else 0."
+    );
+    describe_counter!(
+        "callroute_number_rests_total",
+        "Rests started, by source (auto: the health policy)."
+    );
     describe_counter!(
         "callroute_decisions_total",
         "Routing decisions by campaign, route, outcome and reason."
