@@ -227,6 +227,10 @@ enum Command {
         /// defaults to the lead being explained).
         #[arg(long, value_name = "FILE")]
         history: Option<PathBuf>,
+        /// A number resting until an instant, as health would rest it: `+14155550100@2026-12-02T16:00:00Z`
+        /// (repeat for several).
+        #[arg(long, value_name = "NUMBER@UNTIL")]
+        resting: Vec<String>,
         /// Seed for the `random` strategy.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -378,15 +382,19 @@ fn main() -> ExitCode {
             at,
             attached,
             history,
+            resting,
             seed,
             format,
         } => explain_lead(
             &rules,
             &lead,
             at.as_deref(),
-            attached,
-            history.as_deref(),
-            seed,
+            ExplainPool {
+                attached,
+                history,
+                resting,
+                seed,
+            },
             format,
         ),
     };
@@ -585,15 +593,27 @@ fn read_arg(value: &str) -> anyhow::Result<String> {
     String::from_utf8(bytes).with_context(|| format!("{path}: not UTF-8 text"))
 }
 
+/// What `explain` assumes of the pool: attached numbers, past calls, rests, the seed.
+struct ExplainPool {
+    attached: Option<Vec<String>>,
+    history: Option<PathBuf>,
+    resting: Vec<String>,
+    seed: u64,
+}
+
 fn explain_lead(
     rules_dir: &Path,
     lead_arg: &str,
     at: Option<&str>,
-    attached: Option<Vec<String>>,
-    history: Option<&Path>,
-    seed: u64,
+    given: ExplainPool,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
+    let ExplainPool {
+        attached,
+        history,
+        resting,
+        seed,
+    } = given;
     let loaded = match load_rules(rules_dir) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
@@ -621,9 +641,25 @@ fn explain_lead(
             }
         }
     }
-    if let Some(path) = history {
+    if let Some(path) = &history {
         replay_history(&mut pool, &lead, path)?;
     }
+    let rests = resting
+        .iter()
+        .map(|given| {
+            let (number, until) = given
+                .split_once('@')
+                .ok_or_else(|| anyhow!("--resting `{given}`: expected NUMBER@UNTIL"))?;
+            Ok(callroute::health::Rest {
+                number: E164::parse(number.trim()).map_err(|e| anyhow!("--resting: {e}"))?,
+                since: DateTime::<Utc>::MIN_UTC,
+                until: parse_time(until.trim())?,
+                reason: "given with --resting".into(),
+                source: "manual".into(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    pool.set_rests(rests);
     let (decision, trace) = decide(rules, &lead, &pool, now);
     match format {
         Format::Text => print!("{}", explain::to_text(&decision, &trace)),

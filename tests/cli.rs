@@ -451,3 +451,45 @@ fn simulate_writes_its_report_and_compares_two_rule_sets() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn explain_replays_a_rest_with_why_and_until_when() {
+    let out = callroute(&[
+        "explain",
+        "--rules",
+        "rules",
+        "--lead",
+        r#"{"phone":"+14155550123","name":"A","campaign":"spring-promo"}"#,
+        "--at",
+        "2026-12-01T18:00:00Z",
+        "--resting",
+        "+14155550100@2026-12-02T16:00:00Z",
+        "--resting",
+        "+14155550101@2026-12-03T00:00:00Z",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("excluded +14155550100 (area_code): resting until 2026-12-02T16:00:00Z"),
+        "{text}"
+    );
+    assert!(
+        text.starts_with("DIAL from +1213") || text.starts_with("DIAL from +1628"),
+        "{text}"
+    );
+    let bad = callroute(&[
+        "explain",
+        "--rules",
+        "rules",
+        "--lead",
+        r#"{"phone":"+14155550123","name":"A","campaign":"spring-promo"}"#,
+        "--resting",
+        "+14155550100",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected NUMBER@UNTIL"));
+}

@@ -255,6 +255,21 @@ impl fmt::Display for StatusView {
     }
 }
 
+/// Today's warm-up cap of a number still warming up (from `since`, else its first use).
+fn warmup_cap(
+    info: &crate::rules::NumberInfo,
+    pool: &PoolState,
+    now: DateTime<Utc>,
+) -> Option<u32> {
+    let warmup = info.limits.warmup?;
+    let first_day = info.since.or_else(|| {
+        pool.first_use(info.number)
+            .map(|t| t.with_timezone(&info.day_zone).date_naive())
+    })?;
+    let today = now.with_timezone(&info.day_zone).date_naive();
+    warmup.cap((today - first_day).num_days())
+}
+
 impl<S: Store> Shared<S> {
     /// Keeps `decision` among the recent ones the status shows.
     pub(super) fn note_decision(
@@ -433,6 +448,11 @@ impl<S: Store> Daemon<S> {
                     })
                     .chain(limits.per_day.map(|limit| WindowUseView {
                         window: "per_day".to_string(),
+                        used: usage.map_or(0, |u| u.uses_today(info.day_zone, now)),
+                        limit,
+                    }))
+                    .chain(warmup_cap(info, &pool, now).map(|limit| WindowUseView {
+                        window: "warmup".to_string(),
                         used: usage.map_or(0, |u| u.uses_today(info.day_zone, now)),
                         limit,
                     }))
