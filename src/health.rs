@@ -199,7 +199,7 @@ pub fn evaluate<'p>(
             .count();
         let mut candidates: Vec<(E164, Counts, &Policy, f64)> = counted
             .into_iter()
-            .filter(|(n, _, _)| !resting.get(n).is_some_and(|r| r.until > now))
+            .filter(|(n, _, _)| resting.get(n).is_none_or(|r| r.until <= now))
             .filter(|(n, _, _)| !rests.iter().any(|r| r.number == *n))
             .filter_map(|(n, counts, policy)| {
                 let rate = counts.answer_rate()?;
@@ -245,7 +245,7 @@ fn median(values: &mut [f64]) -> Option<f64> {
     }
     values.sort_by(f64::total_cmp);
     let middle = values.len() / 2;
-    Some(if values.len() % 2 == 0 {
+    Some(if values.len().is_multiple_of(2) {
         (values[middle - 1] + values[middle]) / 2.0
     } else {
         values[middle]

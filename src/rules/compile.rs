@@ -334,7 +334,7 @@ fn compile_health(
         }
         if policy.last_calls < policy.min_calls {
             r.error(
-                &when,
+                when,
                 format!(
                     "`last_calls: {}` counts fewer calls than `min_calls: {}` needs: no number could ever rest",
                     policy.last_calls, policy.min_calls
