@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -28,12 +27,15 @@ struct Driver {
 }
 
 impl Drop for Driver {
-    /// chromedriver and the browser it started share a process group: all of it goes, even
-    /// when a test failed before closing the session.
+    /// The browser chromedriver started goes with it, even when a test failed before
+    /// closing the session (its helpers end with the browser).
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
-            .status();
+        let pid = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", child]).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -58,7 +60,6 @@ async fn browser() -> Option<(Driver, Client)> {
         .port();
     let child = Command::new(&driver_path)
         .arg(format!("--port={port}"))
-        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
