@@ -144,36 +144,35 @@ pub(super) fn pick_number(
         }
     }
 
+    // The lead waits for the first number to come free, moved into its calling window.
+    let wait_until = |at: DateTime<Utc>, code: ReasonCode, message: String| Decision::Defer {
+        until: next_open_all(constraints, at).unwrap_or(at),
+        reason: reason(code, message),
+    };
     // A rest ends by itself: the lead waits for it like for a limit.
     if let Some(rest_ends) = resting_until
         && earliest_free.is_none_or(|free| rest_ends < free)
     {
-        let until = next_open_all(constraints, rest_ends).unwrap_or(rest_ends);
-        return Decision::Defer {
-            until,
-            reason: reason(
-                ReasonCode::NumbersResting,
-                format!(
-                    "every other number of route `{}` is at a limit or not attached, and its resting numbers rest until {} at the earliest",
-                    route.name,
-                    rfc3339(rest_ends)
-                ),
+        return wait_until(
+            rest_ends,
+            ReasonCode::NumbersResting,
+            format!(
+                "every other number of route `{}` is at a limit or not attached, and its resting numbers rest until {} at the earliest",
+                route.name,
+                rfc3339(rest_ends)
             ),
-        };
+        );
     }
     if let Some(free) = earliest_free {
-        let until = next_open_all(constraints, free).unwrap_or(free);
-        return Decision::Defer {
-            until,
-            reason: reason(
-                ReasonCode::AllNumbersAtLimit,
-                format!(
-                    "every eligible number of route `{}` is at a limit; the first frees {}",
-                    route.name,
-                    rfc3339(free)
-                ),
+        return wait_until(
+            free,
+            ReasonCode::AllNumbersAtLimit,
+            format!(
+                "every eligible number of route `{}` is at a limit; the first frees {}",
+                route.name,
+                rfc3339(free)
             ),
-        };
+        );
     }
     if !any_candidate {
         let tiers: Vec<&str> = route
