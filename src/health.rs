@@ -181,12 +181,7 @@ pub fn evaluate<'p>(
                 (*n, counts, policy)
             })
             .collect();
-        let mut rates: Vec<f64> = counted
-            .iter()
-            .filter(|(_, counts, policy)| counts.placed >= policy.min_calls)
-            .filter_map(|(_, counts, _)| counts.answer_rate())
-            .collect();
-        let Some(median) = median(&mut rates) else {
+        let Some(median) = pool_median(&counted) else {
             continue;
         };
         let already = pool
@@ -237,6 +232,37 @@ pub fn evaluate<'p>(
         }
     }
     rests
+}
+
+/// The median answer rate of the numbers with enough calls to count.
+fn pool_median(counted: &[(E164, Counts, &Policy)]) -> Option<f64> {
+    let mut rates: Vec<f64> = counted
+        .iter()
+        .filter(|(_, counts, policy)| counts.placed >= policy.min_calls)
+        .filter_map(|(_, counts, _)| counts.answer_rate())
+        .collect();
+    median(&mut rates)
+}
+
+/// The median answer rate of `numbers` over their policies' last calls (numbers with fewer
+/// than `min_calls` left out), as `evaluate` compares against.
+pub fn median_of<'p>(
+    numbers: &[E164],
+    policy_of: impl Fn(E164) -> &'p Policy,
+    histories: &HashMap<E164, History>,
+) -> Option<f64> {
+    let counted: Vec<(E164, Counts, &Policy)> = numbers
+        .iter()
+        .map(|n| {
+            let policy = policy_of(*n);
+            let counts = histories
+                .get(n)
+                .map(|h| h.last(policy.last_calls as usize))
+                .unwrap_or_default();
+            (*n, counts, policy)
+        })
+        .collect();
+    pool_median(&counted)
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {

@@ -134,6 +134,7 @@ async fn a_number_nobody_answers_is_rested_detached_and_stays_rested_after_a_res
     let placed = from_bad.len() as u32;
     assert_eq!(bad.health.as_ref().unwrap().last_calls.placed, placed);
     assert_eq!(bad.health.as_ref().unwrap().last_calls.answered, 0);
+    assert_eq!(bad.health.as_ref().unwrap().pool_median, Some(1.0));
 
     // A restart keeps the rest, and the counts behind it.
     let again = Daemon::start(

@@ -251,9 +251,18 @@ impl<S: Store> Shared<S> {
         let policy = rules.health_policy(number);
         let histories = lock(&self.histories);
         let history = histories.get(&number)?;
+        // The pool of the first agent whose rules name it, as the policy compares.
+        let pool_median = rules
+            .agents()
+            .map(|a| rules.numbers_for_agent(&a.model_id))
+            .find(|numbers| numbers.contains(&number))
+            .and_then(|numbers| {
+                crate::health::median_of(&numbers, |n| rules.health_policy(n), &histories)
+            });
         Some(HealthView {
             last_calls: history.last(policy.last_calls as usize),
             last_24h: history.since(now - chrono::Duration::hours(24)),
+            pool_median,
         })
     }
 }
@@ -263,4 +272,6 @@ impl<S: Store> Shared<S> {
 pub struct HealthView {
     pub last_calls: crate::health::Counts,
     pub last_24h: crate::health::Counts,
+    /// The answer rate of its agent's pool (median of the numbers with enough calls).
+    pub pool_median: Option<f64>,
 }
