@@ -169,18 +169,7 @@ pub fn evaluate<'p>(
 ) -> Vec<Rest> {
     let mut rests: Vec<Rest> = Vec::new();
     for pool in pools {
-        let counted: Vec<(E164, Counts, &Policy)> = pool
-            .numbers
-            .iter()
-            .map(|n| {
-                let policy = policy_of(*n);
-                let counts = histories
-                    .get(n)
-                    .map(|h| h.last(policy.last_calls as usize))
-                    .unwrap_or_default();
-                (*n, counts, policy)
-            })
-            .collect();
+        let counted = count_last(pool.numbers, &policy_of, histories);
         let Some(median) = pool_median(&counted) else {
             continue;
         };
@@ -251,7 +240,16 @@ pub fn median_of<'p>(
     policy_of: impl Fn(E164) -> &'p Policy,
     histories: &HashMap<E164, History>,
 ) -> Option<f64> {
-    let counted: Vec<(E164, Counts, &Policy)> = numbers
+    pool_median(&count_last(numbers, &policy_of, histories))
+}
+
+/// Each number's counts over its policy's last calls, with that policy.
+fn count_last<'p>(
+    numbers: &[E164],
+    policy_of: &impl Fn(E164) -> &'p Policy,
+    histories: &HashMap<E164, History>,
+) -> Vec<(E164, Counts, &'p Policy)> {
+    numbers
         .iter()
         .map(|n| {
             let policy = policy_of(*n);
@@ -261,8 +259,7 @@ pub fn median_of<'p>(
                 .unwrap_or_default();
             (*n, counts, policy)
         })
-        .collect();
-    pool_median(&counted)
+        .collect()
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {
