@@ -115,6 +115,7 @@ impl<S: Store> Shared<S> {
                 now,
             )
         };
+        let rested = !new_rests.is_empty();
         for rest in new_rests {
             tracing::warn!(
                 number = %rest.number,
@@ -142,8 +143,13 @@ impl<S: Store> Shared<S> {
                 tracing::error!(number = %rest.number, "cannot record the rest: {e}");
             }
         }
-        self.reload_rests().await;
-        self.sync_rest_attachments().await;
+        if rested {
+            self.reload_rests().await;
+            // Detaching calls Synthflow: the dialing loop does it at its next turn, not this
+            // call's end (a webhook's answer or a freed slot must not wait on the API).
+            self.refresh_pools_now.store(true, Ordering::SeqCst);
+            self.wake.notify_one();
+        }
     }
 
     /// Numbers whose policy says `detach_while_resting`: detached from every agent of the
