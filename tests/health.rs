@@ -149,5 +149,52 @@ async fn a_number_nobody_answers_is_rested_detached_and_stays_rested_after_a_res
     let bad = status.numbers.iter().find(|n| n.number == BAD).unwrap();
     assert_eq!(bad.resting.as_ref().unwrap().until, rest.until);
     assert_eq!(bad.health.as_ref().unwrap().last_calls.placed, placed);
+
+    // Resumed by hand (`callroute numbers resume`): a daemon started after no longer skips
+    // it, and attaches it again on its first turn, as `detach_while_resting` promised.
+    drop(again);
+    let store = SqliteStore::open(&url).await.unwrap();
+    assert!(
+        store
+            .resume_number(BAD, "ops", chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    let third = Arc::new(
+        Daemon::start(store, Arc::new(rules()), common::client(&base), config())
+            .await
+            .unwrap(),
+    );
+    let status = third.status().await.unwrap();
+    assert!(
+        status
+            .numbers
+            .iter()
+            .find(|n| n.number == BAD)
+            .unwrap()
+            .resting
+            .is_none()
+    );
+    let running = third.spawn();
+    let started = std::time::Instant::now();
+    while !common::client(&base)
+        .attached_numbers("m-1")
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.number == BAD)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never attached again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await.unwrap();
+    let audit = third.store().audit_log(1).await.unwrap();
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].action.as_str()),
+        ("policy", "attach")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -333,6 +333,8 @@ impl<S: Store> Daemon<S> {
         shared.store.release_claims(now).await?;
         // The rules or the pools may have changed while the daemon was down.
         shared.release_held("daemon started").await;
+        // Rests that ended while it was down: their numbers are attached again now.
+        shared.sync_rest_attachments().await;
         let mut requests: JoinSet<()> = JoinSet::new();
         for attempt in shared.store.in_doubt().await? {
             let shared = shared.clone();
