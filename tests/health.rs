@@ -198,3 +198,64 @@ async fn a_number_nobody_answers_is_rested_detached_and_stays_rested_after_a_res
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_written_by_another_process_applies_at_once() {
+    let sim = Simulator::new(common::sim_config(&NUMBERS));
+    let base = sim.start_local().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("callroute-health-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("q.db").display());
+    let config = DaemonConfig {
+        idle_poll: Duration::from_millis(50),
+        ..DaemonConfig::default()
+    };
+    let daemon = Arc::new(
+        Daemon::start(
+            SqliteStore::open(&url).await.unwrap(),
+            Arc::new(rules()),
+            common::client(&base),
+            config,
+        )
+        .await
+        .unwrap(),
+    );
+    let running = daemon.spawn();
+    // What `callroute numbers rest` does: its own connection to the same store.
+    let cli = SqliteStore::open(&url).await.unwrap();
+    let now = chrono::Utc::now();
+    cli.rest_number(
+        &callroute::health::Rest {
+            number: "+14155550100".parse().unwrap(),
+            since: now,
+            until: now + chrono::Duration::hours(72),
+            reason: "flagged by carrier".into(),
+            source: "manual".into(),
+        },
+        "ops",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let status = daemon.status().await.unwrap();
+        let sf = status
+            .numbers
+            .iter()
+            .find(|n| n.number == "+14155550100")
+            .unwrap();
+        if let Some(rest) = &sf.resting {
+            assert_eq!(rest.reason, "flagged by carrier");
+            break;
+        }
+        // Well before the 5-minute pool refresh.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the rest never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -141,7 +141,7 @@ pub async fn numbers(config: &Config, command: NumbersCommand) -> anyhow::Result
                     })
                     .await?;
                 println!(
-                    "{number} rests until {} ({reason}); a running daemon applies it at its next pool read",
+                    "{number} rests until {} ({reason}); a running daemon applies it at once",
                     callroute::format_instant(until)
                 );
             }

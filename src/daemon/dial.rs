@@ -84,6 +84,10 @@ impl<S: Store> Shared<S> {
             }
             // Read before looking for work: a write after this point ends the idle wait.
             let version = self.store.data_version().await.ok();
+            // Another process wrote (e.g. `callroute numbers rest`): rests apply at once.
+            if version.is_some_and(|v| self.store_changed_since_rests(v)) {
+                self.reload_rests().await;
+            }
             let now = self.config.clock.now();
             let batch = self.store.claim_due(now, self.config.claim_batch).await?;
             if batch.is_empty() {

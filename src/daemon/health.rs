@@ -1,6 +1,7 @@
 //! Number health in the running daemon: each ended call is counted for its caller ID, the
 //! policy (`health::evaluate`) decides which numbers rest, rests are kept in the store (they
-//! survive restarts and `callroute numbers rest` writes them too), and numbers whose policy
+//! survive restarts and `callroute numbers rest` writes them too; the loop re-reads them when
+//! another process changed the store), and numbers whose policy
 //! says so are detached from their agents while they rest and attached again after.
 
 use std::collections::HashMap;
@@ -41,6 +42,20 @@ impl<S: Store> Shared<S> {
         }
         self.reload_rests().await;
         Ok(())
+    }
+
+    /// True when the store changed since the rests were last read for `version`, at most
+    /// once a second (the daemon's own writes change it too).
+    pub(super) fn store_changed_since_rests(&self, version: u64) -> bool {
+        let mut checked = lock(&self.rests_read);
+        let due = checked
+            .1
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+        if checked.0 != Some(version) && due {
+            *checked = (Some(version), Some(std::time::Instant::now()));
+            return true;
+        }
+        false
     }
 
     /// Reads the rests from the store (the CLI writes them there) into the engine's view.

@@ -177,6 +177,8 @@ struct Shared<S: Store> {
     events: Mutex<std::collections::VecDeque<Event>>,
     /// Each caller ID's recent call outcomes (number health).
     histories: Mutex<HashMap<E164, crate::health::History>>,
+    /// The store's data version the rests were last read at, and when.
+    rests_read: Mutex<(Option<u64>, Option<std::time::Instant>)>,
     /// Each number's slug, as the pools last read gave it (detach needs it).
     slugs: Mutex<HashMap<E164, String>>,
     /// The last `status::RECENT_DECISIONS` decisions acted on, newest last, with traces.
@@ -255,6 +257,7 @@ impl<S: Store> Daemon<S> {
                 decisions: Mutex::new(std::collections::VecDeque::new()),
                 histories: Mutex::new(HashMap::new()),
                 slugs: Mutex::new(HashMap::new()),
+                rests_read: Mutex::new((None, None)),
                 call_waiters: Mutex::new(HashMap::new()),
                 rules_dir: Mutex::new(None),
                 rules_files: Mutex::new(Vec::new()),
