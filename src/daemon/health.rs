@@ -111,6 +111,9 @@ impl<S: Store> Shared<S> {
             metrics::gauge!("callroute_number_answer_ratio", "number" => number.to_string())
                 .set(ratio);
         }
+        // One evaluation at a time: two call ends judged at once could each rest a number
+        // and together pass `max_resting`.
+        let _judging = self.health_judging.lock().await;
         let new_rests = {
             let histories = lock(&self.histories);
             let pool = lock(&self.pool);
@@ -159,6 +162,7 @@ impl<S: Store> Shared<S> {
             }
         }
         if rested {
+            // Before the next evaluation: it counts the rests now running.
             self.reload_rests().await;
             // Detaching calls Synthflow: the dialing loop does it at its next turn, not this
             // call's end (a webhook's answer or a freed slot must not wait on the API).

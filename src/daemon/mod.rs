@@ -177,6 +177,8 @@ struct Shared<S: Store> {
     events: Mutex<std::collections::VecDeque<Event>>,
     /// Each caller ID's recent call outcomes (number health).
     histories: Mutex<HashMap<E164, crate::health::History>>,
+    /// Held while the health policy judges a call end and records its rests.
+    health_judging: tokio::sync::Mutex<()>,
     /// The store's data version the rests were last read at, and when.
     rests_read: Mutex<(Option<u64>, Option<std::time::Instant>)>,
     /// Each number's slug, as the pools last read gave it (detach needs it).
@@ -258,6 +260,7 @@ impl<S: Store> Daemon<S> {
                 histories: Mutex::new(HashMap::new()),
                 slugs: Mutex::new(HashMap::new()),
                 rests_read: Mutex::new((None, None)),
+                health_judging: tokio::sync::Mutex::new(()),
                 call_waiters: Mutex::new(HashMap::new()),
                 rules_dir: Mutex::new(None),
                 rules_files: Mutex::new(Vec::new()),
