@@ -405,30 +405,17 @@ impl<S: Store> Daemon<S> {
             .map(|info| {
                 let usage = pool.number_usage(info.number);
                 let limits = info.limits;
-                let count = |name: &str, value: Option<u32>| {
-                    value.map(|v| (name.to_string(), v.to_string()))
-                };
                 NumberView {
                     health: self.shared.health_of(info.number, now),
                     resting: pool.rest_of(info.number, now).cloned(),
                     number: info.number.to_string(),
                     calls_24h: usage.map_or(0, |u| u.uses_24h(now)),
                     last_used: usage.and_then(|u| u.last_used()),
-                    limits: [
-                        count("per_minute", limits.per_minute),
-                        count("per_hour", limits.per_hour),
-                        count("per_24h", limits.per_24h),
-                        count("per_day", limits.per_day),
-                        limits.min_gap.map(|g| {
-                            (
-                                "min_gap".to_string(),
-                                humantime::format_duration(g).to_string(),
-                            )
-                        }),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
+                    limits: limits
+                        .written()
+                        .into_iter()
+                        .map(|(window, value)| (window.to_string(), value))
+                        .collect(),
                     windows: [
                         (
                             "per_minute",

@@ -217,6 +217,28 @@ impl Limits {
         }
     }
 
+    /// `window`'s value as written in the rules (`"40"`, `"20s"`), if it is set.
+    pub fn value(&self, window: &str) -> Option<String> {
+        match window {
+            "per_minute" => self.per_minute.map(|n| n.to_string()),
+            "per_hour" => self.per_hour.map(|n| n.to_string()),
+            "per_24h" => self.per_24h.map(|n| n.to_string()),
+            "per_day" => self.per_day.map(|n| n.to_string()),
+            "min_gap" => self
+                .min_gap
+                .map(|gap| humantime::format_duration(gap).to_string()),
+            _ => None,
+        }
+    }
+
+    /// Every window that is set, with its value as written: `[("per_hour", "40"), ...]`.
+    pub fn written(&self) -> Vec<(&'static str, String)> {
+        ["per_minute", "per_hour", "per_24h", "per_day", "min_gap"]
+            .into_iter()
+            .filter_map(|window| self.value(window).map(|value| (window, value)))
+            .collect()
+    }
+
     pub fn is_unlimited(&self) -> bool {
         *self == Limits::default()
     }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-use super::report::{NumberReport, Report, limit_value, percent};
+use super::report::{NumberReport, Report, percent};
 
 const PALETTE: [&str; 12] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -271,7 +271,7 @@ fn heat_map(report: &Report) -> String {
             let share = (f64::from(calls) / f64::from(scale)).min(1.0);
             let full_text: Vec<String> = full
                 .iter()
-                .map(|w| match limit_value(&number.limits, w) {
+                .map(|w| match number.limits.value(w) {
                     Some(v) => format!("{w}: {v}"),
                     None => w.to_string(),
                 })
@@ -422,9 +422,11 @@ fn numbers_table(page: &mut String, report: &Report) {
         r#"<h2>Numbers</h2><table class="sortable" id="numbers"><thead><tr><th>number</th><th>calls</th><th>busiest hour</th><th>hourly capacity</th><th>limits</th><th>times found full</th><th>full windows</th></tr></thead><tbody>"#,
     );
     for number in &report.numbers {
-        let limits: Vec<String> = ["per_minute", "per_hour", "per_24h", "per_day", "min_gap"]
-            .iter()
-            .filter_map(|w| limit_value(&number.limits, w).map(|v| format!("{w}: {v}")))
+        let limits: Vec<String> = number
+            .limits
+            .written()
+            .into_iter()
+            .map(|(w, v)| format!("{w}: {v}"))
             .collect();
         let full: usize = number.full_windows.values().sum();
         let windows: Vec<String> = number

@@ -280,20 +280,6 @@ pub fn hourly_capacity(limits: &Limits) -> Option<u32> {
     .min()
 }
 
-/// `limits` as written in the rules, the windows that are set: `per_hour: 40, min_gap: 2m`.
-pub fn limit_value(limits: &Limits, window: &str) -> Option<String> {
-    match window {
-        "per_minute" => limits.per_minute.map(|n| n.to_string()),
-        "per_hour" => limits.per_hour.map(|n| n.to_string()),
-        "per_24h" => limits.per_24h.map(|n| n.to_string()),
-        "per_day" => limits.per_day.map(|n| n.to_string()),
-        "min_gap" => limits
-            .min_gap
-            .map(|gap| humantime::format_duration(gap).to_string()),
-        _ => None,
-    }
-}
-
 /// Runs of consecutive hours in which each window was full.
 fn spans(start: DateTime<Utc>, full_per_hour: &[u8]) -> Vec<Span> {
     let at = |hour: usize| start + chrono::Duration::hours(hour as i64);
@@ -364,7 +350,7 @@ fn non_local_cause(rules: &RuleSet, state: &str, tally: &super::StateTally) -> S
         .first()
         .and_then(|n| n.parse().ok())
         .and_then(|n| rules.number(n))
-        .and_then(|n| limit_value(&n.limits, window))
+        .and_then(|n| n.limits.value(window))
         .map(|value| format!("`{window}: {value}`"))
         .unwrap_or_else(|| format!("`{window}`"));
     let shown: Vec<&str> = numbers.iter().take(3).map(String::as_str).collect();
@@ -498,7 +484,9 @@ impl fmt::Display for Report {
             )?;
             const SHOWN: usize = 4;
             for span in number.binding.iter().take(SHOWN) {
-                let limit = limit_value(&number.limits, &span.window)
+                let limit = number
+                    .limits
+                    .value(&span.window)
                     .map(|v| format!(": {v}"))
                     .unwrap_or_default();
                 writeln!(
