@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::hours::first_instant_at_or_after;
 use crate::lead::Lead;
 use crate::phone::E164;
-use crate::rules::{AttemptRule, Limits, RuleSet};
+use crate::rules::{AttemptRule, Limits, NumberInfo, RuleSet};
 
 /// How long individual uses are kept: the longest window that counts them (a local calendar
 /// day lasts up to 25 hours).
@@ -176,6 +176,32 @@ impl PoolState {
 
     pub fn first_use(&self, number: E164) -> Option<DateTime<Utc>> {
         self.first_use.get(&number).copied()
+    }
+
+    /// The day `info` began warming up, in its zone: `since:` in the rules, else its first
+    /// use.
+    pub fn first_day(&self, info: &NumberInfo) -> Option<chrono::NaiveDate> {
+        info.since.or_else(|| {
+            self.first_use(info.number)
+                .map(|t| t.with_timezone(&info.day_zone).date_naive())
+        })
+    }
+
+    /// Every window of `limits` that is full for `info` at `now`, warm-up included: what
+    /// the engine checks and the status shows.
+    pub fn hits(&self, info: &NumberInfo, limits: &Limits, now: DateTime<Utc>) -> Vec<LimitHit> {
+        let Some(usage) = self.number_usage(info.number) else {
+            return Vec::new();
+        };
+        let mut hits = usage.hits(limits, info.day_zone, now);
+        if let Some(warmup) = &limits.warmup
+            && let Some(hit) = self
+                .first_day(info)
+                .and_then(|day| usage.warmup_hit(warmup, day, info.day_zone, now))
+        {
+            hits.push(hit);
+        }
+        hits
     }
 
     /// Accounts for a call to `lead` from `number` placed at `at`.

@@ -262,10 +262,7 @@ fn warmup_cap(
     now: DateTime<Utc>,
 ) -> Option<u32> {
     let warmup = info.limits.warmup?;
-    let first_day = info.since.or_else(|| {
-        pool.first_use(info.number)
-            .map(|t| t.with_timezone(&info.day_zone).date_naive())
-    })?;
+    let first_day = pool.first_day(info)?;
     let today = now.with_timezone(&info.day_zone).date_naive();
     warmup.cap((today - first_day).num_days())
 }
@@ -444,9 +441,8 @@ impl<S: Store> Daemon<S> {
                         limit,
                     }))
                     .collect(),
-                    at_limit: usage
-                        .map(|u| u.hits(&limits, info.day_zone, now))
-                        .unwrap_or_default()
+                    at_limit: pool
+                        .hits(info, &limits, now)
                         .into_iter()
                         .map(|hit| FullWindowView {
                             window: hit.window.name().to_string(),

@@ -212,23 +212,7 @@ fn limit_hits(
     pool: &PoolState,
     now: DateTime<Utc>,
 ) -> Vec<LimitHit> {
-    let Some(usage) = pool.number_usage(info.number) else {
-        return Vec::new();
-    };
-    let limits = route.limits_for(info);
-    let mut hits = usage.hits(&limits, info.day_zone, now);
-    if let Some(warmup) = &limits.warmup {
-        let first_day = info.since.or_else(|| {
-            pool.first_use(info.number)
-                .map(|t| t.with_timezone(&info.day_zone).date_naive())
-        });
-        if let Some(hit) =
-            first_day.and_then(|day| usage.warmup_hit(warmup, day, info.day_zone, now))
-        {
-            hits.push(hit);
-        }
-    }
-    hits
+    pool.hits(info, &route.limits_for(info), now)
 }
 
 /// The route's numbers that share `tier` with the lead, from the route's indexes.
