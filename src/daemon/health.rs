@@ -270,25 +270,32 @@ impl<S: Store> Shared<S> {
         }
     }
 
-    /// Per number: counts over its last calls and the last 24 h, and the pool's median.
-    pub(super) fn health_of(&self, number: E164, now: DateTime<Utc>) -> Option<HealthView> {
+    /// Per number with outcomes: counts over its last calls and the last 24 h, and its
+    /// pool's median (the first agent whose rules name it, as the policy compares). Each
+    /// agent's median is worked out once.
+    pub(super) fn health_views(&self, now: DateTime<Utc>) -> HashMap<E164, HealthView> {
         let rules = self.rules.load();
-        let policy = rules.health_policy(number);
         let histories = lock(&self.histories);
-        let history = histories.get(&number)?;
-        // The pool of the first agent whose rules name it, as the policy compares.
-        let pool_median = rules
-            .agents()
-            .map(|a| rules.numbers_for_agent(&a.model_id))
-            .find(|numbers| numbers.contains(&number))
-            .and_then(|numbers| {
-                crate::health::median_of(&numbers, |n| rules.health_policy(n), &histories)
-            });
-        Some(HealthView {
-            last_calls: history.last(policy.last_calls as usize),
-            last_24h: history.since(now - chrono::Duration::hours(24)),
-            pool_median,
-        })
+        let mut pool_median: HashMap<E164, Option<f64>> = HashMap::new();
+        for agent in rules.agents() {
+            let numbers = rules.numbers_for_agent(&agent.model_id);
+            let median = crate::health::median_of(&numbers, |n| rules.health_policy(n), &histories);
+            for number in numbers {
+                pool_median.entry(number).or_insert(median);
+            }
+        }
+        histories
+            .iter()
+            .map(|(number, history)| {
+                let policy = rules.health_policy(*number);
+                let view = HealthView {
+                    last_calls: history.last(policy.last_calls as usize),
+                    last_24h: history.since(now - chrono::Duration::hours(24)),
+                    pool_median: pool_median.get(number).copied().flatten(),
+                };
+                (*number, view)
+            })
+            .collect()
     }
 }
 

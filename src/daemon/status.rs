@@ -396,6 +396,8 @@ impl<S: Store> Daemon<S> {
     /// Per caller ID: calls in the last 24 h, last use, and every limit window full at `now`.
     pub fn usage(&self, now: DateTime<Utc>) -> Vec<NumberView> {
         let rules = self.shared.rules.load();
+        // Before the pool's lock: a call's end takes the outcomes' lock, then the pool's.
+        let mut health = self.shared.health_views(now);
         let pool = lock(&self.shared.pool);
         rules
             .numbers()
@@ -403,7 +405,7 @@ impl<S: Store> Daemon<S> {
                 let usage = pool.number_usage(info.number);
                 let limits = info.limits;
                 NumberView {
-                    health: self.shared.health_of(info.number, now),
+                    health: health.remove(&info.number),
                     resting: pool.rest_of(info.number, now).cloned(),
                     number: info.number.to_string(),
                     calls_24h: usage.map_or(0, |u| u.uses_24h(now)),
