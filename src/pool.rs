@@ -41,7 +41,8 @@ pub fn rows(
 ) -> Vec<PoolRow> {
     let in_rules: BTreeSet<E164> = rules
         .numbers_for_agent(&agent.model_id)
-        .into_iter()
+        .iter()
+        .copied()
         .collect();
     let mut rows: Vec<PoolRow> = attached
         .iter()
@@ -136,7 +137,8 @@ pub fn plan(
 ) -> Plan {
     let wanted: BTreeSet<E164> = rules
         .numbers_for_agent(&agent.model_id)
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|n| {
             !(rules.health_policy(*n).detach_while_resting && pool.rest_of(*n, now).is_some())
         })

@@ -117,13 +117,12 @@ impl<S: Store> Shared<S> {
         let new_rests = {
             let histories = lock(&self.histories);
             let pool = lock(&self.pool);
-            let numbers: Vec<(String, Vec<E164>)> = rules
+            let pools: Vec<Pool> = rules
                 .agents()
-                .map(|a| (a.name.clone(), rules.numbers_for_agent(&a.model_id)))
-                .collect();
-            let pools: Vec<Pool> = numbers
-                .iter()
-                .map(|(agent, numbers)| Pool { agent, numbers })
+                .map(|a| Pool {
+                    agent: &a.name,
+                    numbers: rules.numbers_for_agent(&a.model_id),
+                })
                 .collect();
             crate::health::evaluate(
                 &pools,
@@ -182,7 +181,7 @@ impl<S: Store> Shared<S> {
         {
             let pool = lock(&self.pool);
             for agent in rules.agents() {
-                for number in rules.numbers_for_agent(&agent.model_id) {
+                for &number in rules.numbers_for_agent(&agent.model_id) {
                     if !rules.health_policy(number).detach_while_resting {
                         continue;
                     }
@@ -279,8 +278,8 @@ impl<S: Store> Shared<S> {
         let mut pool_median: HashMap<E164, Option<f64>> = HashMap::new();
         for agent in rules.agents() {
             let numbers = rules.numbers_for_agent(&agent.model_id);
-            let median = crate::health::median_of(&numbers, |n| rules.health_policy(n), &histories);
-            for number in numbers {
+            let median = crate::health::median_of(numbers, |n| rules.health_policy(n), &histories);
+            for &number in numbers {
                 pool_median.entry(number).or_insert(median);
             }
         }

@@ -30,7 +30,8 @@ impl<S: Store> Shared<S> {
         for agent in rules.agents() {
             let missing: Vec<E164> = rules
                 .numbers_for_agent(&agent.model_id)
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|n| !pool.is_attached(&agent.model_id, *n))
                 .collect();
             metrics::gauge!("callroute_numbers_not_attached", "agent" => agent.name.clone())

@@ -617,17 +617,20 @@ impl Compiler {
         if self.out.iter().any(|d| d.severity == Severity::Error) {
             return None;
         }
-        Some(RuleSet {
+        let mut rules = RuleSet {
             numbers,
             number_ids,
             agents,
             campaigns,
             calling_hours,
             lead_attempts,
+            agent_numbers: HashMap::new(),
             health,
             default_health,
             content_hash,
-        })
+        };
+        rules.index_agent_numbers();
+        Some(rules)
     }
 
     /// Each number's health policy: the default, its limit profile's, its own, field by field.

@@ -23,6 +23,8 @@ pub struct RuleSet {
     pub(crate) campaigns: BTreeMap<String, Campaign>,
     pub(crate) calling_hours: Layered<HoursRule>,
     pub(crate) lead_attempts: Layered<AttemptRule>,
+    /// Per agent `model_id`, the numbers its campaigns' routes may dial.
+    pub(crate) agent_numbers: HashMap<String, Vec<E164>>,
     /// Each number's health policy, by `NumberId`.
     pub(crate) health: Vec<crate::health::Policy>,
     pub(crate) default_health: crate::health::Policy,
@@ -56,19 +58,38 @@ impl RuleSet {
         self.number_ids.get(&number).copied()
     }
 
-    /// Every number some route of a campaign of `model_id`'s agent may dial, in rule order.
-    pub fn numbers_for_agent(&self, model_id: &str) -> Vec<E164> {
-        let mut ids: Vec<NumberId> = self
-            .campaigns()
-            .filter(|c| c.model_id == model_id)
-            .flat_map(|c| &c.routes)
-            .flat_map(|r| r.selection.members.iter().copied())
+    /// Every number some route of a campaign of `model_id`'s agent may dial, in number order
+    /// (worked out once, when the rules are built: health asks at every call's end).
+    pub fn numbers_for_agent(&self, model_id: &str) -> &[E164] {
+        self.agent_numbers.get(model_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Fills `agent_numbers` from the campaigns' routes.
+    pub(crate) fn index_agent_numbers(&mut self) {
+        let mut by_agent: HashMap<String, Vec<NumberId>> = HashMap::new();
+        for campaign in self.campaigns.values() {
+            by_agent
+                .entry(campaign.model_id.clone())
+                .or_default()
+                .extend(
+                    campaign
+                        .routes
+                        .iter()
+                        .flat_map(|r| r.selection.members.iter().copied()),
+                );
+        }
+        self.agent_numbers = by_agent
+            .into_iter()
+            .map(|(model_id, mut ids)| {
+                ids.sort_unstable();
+                ids.dedup();
+                let numbers = ids
+                    .into_iter()
+                    .map(|id| self.numbers[id as usize].number)
+                    .collect();
+                (model_id, numbers)
+            })
             .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.into_iter()
-            .map(|id| self.numbers[id as usize].number)
-            .collect()
     }
 
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
@@ -133,6 +154,7 @@ impl RuleSet {
                 route.selection = Arc::new(Selection::new(members, &rules.numbers));
             }
         }
+        rules.index_agent_numbers();
         rules
     }
 }

@@ -208,10 +208,6 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
     let mut numbers: HashMap<E164, NumberTally> = HashMap::new();
     let mut reputations = reputation::Reputations::default();
     let mut histories: HashMap<E164, crate::health::History> = HashMap::new();
-    let agent_pools: Vec<(String, Vec<E164>)> = rules
-        .agents()
-        .map(|a| (a.name.clone(), rules.numbers_for_agent(&a.model_id)))
-        .collect();
     let new_number = || NumberTally {
         calls_per_hour: vec![0; hours],
         full_per_hour: vec![0; hours],
@@ -307,7 +303,7 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
                         .entry(from_phone_number)
                         .or_default()
                         .push(at, outcome);
-                    rest_numbers(rules, &agent_pools, &histories, &mut pool, &mut tally, at);
+                    rest_numbers(rules, &histories, &mut pool, &mut tally, at);
                 }
                 live.push(Reverse(
                     at + chrono::Duration::from_std(duration).unwrap_or_default(),
@@ -353,15 +349,17 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
 /// The health policy's rests, started the moment an outcome calls for one.
 fn rest_numbers(
     rules: &RuleSet,
-    agent_pools: &[(String, Vec<E164>)],
     histories: &HashMap<E164, crate::health::History>,
     pool: &mut PoolState,
     tally: &mut Tally,
     at: DateTime<Utc>,
 ) {
-    let pools: Vec<crate::health::Pool> = agent_pools
-        .iter()
-        .map(|(agent, numbers)| crate::health::Pool { agent, numbers })
+    let pools: Vec<crate::health::Pool> = rules
+        .agents()
+        .map(|a| crate::health::Pool {
+            agent: &a.name,
+            numbers: rules.numbers_for_agent(&a.model_id),
+        })
         .collect();
     let new = crate::health::evaluate(
         &pools,
