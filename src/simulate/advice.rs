@@ -2,7 +2,7 @@
 //! synthetic numbers added (copies of a number already in the rules, in the area code that
 //! needs them) until the goal is met or more numbers stop making sense.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
@@ -220,17 +220,19 @@ fn drain_sooner(
     let mut last = None;
     for share in [4, 2, 1] {
         let count = pool.div_ceil(share);
-        let mut taken = BTreeSet::new();
-        let additions: Vec<(E164, E164)> = (0..count)
-            .filter_map(|i| {
-                let like = busiest[i % busiest.len()];
-                let code = like.nanp_area_code()?;
-                let new = synthetic_numbers(rules, code, count)
-                    .into_iter()
-                    .find(|n| !taken.contains(n))?;
-                taken.insert(new);
-                Some((new, like))
-            })
+        let likes: Vec<E164> = (0..count).map(|i| busiest[i % busiest.len()]).collect();
+        // The synthetic numbers of each area code, made once, handed out in turn.
+        let mut needed: BTreeMap<u16, usize> = BTreeMap::new();
+        for code in likes.iter().filter_map(|like| like.nanp_area_code()) {
+            *needed.entry(code).or_default() += 1;
+        }
+        let mut fresh: BTreeMap<u16, std::vec::IntoIter<E164>> = needed
+            .into_iter()
+            .map(|(code, n)| (code, synthetic_numbers(rules, code, n).into_iter()))
+            .collect();
+        let additions: Vec<(E164, E164)> = likes
+            .into_iter()
+            .filter_map(|like| Some((fresh.get_mut(&like.nanp_area_code()?)?.next()?, like)))
             .collect();
         let again_rules = rules.with_numbers_like(&additions);
         let again_tally = tally(&again_rules, leads, options);
