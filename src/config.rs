@@ -21,6 +21,17 @@ struct RawConfig {
     admin_listen: Option<Spanned<String>>,
     admin: Option<RawAdmin>,
     dialing: Option<RawDialing>,
+    accounts: Option<Vec<RawAccount>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: Spanned<String>,
+    base_url: Option<Spanned<String>>,
+    api_key_file: Option<Spanned<String>>,
+    attempts_per_second: Option<Spanned<u32>>,
+    concurrency: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +68,7 @@ struct RawDialing {
     reconcile_delay: Option<Spanned<String>>,
     drain_timeout: Option<Spanned<String>>,
     idle_poll: Option<Spanned<String>>,
+    lease: Option<Spanned<String>>,
 }
 
 /// The checked configuration.
@@ -72,6 +84,19 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub admin: AdminConfig,
     pub dialing: DaemonConfig,
+    /// Several Synthflow accounts (`accounts:`); empty: the one of `synthflow:`.
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// One Synthflow account (workspace) of `accounts:`.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    pub name: String,
+    pub base_url: String,
+    /// `None` for the account of `synthflow:` (its key comes as `Config::api_key` says).
+    pub api_key_file: Option<PathBuf>,
+    pub attempts_per_second: u32,
+    pub concurrency: u32,
 }
 
 /// How the admin listener protects itself.
@@ -99,6 +124,7 @@ impl Default for Config {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             admin: AdminConfig::default(),
             dialing: DaemonConfig::default(),
+            accounts: Vec::new(),
         }
     }
 }
@@ -229,6 +255,52 @@ impl Config {
             c.reconcile_delay = duration(&mut r, &d.reconcile_delay, c.reconcile_delay);
             c.drain_timeout = duration(&mut r, &d.drain_timeout, c.drain_timeout);
             c.idle_poll = duration(&mut r, &d.idle_poll, c.idle_poll);
+            c.lease = duration(&mut r, &d.lease, c.lease);
+            if let Some(lease) = &d.lease
+                && c.lease < Duration::from_secs(1)
+            {
+                r.error(
+                    lease,
+                    "`lease` must be at least 1s (heartbeats come every third of it)".to_string(),
+                );
+            }
+        }
+        for raw in raw.accounts.iter().flatten() {
+            let name = raw.name.value.trim().to_string();
+            if name.is_empty() {
+                r.error(&raw.name, "an account needs a name".to_string());
+            } else if config.accounts.iter().any(|a| a.name == name) {
+                r.error(&raw.name, format!("account `{name}` is defined twice"));
+            }
+            let base_url = match &raw.base_url {
+                Some(url)
+                    if !(url.value.starts_with("https://") || url.value.starts_with("http://")) =>
+                {
+                    r.error(url, format!("base_url `{}` must start with https:// (or http:// for a local simulator)", url.value));
+                    config.base_url.clone()
+                }
+                Some(url) => url.value.trim_end_matches('/').to_string(),
+                None => config.base_url.clone(),
+            };
+            let Some(key) = &raw.api_key_file else {
+                r.error(
+                    &raw.name,
+                    format!("account `{name}` needs `api_key_file`: each account has its own key"),
+                );
+                continue;
+            };
+            config.accounts.push(AccountConfig {
+                name,
+                base_url,
+                api_key_file: Some(PathBuf::from(&key.value)),
+                attempts_per_second: positive(
+                    &mut r,
+                    &raw.attempts_per_second,
+                    "attempts_per_second",
+                    1,
+                ),
+                concurrency: positive(&mut r, &raw.concurrency, "concurrency", 5),
+            });
         }
         if out.is_empty() {
             Ok(config)
@@ -246,6 +318,37 @@ impl Config {
             "synthflow-api-key",
         )?
         .ok_or(KeyError::Missing)
+    }
+
+    /// The accounts to dial on: those of `accounts:`, or the one of `synthflow:` (named
+    /// `default`).
+    pub fn account_configs(&self) -> Vec<AccountConfig> {
+        if !self.accounts.is_empty() {
+            return self.accounts.clone();
+        }
+        vec![AccountConfig {
+            name: crate::store::DEFAULT_ACCOUNT.to_string(),
+            base_url: self.base_url.clone(),
+            api_key_file: None,
+            attempts_per_second: self.dialing.attempts_per_second,
+            concurrency: self.dialing.concurrency,
+        }]
+    }
+
+    /// An account's API key: its key file, or for the account of `synthflow:`, `api_key`.
+    pub fn account_key(&self, account: &AccountConfig) -> Result<String, KeyError> {
+        match &account.api_key_file {
+            None => self.api_key(),
+            Some(path) => {
+                let value = std::fs::read_to_string(path)
+                    .map_err(|e| KeyError::Unreadable(path.clone(), e))?;
+                let value = value.trim();
+                if value.is_empty() {
+                    return Err(KeyError::Empty(path.clone()));
+                }
+                Ok(value.to_string())
+            }
+        }
     }
 
     /// The admin token, if any: `CALLROUTE_ADMIN_TOKEN`, else `admin.token_file`, else the

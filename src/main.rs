@@ -17,8 +17,8 @@ use callroute::lead::Lead;
 use callroute::phone::E164;
 use callroute::rules::{self, Loaded};
 use callroute::store::Store;
+use callroute::store::any::AnyStore;
 use callroute::store::intake;
-use callroute::store::sqlite::SqliteStore;
 use callroute::synthflow::simulator::{SimConfig, Simulator};
 use callroute::usage::PoolState;
 
@@ -135,6 +135,12 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: cli::pool::NumbersCommand,
+    },
+    /// Apply the store's pending schema migrations and exit (daemons also apply them at
+    /// start, under a lock). A SQLite store is created or upgraded in place.
+    Migrate {
+        #[arg(long, env = "CALLROUTE_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Show the running daemon's queue, per-number usage against limits, live calls and last
     /// reload (from its admin listener).
@@ -309,6 +315,9 @@ fn main() -> ExitCode {
         },
         Command::Status { config } => {
             runtime().and_then(|rt| rt.block_on(status(config.as_deref())))
+        }
+        Command::Migrate { config } => {
+            runtime().and_then(|rt| rt.block_on(migrate(config.as_deref())))
         }
         Command::Reload { config } => {
             runtime().and_then(|rt| rt.block_on(reload(config.as_deref())))
@@ -784,14 +793,42 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn migrate(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let shown = callroute::service::redacted(&config.store);
+    if callroute::store::postgres::is_postgres_url(&config.store) {
+        let applied = callroute::store::postgres::PgStore::migrate_only(&config.store)
+            .await
+            .with_context(|| format!("migrating the store {shown}"))?;
+        if applied.is_empty() {
+            println!("{shown}: schema up to date");
+        } else {
+            let versions: Vec<String> = applied.iter().map(ToString::to_string).collect();
+            println!("{shown}: applied migration {}", versions.join(", "));
+        }
+    } else {
+        AnyStore::open(&config.store)
+            .await
+            .with_context(|| format!("opening the store {shown}"))?;
+        println!("{shown}: schema up to date");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn enqueue(config_path: Option<&Path>, files: &[String]) -> anyhow::Result<ExitCode> {
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
-    let store = SqliteStore::open(&config.store)
-        .await
-        .with_context(|| format!("opening the store {}", config.store))?;
+    let store = AnyStore::open(&config.store).await.with_context(|| {
+        format!(
+            "opening the store {}",
+            callroute::service::redacted(&config.store)
+        )
+    })?;
     let (mut accepted, mut duplicate, mut rejected) = (0, 0, 0);
     for file in files {
         // Read and stored a batch at a time: memory follows the batch, not the file. Each

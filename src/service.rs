@@ -5,9 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::daemon::AccountSetup;
 use crate::daemon::{Daemon, DaemonError};
 use crate::rules::RuleSet;
-use crate::store::sqlite::SqliteStore;
+use crate::store::any::AnyStore;
 use crate::synthflow::{Client, ClientConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,25 +33,39 @@ pub async fn run(
     rules: RuleSet,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServiceError> {
-    let api_key = config.api_key().map_err(config_error)?;
+    let mut accounts = Vec::new();
+    for account in config.account_configs() {
+        let api_key = config
+            .account_key(&account)
+            .map_err(|e| config_error(format!("account `{}`: {e}", account.name)))?;
+        let client = Client::new(&ClientConfig {
+            base_url: account.base_url.clone(),
+            api_key,
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+        })
+        .map_err(config_error)?;
+        accounts.push(AccountSetup {
+            name: account.name,
+            client,
+            attempts_per_second: account.attempts_per_second,
+            concurrency: account.concurrency,
+        });
+    }
     let webhook_secret = config.webhook_secret().map_err(config_error)?;
     let admin_token = config.admin_token().map_err(config_error)?;
-    let store = SqliteStore::open(&config.store)
-        .await
-        .map_err(|e| config_error(format!("cannot open the store {}: {e}", config.store)))?;
-    let client = Client::new(&ClientConfig {
-        base_url: config.base_url.clone(),
-        api_key,
-        connect_timeout: config.connect_timeout,
-        request_timeout: config.request_timeout,
-    })
-    .map_err(config_error)?;
+    let store = AnyStore::open(&config.store).await.map_err(|e| {
+        config_error(format!(
+            "cannot open the store {}: {e}",
+            redacted(&config.store)
+        ))
+    })?;
     crate::metrics::install();
     metrics::gauge!("callroute_rules_reload_success").set(1.0);
     // Anything `start` refuses (a refused key, an agent Synthflow does not know, the ledger
     // unreadable) is configuration.
     let daemon = Arc::new(
-        Daemon::start(store, Arc::new(rules), client, config.dialing.clone())
+        Daemon::start_with_accounts(store, Arc::new(rules), accounts, config.dialing.clone())
             .await
             .map_err(config_error)?,
     );
@@ -138,4 +153,39 @@ pub async fn run(
         .await?;
     let _ = admin.await;
     Ok(())
+}
+
+/// A store URL fit for logs: a password in it is replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_kept_out_of_logs() {
+        assert_eq!(
+            super::redacted("postgres://app:s3cret@db:5432/calls"),
+            "postgres://app:***@db:5432/calls"
+        );
+        assert_eq!(
+            super::redacted("postgres://app@db/calls"),
+            "postgres://app@db/calls"
+        );
+        assert_eq!(super::redacted("sqlite://q.db"), "sqlite://q.db");
+    }
 }

@@ -226,6 +226,35 @@ impl PoolState {
         }
     }
 
+    /// Records a use another daemon made, unless it is known (the same lead at the same
+    /// millisecond: the ledger keeps milliseconds). Returns whether it was new.
+    pub fn learn(&mut self, number: E164, lead_key: &str, at: DateTime<Utc>) -> bool {
+        let ms = at.timestamp_millis();
+        if self
+            .leads
+            .get(lead_key)
+            .is_some_and(|h| h.attempts.iter().any(|t| t.timestamp_millis() == ms))
+        {
+            return false;
+        }
+        self.record_for_key(number, lead_key, at);
+        true
+    }
+
+    /// The number's uses at or after `since`, in epoch milliseconds (what a commit-time
+    /// check compares with the ledger).
+    pub fn uses_ms_since(&self, number: E164, since: DateTime<Utc>) -> Vec<i64> {
+        self.numbers.get(&number).map_or_else(Vec::new, |usage| {
+            let first = usage.uses.partition_point(|&t| t < since);
+            usage
+                .uses
+                .iter()
+                .skip(first)
+                .map(|t| t.timestamp_millis())
+                .collect()
+        })
+    }
+
     /// Takes back a call recorded at `at` that turned out not to be placed (a 429, a refused
     /// connection, or a lookup that proved it absent), so it does not count against limits.
     pub fn forget(&mut self, number: E164, lead_key: &str, at: DateTime<Utc>) {

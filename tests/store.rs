@@ -1,10 +1,115 @@
-//! The SQLite store: the lead life cycle, the ledger, and durability across reopening.
+//! The store suite, run against both stores (SQLite, and PostgreSQL when one answers): the
+//! lead life cycle, the ledger, owned claims and leases, the commit-time guards, shared
+//! pacing; and durability across reopening.
+
+mod common;
+
+use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
 
 use callroute::lead::RawLead;
+use callroute::store::postgres::PgStore;
 use callroute::store::sqlite::SqliteStore;
-use callroute::store::{AttemptStatus, LeadState, NotPlaced, Store};
+use callroute::store::{
+    AttemptGuard, AttemptStatus, Begun, LeadState, MemberInfo, NewAttempt, NotPlaced, NumberUses,
+    Store,
+};
+
+/// Handles on one store, as several processes would open it.
+trait Db {
+    type S: Store;
+    fn handle(&self) -> impl Future<Output = Self::S>;
+}
+
+struct SqliteDb(std::path::PathBuf);
+
+impl SqliteDb {
+    fn new(test: &str) -> SqliteDb {
+        let dir =
+            std::env::temp_dir().join(format!("callroute-store-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        SqliteDb(dir.join("q.db"))
+    }
+}
+
+impl Drop for SqliteDb {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Db for SqliteDb {
+    type S = SqliteStore;
+    async fn handle(&self) -> SqliteStore {
+        SqliteStore::open(&format!("sqlite://{}", self.0.display()))
+            .await
+            .unwrap()
+    }
+}
+
+struct PgDb(String);
+
+impl Db for PgDb {
+    type S = PgStore;
+    async fn handle(&self) -> PgStore {
+        PgStore::open_in_schema(&common::pg_url(), Some(&self.0))
+            .await
+            .unwrap()
+    }
+}
+
+/// Each test once per store: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::SqliteDb::new(stringify!($name));
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(schema) = super::common::pg_schema(stringify!($name)).await else {
+                        return;
+                    };
+                    super::$name(&super::PgDb(schema)).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    enqueue_is_idempotent_by_id,
+    a_lead_goes_from_queued_through_dialing_to_completed,
+    not_placed_attempts_retry_or_fail_and_do_not_count_as_usage,
+    deferred_leads_wait_and_claims_are_released,
+    held_leads_are_counted_by_reason_and_queued_again_at_once,
+    claims_are_owned_by_one_member,
+    a_member_whose_lease_expired_is_taken_over_once,
+    a_commit_refuses_a_number_used_since_the_decision,
+    a_commit_refuses_an_account_at_its_live_call_limit,
+    pacing_beats_are_shared_and_paused_together,
+    lead_ids_and_payloads_survive_copy_escaping,
+);
+
+fn info(host: &str) -> MemberInfo {
+    MemberInfo {
+        host: host.into(),
+        pid: 1,
+        version: "test".into(),
+        rules_hash: "h".into(),
+    }
+}
 
 fn raw(phone: &str) -> RawLead {
     RawLead {
@@ -26,9 +131,8 @@ fn count(counts: &[(LeadState, u64)], state: LeadState) -> u64 {
         .map_or(0, |(_, n)| *n)
 }
 
-#[tokio::test]
-async fn enqueue_is_idempotent_by_id() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn enqueue_is_idempotent_by_id(db: &impl Db) {
+    let store = db.handle().await;
     let leads = vec![
         ("a".to_string(), raw("+14155550123")),
         ("b".to_string(), raw("+14155550124")),
@@ -40,9 +144,8 @@ async fn enqueue_is_idempotent_by_id() {
     assert_eq!(count(&store.counts().await.unwrap(), LeadState::Queued), 2);
 }
 
-#[tokio::test]
-async fn a_lead_goes_from_queued_through_dialing_to_completed() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn a_lead_goes_from_queued_through_dialing_to_completed(db: &impl Db) {
+    let store = db.handle().await;
     store
         .enqueue(&[("a".to_string(), raw("+14155550123"))], t0())
         .await
@@ -109,9 +212,8 @@ async fn a_lead_goes_from_queued_through_dialing_to_completed() {
     );
 }
 
-#[tokio::test]
-async fn not_placed_attempts_retry_or_fail_and_do_not_count_as_usage() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn not_placed_attempts_retry_or_fail_and_do_not_count_as_usage(db: &impl Db) {
+    let store = db.handle().await;
     store
         .enqueue(
             &[
@@ -178,9 +280,8 @@ async fn not_placed_attempts_retry_or_fail_and_do_not_count_as_usage() {
     );
 }
 
-#[tokio::test]
-async fn deferred_leads_wait_and_claims_are_released() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn deferred_leads_wait_and_claims_are_released(db: &impl Db) {
+    let store = db.handle().await;
     store
         .enqueue(
             &[
@@ -214,9 +315,8 @@ async fn deferred_leads_wait_and_claims_are_released() {
     assert_eq!(a.reason_code.as_deref(), Some("outside_calling_hours"));
 }
 
-#[tokio::test]
-async fn held_leads_are_counted_by_reason_and_queued_again_at_once() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn held_leads_are_counted_by_reason_and_queued_again_at_once(db: &impl Db) {
+    let store = db.handle().await;
     let leads: Vec<_> = ["+14155550123", "+14155550124", "+14155550125"]
         .iter()
         .enumerate()
@@ -281,11 +381,16 @@ async fn held_leads_are_counted_by_reason_and_queued_again_at_once() {
 
 #[tokio::test]
 async fn everything_survives_reopening_the_file() {
-    let dir = std::env::temp_dir().join(format!("callroute-store-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}", dir.join("q.db").display());
+    let db = SqliteDb::new("reopen");
     {
-        let store = SqliteStore::open(&url).await.unwrap();
+        let store = db.handle().await;
+        // As a process of this host that has since been killed.
+        let killed = MemberInfo {
+            host: callroute::store::hostname(),
+            pid: 999_999_999,
+            ..info("")
+        };
+        store.join(&killed).await.unwrap();
         store
             .enqueue(&[("a".to_string(), raw("+14155550123"))], t0())
             .await
@@ -296,11 +401,289 @@ async fn everything_survives_reopening_the_file() {
             .await
             .unwrap();
     }
-    let store = SqliteStore::open(&url).await.unwrap();
+    // The next run takes over what the last one left: the last one's process is gone.
+    let store = db.handle().await;
+    let taken = store.join(&info("next run")).await.unwrap();
+    assert_eq!(taken.in_doubt.len(), 1);
     assert_eq!(store.in_doubt().await.unwrap().len(), 1);
     assert_eq!(
         store.lead("a").await.unwrap().unwrap().state,
         LeadState::Dialing
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn attempt<'a>(lead: &'a str, from: &'a str, at: DateTime<Utc>) -> NewAttempt<'a> {
+    NewAttempt {
+        lead_id: lead,
+        model_id: "m",
+        from_number: from,
+        route: "r",
+        account: "default",
+        at,
+    }
+}
+
+async fn claims_are_owned_by_one_member(db: &impl Db) {
+    let (a, b) = (db.handle().await, db.handle().await);
+    a.join(&info("a")).await.unwrap();
+    b.join(&info("b")).await.unwrap();
+    let leads: Vec<_> = (0..4)
+        .map(|i| (format!("l{i}"), raw(&format!("+1415555012{i}"))))
+        .collect();
+    a.enqueue(&leads, t0()).await.unwrap();
+    let mine = a.claim_due(t0(), 2).await.unwrap();
+    let theirs = b.claim_due(t0(), 10).await.unwrap();
+    assert_eq!((mine.len(), theirs.len()), (2, 2), "no lead claimed twice");
+    assert!(mine.iter().all(|l| theirs.iter().all(|t| t.id != l.id)));
+    assert_eq!(
+        b.release_claims(t0()).await.unwrap(),
+        2,
+        "b releases only its own"
+    );
+    let begun = b
+        .begin_attempt_checked(
+            &attempt(&mine[0].id, "+14155550100", t0()),
+            &AttemptGuard::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(begun, Begun::NotOwned),
+        "b cannot dial a's claim: {begun:?}"
+    );
+    let begun = a
+        .begin_attempt_checked(
+            &attempt(&mine[0].id, "+14155550100", t0()),
+            &AttemptGuard::default(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(begun, Begun::Written(_)));
+    let members = a.members().await.unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m.left_at.is_none()));
+}
+
+async fn a_member_whose_lease_expired_is_taken_over_once(db: &impl Db) {
+    let (dead, b, c) = (db.handle().await, db.handle().await, db.handle().await);
+    dead.join(&info("dead")).await.unwrap();
+    let leads: Vec<_> = (0..3)
+        .map(|i| (format!("l{i}"), raw(&format!("+1415555012{i}"))))
+        .collect();
+    dead.enqueue(&leads, t0()).await.unwrap();
+    let claimed = dead.claim_due(t0(), 3).await.unwrap();
+    // One call in doubt, one placed and live, one lead claimed and never decided.
+    let in_doubt = dead
+        .begin_attempt(&claimed[0].id, "m", "+14155550100", "r", t0())
+        .await
+        .unwrap();
+    let live = dead
+        .begin_attempt(&claimed[1].id, "m", "+14155550101", "r", t0())
+        .await
+        .unwrap();
+    dead.attempt_placed(live, "call-live", t0()).await.unwrap();
+    b.join(&info("b")).await.unwrap();
+    c.join(&info("c")).await.unwrap();
+    let lease = std::time::Duration::from_millis(300);
+    let early = b.heartbeat("h", lease).await.unwrap();
+    assert!(
+        early.taken.members.is_empty(),
+        "not before the lease runs out"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (by_b, by_c) = tokio::join!(b.heartbeat("h", lease), c.heartbeat("h", lease));
+    let (by_b, by_c) = (by_b.unwrap(), by_c.unwrap());
+    // b and c beat too late as well; each takes the other or the dead one, never one twice.
+    let dead_id = dead.member_id().to_string();
+    let takers: Vec<_> = [&by_b, &by_c]
+        .into_iter()
+        .filter(|beat| beat.taken.members.contains(&dead_id))
+        .collect();
+    assert_eq!(
+        takers.len(),
+        1,
+        "exactly one survivor takes the dead member"
+    );
+    let taken = &takers[0].taken;
+    assert_eq!(taken.released, 1);
+    assert_eq!(
+        taken.in_doubt.iter().map(|a| a.id).collect::<Vec<_>>(),
+        [in_doubt]
+    );
+    assert_eq!(taken.live.iter().map(|a| a.id).collect::<Vec<_>>(), [live]);
+    assert_eq!(
+        b.lead(&claimed[2].id).await.unwrap().unwrap().state,
+        LeadState::Queued
+    );
+    let revived = dead.heartbeat("h", lease).await.unwrap();
+    assert!(revived.lost, "the stalled member learns it lost its work");
+    let begun = dead
+        .begin_attempt_checked(
+            &attempt(&claimed[2].id, "+14155550102", t0()),
+            &AttemptGuard::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(begun, Begun::NotOwned),
+        "and cannot dial what it held: {begun:?}"
+    );
+}
+
+async fn a_commit_refuses_a_number_used_since_the_decision(db: &impl Db) {
+    let (a, b) = (db.handle().await, db.handle().await);
+    a.join(&info("a")).await.unwrap();
+    b.join(&info("b")).await.unwrap();
+    a.enqueue(
+        &[
+            ("x".to_string(), raw("+14155550120")),
+            ("y".to_string(), raw("+14155550121")),
+        ],
+        t0(),
+    )
+    .await
+    .unwrap();
+    let x = a.claim_due(t0(), 1).await.unwrap();
+    let y = b.claim_due(t0(), 1).await.unwrap();
+    let number = "+14155550100";
+    let since = t0() - Duration::minutes(1);
+    let guard = |known: Vec<i64>| AttemptGuard {
+        number_uses: Some(NumberUses {
+            since,
+            known_ms: known,
+        }),
+        concurrency: None,
+    };
+    let first = a
+        .begin_attempt_checked(&attempt(&x[0].id, number, t0()), &guard(vec![]))
+        .await
+        .unwrap();
+    assert!(matches!(first, Begun::Written(_)));
+    let at = t0() + Duration::milliseconds(300);
+    let stale = b
+        .begin_attempt_checked(&attempt(&y[0].id, number, at), &guard(vec![]))
+        .await
+        .unwrap();
+    let Begun::Stale(unknown) = stale else {
+        panic!("b decided without a's use of the number: {stale:?}");
+    };
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0].lead_id, x[0].id);
+    assert_eq!(
+        b.lead(&y[0].id).await.unwrap().unwrap().state,
+        LeadState::Claimed,
+        "a refused commit changes nothing"
+    );
+    let known = vec![unknown[0].at.timestamp_millis()];
+    let again = b
+        .begin_attempt_checked(&attempt(&y[0].id, number, at), &guard(known))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Begun::Written(_)),
+        "with every use counted: {again:?}"
+    );
+}
+
+async fn a_commit_refuses_an_account_at_its_live_call_limit(db: &impl Db) {
+    let store = db.handle().await;
+    store.join(&info("a")).await.unwrap();
+    let leads: Vec<_> = (0..3)
+        .map(|i| (format!("l{i}"), raw(&format!("+1415555012{i}"))))
+        .collect();
+    store.enqueue(&leads, t0()).await.unwrap();
+    store.claim_due(t0(), 3).await.unwrap();
+    let limit_one = AttemptGuard {
+        number_uses: None,
+        concurrency: Some(1),
+    };
+    let first = store
+        .begin_attempt_checked(&attempt("l0", "+14155550100", t0()), &limit_one)
+        .await
+        .unwrap();
+    let Begun::Written(first) = first else {
+        panic!("{first:?}")
+    };
+    let busy = store
+        .begin_attempt_checked(&attempt("l1", "+14155550101", t0()), &limit_one)
+        .await
+        .unwrap();
+    assert!(matches!(busy, Begun::AccountBusy { live: 1 }), "{busy:?}");
+    let other_account = NewAttempt {
+        account: "other",
+        ..attempt("l2", "+14155550102", t0())
+    };
+    assert!(
+        matches!(
+            store
+                .begin_attempt_checked(&other_account, &limit_one)
+                .await
+                .unwrap(),
+            Begun::Written(_)
+        ),
+        "another account has its own limit"
+    );
+    assert_eq!(store.open_calls("default").await.unwrap(), 1);
+    store.attempt_placed(first, "c0", t0()).await.unwrap();
+    assert_eq!(
+        store.open_calls("default").await.unwrap(),
+        1,
+        "a live call is open"
+    );
+    store.complete("c0", "completed", None, t0()).await.unwrap();
+    assert_eq!(store.open_calls("default").await.unwrap(), 0);
+    assert!(matches!(
+        store
+            .begin_attempt_checked(&attempt("l1", "+14155550101", t0()), &limit_one)
+            .await
+            .unwrap(),
+        Begun::Written(_)
+    ));
+}
+
+async fn pacing_beats_are_shared_and_paused_together(db: &impl Db) {
+    let (a, b) = (db.handle().await, db.handle().await);
+    let beat = std::time::Duration::from_millis(200);
+    let mut waits = Vec::new();
+    for store in [&a, &b, &a, &b] {
+        waits.push(store.reserve_pace("acct", beat).await.unwrap());
+    }
+    // Reserved at almost the same instant: 0, 200, 400, 600 ms from now (less the time the
+    // reservations themselves took).
+    for (i, wait) in waits.iter().enumerate() {
+        let expected = beat * i as u32;
+        assert!(
+            *wait <= expected && expected - *wait < std::time::Duration::from_millis(150),
+            "beat {i}: waits {wait:?}, expected about {expected:?}"
+        );
+    }
+    assert!(
+        a.reserve_pace("another", beat).await.unwrap() < std::time::Duration::from_millis(50),
+        "each account has its own beat"
+    );
+    b.pause_account("acct", std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let after_pause = a.reserve_pace("acct", beat).await.unwrap();
+    assert!(
+        after_pause > std::time::Duration::from_millis(4_800),
+        "{after_pause:?}"
+    );
+}
+
+async fn lead_ids_and_payloads_survive_copy_escaping(db: &impl Db) {
+    let store = db.handle().await;
+    let mut lead = raw("+14155550123");
+    lead.name = Some("Tab\there \\N new\nline \\\\ back".into());
+    let id = "id\\with\ttab".to_string();
+    let counts = store
+        .enqueue(
+            &[(id.clone(), lead.clone()), (id.clone(), lead.clone())],
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((counts.accepted, counts.duplicate), (1, 1));
+    let stored = store.lead(&id).await.unwrap().unwrap();
+    assert_eq!(stored.raw.name, lead.name);
 }

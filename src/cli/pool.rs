@@ -12,7 +12,7 @@ use callroute::config::Config;
 use callroute::phone::E164;
 use callroute::pool;
 use callroute::rules::{Agent, RuleSet};
-use callroute::store::sqlite::SqliteStore;
+use callroute::store::any::AnyStore;
 use callroute::store::{AuditEntry, Store};
 use callroute::synthflow::{Client, ClientConfig};
 use callroute::usage::PoolState;
@@ -79,23 +79,37 @@ fn parse_numbers(numbers: &[String]) -> anyhow::Result<Vec<E164>> {
         .collect()
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(&config.store)
-        .await
-        .with_context(|| format!("opening the store {}", config.store))
+async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+    AnyStore::open(&config.store).await.with_context(|| {
+        format!(
+            "opening the store {}",
+            callroute::service::redacted(&config.store)
+        )
+    })
 }
 
-fn client(config: &Config) -> anyhow::Result<Client> {
+/// A client on the account `agent` lives in (the first when it names none).
+fn client_for(config: &Config, agent: &Agent) -> anyhow::Result<Client> {
+    let accounts = config.account_configs();
+    let account = match &agent.account {
+        None => &accounts[0],
+        Some(name) => accounts.iter().find(|a| &a.name == name).ok_or_else(|| {
+            anyhow!(
+                "agent `{}` names account `{name}`, which the configuration does not have",
+                agent.name
+            )
+        })?,
+    };
     Ok(Client::new(&ClientConfig {
-        base_url: config.base_url.clone(),
-        api_key: config.api_key()?,
+        base_url: account.base_url.clone(),
+        api_key: config.account_key(account)?,
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
     })?)
 }
 
 /// The rests as the store has them, in the engine's view.
-async fn rests(store: &SqliteStore) -> anyhow::Result<PoolState> {
+async fn rests(store: &AnyStore) -> anyhow::Result<PoolState> {
     let mut pool = PoolState::new(0);
     pool.set_rests(store.rests(Utc::now()).await?);
     Ok(pool)
@@ -174,14 +188,15 @@ pub async fn pool(
     command: PoolCommand,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(config).await?;
-    let client = client(config)?;
     let engine_view = rests(&store).await?;
     let now = Utc::now();
     let by = actor();
     match command {
         PoolCommand::Status => {
             for agent in rules.agents() {
-                let attached = client.attached_numbers(&agent.model_id).await?;
+                let attached = client_for(config, agent)?
+                    .attached_numbers(&agent.model_id)
+                    .await?;
                 println!(
                     "agent `{}` ({}){}:",
                     agent.name,
@@ -208,7 +223,9 @@ pub async fn pool(
         PoolCommand::Plan | PoolCommand::Apply { .. } => {
             let mut plans = Vec::new();
             for agent in rules.agents().filter(|a| a.manage_pool) {
-                let attached = client.attached_numbers(&agent.model_id).await?;
+                let attached = client_for(config, agent)?
+                    .attached_numbers(&agent.model_id)
+                    .await?;
                 let plan = pool::plan(rules, agent, &attached, &engine_view, now);
                 print!("{plan}");
                 plans.push(plan);
@@ -229,7 +246,10 @@ pub async fn pool(
             }
             let mut clean = true;
             for plan in plans.iter().filter(|p| !p.is_empty()) {
-                let applied = pool::apply(&client, plan).await;
+                let agent = rules
+                    .agent(&plan.agent)
+                    .ok_or_else(|| anyhow!("agent `{}` is not in the rules", plan.agent))?;
+                let applied = pool::apply(&client_for(config, agent)?, plan).await;
                 let detail = match &applied {
                     Ok(applied) => {
                         if let Some(reading) = applied.put_reading {
@@ -284,6 +304,7 @@ pub async fn pool(
             agent: name,
         } => {
             let agent = agent(rules, &name)?;
+            let client = client_for(config, agent)?;
             let numbers: Vec<String> = parse_numbers(&numbers)?
                 .iter()
                 .map(ToString::to_string)
@@ -309,6 +330,7 @@ pub async fn pool(
             agent: name,
         } => {
             let agent = agent(rules, &name)?;
+            let client = client_for(config, agent)?;
             let attached = client.attached_numbers(&agent.model_id).await?;
             let mut missing = Vec::new();
             for number in parse_numbers(&numbers)? {
@@ -349,7 +371,7 @@ pub async fn pool(
 }
 
 async fn audit_one(
-    store: &SqliteStore,
+    store: &AnyStore,
     by: &str,
     action: &str,
     agent: &Agent,

@@ -4,6 +4,12 @@
 
 use super::*;
 
+/// When the loop next refreshes the pools and counts the queue.
+pub(super) struct Timers {
+    next_refresh: tokio::time::Instant,
+    next_count: tokio::time::Instant,
+}
+
 impl<S: Store> Shared<S> {
     /// The dialing loop's idle wait: also ends when leads are queued, by the admin listener,
     /// by this daemon's own tasks (`wake`), or by another process writing to the store since
@@ -31,101 +37,165 @@ impl<S: Store> Shared<S> {
         }
     }
 
-    pub(super) async fn dial_loop(
-        self: Arc<Self>,
-        requests: &mut JoinSet<()>,
-    ) -> Result<(), DaemonError> {
-        let mut next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
-        let mut next_count = tokio::time::Instant::now();
+    pub(super) async fn dial_loop(self: Arc<Self>) -> Result<(), DaemonError> {
+        let mut timers = Timers {
+            next_refresh: tokio::time::Instant::now() + self.config.pool_refresh,
+            next_count: tokio::time::Instant::now(),
+        };
+        let mut failures = 0;
         while !self.stopping() {
-            if tokio::time::Instant::now() >= next_count {
-                next_count = tokio::time::Instant::now() + Duration::from_secs(30);
-                let cutoff = self.config.clock.now() - usage_lookback(&self.rules.load());
-                lock(&self.pool).forget_leads_idle_since(cutoff);
-                if let Ok(counts) = self.store.counts().await {
-                    let open = counts
-                        .iter()
-                        .filter(|(state, _)| {
-                            !matches!(
-                                state,
-                                LeadState::Completed | LeadState::Failed | LeadState::Rejected
-                            )
-                        })
-                        .map(|(_, n)| n)
-                        .sum();
-                    self.open_leads.store(open, Ordering::Relaxed);
+            match self.turn(&mut timers).await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!("the store answers again; dialing resumes");
+                        *lock(&self.store_problem) = None;
+                        failures = 0;
+                    }
                 }
-            }
-            self.heartbeat();
-            while requests.try_join_next().is_some() {}
-            let refresh_now = self.refresh_pools_now.swap(false, Ordering::SeqCst);
-            if refresh_now
-                || self.auth_failed.load(Ordering::SeqCst)
-                || tokio::time::Instant::now() >= next_refresh
-            {
-                next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
-                // Pinging the watchdog meanwhile: a hung API is reported, not restarted into.
-                if let Err(e) = self.alive_while(self.refresh_pools()).await {
-                    tracing::error!("{e}; dialing paused, queue kept");
-                    *lock(&self.api_problem) = Some(e.to_string());
-                    // Try again before claiming anything: never dial on pools never read.
-                    self.refresh_pools_now.store(true, Ordering::SeqCst);
+                // The store unreachable (a database restarting, connections cut): pause,
+                // keep what is in flight, and take back the leads this turn held, once it
+                // answers. Nothing is lost: unfinished work is in the store.
+                Err(DaemonError::Store(e)) => {
+                    failures += 1;
+                    tracing::error!("store error: {e}; dialing paused until it answers");
+                    *lock(&self.store_problem) = Some(e.to_string());
+                    metrics::counter!("callroute_store_errors_total").increment(1);
                     self.alive_while(
-                        self.sleep_or_stop(self.config.retry_max.min(Duration::from_secs(30))),
+                        self.sleep_or_stop(self.backoff(failures).min(Duration::from_secs(10))),
                     )
                     .await;
-                    continue;
+                    if let Err(e) = self.store.release_claims(self.config.clock.now()).await {
+                        tracing::debug!("claims not released yet: {e}");
+                    }
                 }
-                *lock(&self.api_problem) = None;
-                // Rests written by `callroute numbers rest|resume`, and numbers to attach
-                // again after a rest.
-                self.reload_rests().await;
-                self.alive_while(self.sync_rest_attachments()).await;
-            }
-            // Read before looking for work: a write after this point ends the idle wait.
-            let version = self.store.data_version().await.ok();
-            // Another process wrote (e.g. `callroute numbers rest`): rests apply at once.
-            if version.is_some_and(|v| self.store_changed_since_rests(v)) {
-                self.reload_rests().await;
-            }
-            let now = self.config.clock.now();
-            let batch = self.store.claim_due(now, self.config.claim_batch).await?;
-            if batch.is_empty() {
-                let until_due = match self.store.next_due().await? {
-                    Some(due) => self.config.clock.real_until(due),
-                    None => self.config.idle_poll,
-                };
-                // Wake in time for the next watchdog ping: it proves this loop is alive.
-                let longest = self
-                    .watchdog
-                    .map_or(self.config.idle_poll, |w| self.config.idle_poll.min(w / 3));
-                self.idle(until_due.clamp(Duration::from_millis(5), longest), version)
-                    .await;
-                continue;
-            }
-            for lead in batch {
-                if self.stopping() {
-                    continue; // left claimed: released when the loop ends
-                }
-                if self.auth_failed.load(Ordering::SeqCst) {
-                    // Back to the queue, untouched, until the key works again.
-                    let reason = "dialing paused: Synthflow refused the API key";
-                    self.store
-                        .defer(&lead.id, now, "api_key_refused", reason, now)
-                        .await?;
-                    continue;
-                }
-                self.clone().handle(lead, requests).await?;
+                Err(other) => return Err(other),
             }
         }
         Ok(())
     }
 
-    /// Waits out a 429 pause, then for a pacing token.
-    pub(super) async fn paced(&self) {
+    /// One turn of the loop: housekeeping, then a batch of due leads, each account's leads
+    /// handled beside the others' (one account waiting for a slot does not stop another).
+    async fn turn(self: &Arc<Self>, timers: &mut Timers) -> Result<(), DaemonError> {
+        if tokio::time::Instant::now() >= timers.next_count {
+            timers.next_count = tokio::time::Instant::now() + Duration::from_secs(30);
+            let cutoff = self.config.clock.now() - usage_lookback(&self.rules.load());
+            lock(&self.pool).forget_leads_idle_since(cutoff);
+            if let Ok(counts) = self.store.counts().await {
+                let open = counts
+                    .iter()
+                    .filter(|(state, _)| {
+                        !matches!(
+                            state,
+                            LeadState::Completed | LeadState::Failed | LeadState::Rejected
+                        )
+                    })
+                    .map(|(_, n)| n)
+                    .sum();
+                self.open_leads.store(open, Ordering::Relaxed);
+            }
+        }
+        self.heartbeat();
+        let refresh_now = self.refresh_pools_now.swap(false, Ordering::SeqCst);
+        if refresh_now
+            || self
+                .accounts
+                .iter()
+                .any(|a| a.auth_failed.load(Ordering::SeqCst))
+            || tokio::time::Instant::now() >= timers.next_refresh
+        {
+            timers.next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
+            // Pinging the watchdog meanwhile: a hung API is reported, not restarted into.
+            if let Err(e) = self.alive_while(self.refresh_pools()).await {
+                tracing::error!("{e}; dialing paused, queue kept");
+                *lock(&self.api_problem) = Some(e.to_string());
+                // Try again before claiming anything: never dial on pools never read.
+                self.refresh_pools_now.store(true, Ordering::SeqCst);
+                self.alive_while(
+                    self.sleep_or_stop(self.config.retry_max.min(Duration::from_secs(30))),
+                )
+                .await;
+                return Ok(());
+            }
+            *lock(&self.api_problem) = None;
+            // Rests written by `callroute numbers rest|resume`, and numbers to attach
+            // again after a rest.
+            self.reload_rests().await;
+            self.alive_while(self.sync_rest_attachments()).await;
+        }
+        // Read before looking for work: a write after this point ends the idle wait.
+        let version = self.store.data_version().await.ok();
+        // Another process wrote (e.g. `callroute numbers rest`): rests apply at once.
+        if version.is_some_and(|v| self.store_changed_since_rests(v)) {
+            self.reload_rests().await;
+        }
+        let now = self.config.clock.now();
+        let batch = self.store.claim_due(now, self.config.claim_batch).await?;
+        if batch.is_empty() {
+            let until_due = match self.store.next_due().await? {
+                Some(due) => self.config.clock.real_until(due),
+                None => self.config.idle_poll,
+            };
+            // Wake in time for the next watchdog ping: it proves this loop is alive.
+            let longest = self
+                .watchdog
+                .map_or(self.config.idle_poll, |w| self.config.idle_poll.min(w / 3));
+            self.idle(until_due.clamp(Duration::from_millis(5), longest), version)
+                .await;
+            return Ok(());
+        }
+        // Another daemon may have called these leads before (sticky numbers, lead windows).
+        let ids: Vec<String> = batch.iter().map(|l| l.id.clone()).collect();
+        let known = self
+            .store
+            .lead_attempts(&ids, now - usage_lookback(&self.rules.load()))
+            .await?;
+        {
+            let mut pool = lock(&self.pool);
+            for attempt in known {
+                if let Ok(number) = E164::parse(&attempt.from_number) {
+                    pool.learn(number, &attempt.lead_id, attempt.at);
+                }
+            }
+        }
+        let rules = self.rules.load();
+        let mut by_account: Vec<(Arc<Account>, Vec<StoredLead>)> = Vec::new();
+        for lead in batch {
+            let campaign = lead.raw.campaign.as_deref().unwrap_or_default().trim();
+            let account = self.account_of_campaign(&rules, campaign);
+            match by_account
+                .iter_mut()
+                .find(|(a, _)| Arc::ptr_eq(a, &account))
+            {
+                Some((_, leads)) => leads.push(lead),
+                None => by_account.push((account, vec![lead])),
+            }
+        }
+        drop(rules);
+        let groups = by_account.into_iter().map(|(account, leads)| {
+            let shared = self.clone();
+            async move {
+                for lead in leads {
+                    if shared.stopping() {
+                        break; // left claimed: released when the loop ends
+                    }
+                    shared.clone().handle(lead, &account).await?;
+                }
+                Ok::<(), DaemonError>(())
+            }
+        });
+        for result in futures_util::future::join_all(groups).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Waits out a 429 pause, then for the account's next beat (reserved in the store, so
+    /// every daemon on the account shares one pace).
+    pub(super) async fn paced(&self, account: &Account) {
         let started = tokio::time::Instant::now();
         loop {
-            let paused_until = self.paused_until_ms.load(Ordering::SeqCst);
+            let paused_until = account.paused_until_ms.load(Ordering::SeqCst);
             let wait = paused_until - Utc::now().timestamp_millis();
             if wait <= 0 {
                 break;
@@ -135,7 +205,19 @@ impl<S: Store> Shared<S> {
                 return;
             }
         }
-        self.limiter.until_ready().await;
+        let wait = match self
+            .store
+            .reserve_pace(&account.name, account.pacing_interval)
+            .await
+        {
+            Ok(wait) => wait,
+            Err(e) => {
+                // Without the shared beat, one beat of our own: slower, never faster.
+                tracing::warn!("cannot reserve a pacing beat: {e}");
+                account.pacing_interval
+            }
+        };
+        self.sleep_or_stop(wait).await;
         metrics::histogram!("callroute_pacing_wait_seconds")
             .record(started.elapsed().as_secs_f64());
     }
@@ -143,7 +225,7 @@ impl<S: Store> Shared<S> {
     pub(super) async fn handle(
         self: Arc<Self>,
         stored: StoredLead,
-        requests: &mut JoinSet<()>,
+        account: &Arc<Account>,
     ) -> Result<(), DaemonError> {
         let lead = match Lead::from_raw(stored.raw.clone()) {
             // One identity for the lead everywhere: its id in the store (the ledger, usage
@@ -161,12 +243,24 @@ impl<S: Store> Shared<S> {
                 return Ok(());
             }
         };
+        if account.auth_failed.load(Ordering::SeqCst) {
+            // Back to the queue, untouched, until the key works again.
+            let now = self.config.clock.now();
+            let reason = format!(
+                "dialing paused: Synthflow refused the API key of account `{}`",
+                account.name
+            );
+            self.store
+                .defer(&stored.id, now, "api_key_refused", &reason, now)
+                .await?;
+            return Ok(());
+        }
         // A live-call slot first: waiting for it costs nothing and a defer gives it back.
         let mut shutdown = self.shutdown.clone();
         let permit = self
             .alive_while(async {
                 tokio::select! {
-                    permit = self.live.clone().acquire_owned() => permit.ok(),
+                    permit = account.live.clone().acquire_owned() => permit.ok(),
                     _ = shutdown.wait_for(|stop| *stop) => None,
                 }
             })
@@ -175,85 +269,176 @@ impl<S: Store> Shared<S> {
             return Ok(()); // stopping: the lead stays claimed and is released
         };
         lock(&self.pool).note_total_attempts(&lead.key, stored.attempts);
-        // Decisions use the rules of the moment they are made, after every wait: a reload
-        // while this lead waited for its slot or its pacing token applies to it.
-        let first = self.decide_now(&lead);
-        if let Decision::Dial { .. } = first.2 {
-            // Decide again once paced, so the time the limits were checked is the send time.
-            self.alive_while(self.paced()).await;
-            if self.stopping() {
-                return Ok(());
+        let mut paced = false;
+        loop {
+            // Decisions use the rules of the moment they are made, after every wait: a
+            // reload while this lead waited for its slot or its pacing beat applies to it.
+            let first = self.decide_now(&lead);
+            if matches!(first.2, Decision::Dial { .. }) && !paced {
+                // Decide again once paced, so the time the limits were checked is the send time.
+                self.alive_while(self.paced(account)).await;
+                if self.stopping() {
+                    return Ok(());
+                }
+                paced = true;
+                continue;
             }
+            let (rules, now, decision, route, trace) = first;
+            if let Decision::Dial {
+                from_phone_number,
+                model_id,
+                route: route_name,
+                ..
+            } = &decision
+            {
+                let guard = crate::store::AttemptGuard {
+                    number_uses: self.number_guard(
+                        &rules,
+                        &lead,
+                        route_name,
+                        *from_phone_number,
+                        now,
+                    ),
+                    concurrency: Some(account.concurrency),
+                };
+                let from = from_phone_number.to_string();
+                let attempt = crate::store::NewAttempt {
+                    lead_id: &stored.id,
+                    model_id,
+                    from_number: &from,
+                    route: route_name,
+                    account: &account.name,
+                    at: now,
+                };
+                match self.store.begin_attempt_checked(&attempt, &guard).await? {
+                    crate::store::Begun::Written(attempt_id) => {
+                        self.acted(&stored, &lead, now, &decision, &route, &trace);
+                        lock(&self.pool).record(*from_phone_number, &lead, now);
+                        let request =
+                            Self::call_request(&rules, &lead, model_id, *from_phone_number);
+                        let shared = self.clone();
+                        let account = account.clone();
+                        let from = *from_phone_number;
+                        self.spawn_request(async move {
+                            shared
+                                .dispatch(&account, attempt_id, lead, request, from, now, permit)
+                                .await;
+                        });
+                        return Ok(());
+                    }
+                    crate::store::Begun::Stale(unknown) => {
+                        // Another daemon used the number since this one last heard: learn
+                        // its uses and decide again (the beat waited for still holds).
+                        metrics::counter!("callroute_decisions_retried_total", "why" => "stale_usage").increment(1);
+                        let mut pool = lock(&self.pool);
+                        for attempt in unknown {
+                            if let Ok(number) = E164::parse(&attempt.from_number) {
+                                pool.learn(number, &attempt.lead_id, attempt.at);
+                            }
+                        }
+                        continue;
+                    }
+                    crate::store::Begun::AccountBusy { live } => {
+                        // The account's live calls, over every daemon, are at its limit:
+                        // wait for one to end, then pace and decide again.
+                        metrics::counter!("callroute_decisions_retried_total", "why" => "account_busy").increment(1);
+                        tracing::debug!(account = %account.name, live, "account at its live-call limit");
+                        self.alive_while(self.sleep_or_stop(Duration::from_millis(250)))
+                            .await;
+                        if self.stopping() {
+                            return Ok(());
+                        }
+                        paced = false;
+                        continue;
+                    }
+                    crate::store::Begun::NotOwned => {
+                        // This daemon's lease lapsed and another took the lead back: it is
+                        // that daemon's now.
+                        tracing::warn!(lead = %stored.id, "claim lost to another daemon; not dialed here");
+                        return Ok(());
+                    }
+                }
+            }
+            self.acted(&stored, &lead, now, &decision, &route, &trace);
+            match decision {
+                Decision::Dial { .. } => unreachable!("dials return above"),
+                Decision::Defer { until, reason } => {
+                    let until = self.spread(until, now);
+                    let code = crate::engine::variant_name(&reason.code);
+                    self.store
+                        .defer(&stored.id, until, &code, &reason.message, now)
+                        .await?;
+                    self.remember(
+                        &stored.id,
+                        "defer",
+                        None,
+                        format!("until {}: {}", until.to_rfc3339(), reason.message),
+                    );
+                }
+                Decision::Hold { reason } => {
+                    let code = crate::engine::variant_name(&reason.code);
+                    self.store
+                        .hold(&stored.id, &code, &reason.message, now)
+                        .await?;
+                    self.remember(&stored.id, "hold", None, reason.message);
+                }
+                Decision::Reject { reason } => {
+                    self.store.reject(&stored.id, &reason.message, now).await?;
+                    self.remember(&stored.id, "reject", None, reason.message);
+                }
+            }
+            return Ok(());
         }
-        let (rules, now, decision, route, trace) = if matches!(first.2, Decision::Dial { .. }) {
-            self.decide_now(&lead)
-        } else {
-            first
-        };
+    }
+
+    /// Counts, logs and remembers the decision acted on.
+    fn acted(
+        &self,
+        stored: &StoredLead,
+        lead: &Lead,
+        now: DateTime<Utc>,
+        decision: &Decision,
+        route: &str,
+        trace: &crate::engine::Trace,
+    ) {
         // One log line per change of state: a lead deferred or held again for the reason it
         // was deferred or held for before (a herd coming due, held leads released by a
         // reload that did not help them) is logged at debug level only.
-        let repeated = match &decision {
+        let repeated = match decision {
             Decision::Defer { reason, .. } | Decision::Hold { reason } => {
                 stored.reason_code.as_deref()
                     == Some(crate::engine::variant_name(&reason.code).as_str())
             }
             Decision::Dial { .. } | Decision::Reject { .. } => false,
         };
-        self.count_decision(&lead, &decision, &route, repeated);
-        self.note_decision(&lead, now, &decision, &trace);
-        match decision {
-            Decision::Dial {
-                from_phone_number,
-                model_id,
-                route,
-                ..
-            } => {
-                lock(&self.pool).record(from_phone_number, &lead, now);
-                let attempt_id = self
-                    .store
-                    .begin_attempt(
-                        &stored.id,
-                        &model_id,
-                        &from_phone_number.to_string(),
-                        &route,
-                        now,
-                    )
-                    .await?;
-                let request = Self::call_request(&rules, &lead, &model_id, from_phone_number);
-                let shared = self.clone();
-                requests.spawn(async move {
-                    shared
-                        .dispatch(attempt_id, lead, request, from_phone_number, now, permit)
-                        .await;
-                });
-            }
-            Decision::Defer { until, reason } => {
-                let until = self.spread(until, now);
-                let code = crate::engine::variant_name(&reason.code);
-                self.store
-                    .defer(&stored.id, until, &code, &reason.message, now)
-                    .await?;
-                self.remember(
-                    &stored.id,
-                    "defer",
-                    None,
-                    format!("until {}: {}", until.to_rfc3339(), reason.message),
-                );
-            }
-            Decision::Hold { reason } => {
-                let code = crate::engine::variant_name(&reason.code);
-                self.store
-                    .hold(&stored.id, &code, &reason.message, now)
-                    .await?;
-                self.remember(&stored.id, "hold", None, reason.message);
-            }
-            Decision::Reject { reason } => {
-                self.store.reject(&stored.id, &reason.message, now).await?;
-                self.remember(&stored.id, "reject", None, reason.message);
-            }
-        }
-        Ok(())
+        self.count_decision(lead, decision, route, repeated);
+        self.note_decision(lead, now, decision, trace);
+    }
+
+    /// What the commit must check about the number: its uses over its longest limit window
+    /// as this daemon counted them (none to check when nothing limits it).
+    fn number_guard(
+        &self,
+        rules: &RuleSet,
+        lead: &Lead,
+        route_name: &str,
+        number: E164,
+        now: DateTime<Utc>,
+    ) -> Option<crate::store::NumberUses> {
+        let info = rules.number(number)?;
+        let route = rules
+            .campaign(&lead.campaign)?
+            .routes
+            .iter()
+            .find(|r| &*r.name == route_name)?;
+        let window = route.limits_for(info).longest_window()?;
+        // Whole milliseconds, as the ledger keeps them.
+        let since_ms = (now - window - chrono::Duration::seconds(1)).timestamp_millis();
+        let since = DateTime::<Utc>::from_timestamp_millis(since_ms)?;
+        Some(crate::store::NumberUses {
+            since,
+            known_ms: lock(&self.pool).uses_ms_since(number, since),
+        })
     }
 
     /// Decides `lead` now with the running rules; returns the snapshot it decided on (one

@@ -11,8 +11,10 @@ impl<S: Store> Shared<S> {
         crate::schedule::backoff(n, self.config.retry_base, self.config.retry_max, jitter)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn dispatch(
         self: Arc<Self>,
+        account: &Arc<Account>,
         attempt_id: i64,
         lead: Lead,
         request: CallRequest,
@@ -20,17 +22,35 @@ impl<S: Store> Shared<S> {
         at: DateTime<Utc>,
         permit: OwnedSemaphorePermit,
     ) {
-        let result = self.client.create_call(&request).await;
+        let result = account.client.create_call(&request).await;
         let outcome = match result {
             Ok(call_id) => {
-                self.consecutive_429.store(0, Ordering::SeqCst);
-                self.consecutive_connect_failures.store(0, Ordering::SeqCst);
-                self.placed(attempt_id, &lead.key, &call_id, Some(from), Some(permit))
-                    .await
+                account.consecutive_429.store(0, Ordering::SeqCst);
+                account
+                    .consecutive_connect_failures
+                    .store(0, Ordering::SeqCst);
+                self.placed(
+                    account,
+                    attempt_id,
+                    &lead.key,
+                    &call_id,
+                    Some(from),
+                    Some(permit),
+                )
+                .await
             }
             Err(error) => {
-                self.not_placed_or_unknown(attempt_id, &lead, &request, from, at, error, permit)
-                    .await
+                self.not_placed_or_unknown(
+                    account,
+                    attempt_id,
+                    &lead,
+                    &request,
+                    from,
+                    at,
+                    error,
+                    Some(permit),
+                )
+                .await
             }
         };
         if let Err(e) = outcome {
@@ -38,8 +58,39 @@ impl<S: Store> Shared<S> {
         }
     }
 
+    /// Retries a write of what became of an attempt until the store takes it: a store away
+    /// (restarting, connections cut) is waited for, so the lead does not stay `dialing`
+    /// until the next start. Gives up only when the daemon stops (the next start, or a
+    /// member taking over, reconciles the attempt).
+    pub(super) async fn until_recorded<F, Fut>(
+        &self,
+        what: &str,
+        mut write: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        let mut failures = 0;
+        loop {
+            match write().await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    failures += 1;
+                    if self.stopping() {
+                        return Err(e);
+                    }
+                    tracing::warn!("cannot record {what}: {e}; trying again");
+                    self.sleep_or_stop(self.backoff(failures).min(Duration::from_secs(5)))
+                        .await;
+                }
+            }
+        }
+    }
+
     pub(super) async fn placed(
         self: &Arc<Self>,
+        account: &Arc<Account>,
         attempt_id: i64,
         lead_id: &str,
         call_id: &str,
@@ -50,29 +101,35 @@ impl<S: Store> Shared<S> {
             metrics::counter!("callroute_calls_placed_total", "from_number" => from.to_string())
                 .increment(1);
         }
-        self.store
-            .attempt_placed(attempt_id, call_id, self.config.clock.now())
-            .await?;
+        let now = self.config.clock.now();
+        self.until_recorded("a placed call", || {
+            self.store.attempt_placed(attempt_id, call_id, now)
+        })
+        .await?;
         self.event(
             lead_id,
             "placed",
             from.map(|f| f.to_string()),
             format!("call {call_id}"),
         );
-        tokio::spawn(self.clone().watch_call(call_id.to_string(), permit));
+        tokio::spawn(
+            self.clone()
+                .watch_call(account.clone(), call_id.to_string(), permit),
+        );
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn not_placed_or_unknown(
         self: &Arc<Self>,
+        account: &Arc<Account>,
         attempt_id: i64,
         lead: &Lead,
         request: &CallRequest,
         from: E164,
         at: DateTime<Utc>,
         error: ApiError,
-        permit: OwnedSemaphorePermit,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<(), StoreError> {
         let now = self.config.clock.now();
         let next = match &error {
@@ -80,16 +137,21 @@ impl<S: Store> Shared<S> {
                 // A lone 429 (a call placed elsewhere on the account, a request that arrived
                 // early) costs one pacing beat; only 429s in a row pause the account for
                 // `retry_base`, doubling. The lead is not at fault: it goes when the pause ends.
-                let in_a_row = self.consecutive_429.fetch_add(1, Ordering::SeqCst) + 1;
-                let wait = if in_a_row == 1 {
-                    self.pacing_interval
+                let in_a_row = account.consecutive_429.fetch_add(1, Ordering::SeqCst) + 1;
+                let pause = if in_a_row == 1 {
+                    account.pacing_interval
                 } else {
                     self.backoff(in_a_row - 1)
                 };
-                let wait = chrono::Duration::from_std(wait).unwrap_or_default();
+                let wait = chrono::Duration::from_std(pause).unwrap_or_default();
                 // The pause is real time: it is the account's clock that counts.
-                self.paused_until_ms
+                account
+                    .paused_until_ms
                     .fetch_max((Utc::now() + wait).timestamp_millis(), Ordering::SeqCst);
+                // Every daemon on the account pauses with this one.
+                if let Err(e) = self.store.pause_account(&account.name, pause).await {
+                    tracing::warn!("cannot share the pause: {e}");
+                }
                 let until = now + wait;
                 metrics::counter!("callroute_rate_limited_total").increment(1);
                 NotPlaced::Retry {
@@ -98,7 +160,7 @@ impl<S: Store> Shared<S> {
                 }
             }
             ApiError::Connect(_) => {
-                let in_a_row = self
+                let in_a_row = account
                     .consecutive_connect_failures
                     .fetch_add(1, Ordering::SeqCst)
                     + 1;
@@ -112,7 +174,7 @@ impl<S: Store> Shared<S> {
                 tracing::error!(
                     "Synthflow refused the API key ({error}); dialing stopped, queue kept"
                 );
-                self.auth_failed.store(true, Ordering::SeqCst);
+                account.auth_failed.store(true, Ordering::SeqCst);
                 NotPlaced::Retry {
                     due_at: now,
                     reason: error.to_string(),
@@ -150,6 +212,7 @@ impl<S: Store> Shared<S> {
                     model_id: request.model_id.clone(),
                     from_number: from.to_string(),
                     route: String::new(),
+                    account: account.name.clone(),
                     at,
                     status: crate::store::AttemptStatus::Sent,
                     call_id: None,
@@ -161,9 +224,10 @@ impl<S: Store> Shared<S> {
             }
         };
         lock(&self.pool).forget(from, &lead.key, at);
-        self.store
-            .attempt_not_placed(attempt_id, &next, now)
-            .await?;
+        self.until_recorded("an attempt not placed", || {
+            self.store.attempt_not_placed(attempt_id, &next, now)
+        })
+        .await?;
         // Back in the queue: the loop may be idle with nothing else due.
         self.wake.notify_one();
         let outcome = if matches!(next, NotPlaced::Fail { .. }) {
@@ -206,7 +270,8 @@ impl<S: Store> Shared<S> {
             }
             // Synthflow's records carry wall-clock times.
             let since = self.config.clock.to_wall(attempt.at) - chrono::Duration::seconds(5);
-            match self
+            let account = self.account(&attempt.account);
+            match account
                 .client
                 .find_calls(&attempt.model_id, &phone, since.timestamp_millis())
                 .await
@@ -222,8 +287,9 @@ impl<S: Store> Shared<S> {
                         Some(call) => {
                             // The call is live whether or not a slot is free: follow it
                             // either way, so its end is recorded.
-                            let permit = self.live.clone().try_acquire_owned().ok();
+                            let permit = account.live.clone().try_acquire_owned().ok();
                             self.placed(
+                                &account,
                                 attempt.id,
                                 &attempt.lead_id,
                                 &call.call_id,
@@ -243,8 +309,11 @@ impl<S: Store> Shared<S> {
                                 Some(attempt.from_number.clone()),
                                 "call certainly absent after an unclear answer".into(),
                             );
-                            let result =
-                                self.store.attempt_not_placed(attempt.id, &next, now).await;
+                            let result = self
+                                .until_recorded("an attempt proved absent", || {
+                                    self.store.attempt_not_placed(attempt.id, &next, now)
+                                })
+                                .await;
                             self.wake.notify_one();
                             result
                         }

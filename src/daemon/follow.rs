@@ -49,13 +49,14 @@ impl<S: Store> Shared<S> {
     /// Polls a live call until it ends, then records the outcome and frees its slot.
     pub(super) async fn watch_call(
         self: Arc<Self>,
+        account: Arc<Account>,
         call_id: String,
         permit: Option<OwnedSemaphorePermit>,
     ) {
         let waiter = Arc::new(Notify::new());
         lock(&self.call_waiters).insert(call_id.clone(), waiter.clone());
         let held = tokio::time::Instant::now();
-        let seen_by = self.follow_call(&call_id, &waiter).await;
+        let seen_by = self.follow_call(&account, &call_id, &waiter).await;
         lock(&self.call_waiters).remove(&call_id);
         drop(permit);
         // Slot utilisation: how long each slot was held, and how the end was seen.
@@ -67,7 +68,12 @@ impl<S: Store> Shared<S> {
 
     /// Follows the call until it ends; says how the end was seen (`webhook`, `poll`,
     /// `gave_up` after 3 h, or `shutdown`).
-    pub(super) async fn follow_call(&self, call_id: &str, webhook: &Notify) -> &'static str {
+    pub(super) async fn follow_call(
+        &self,
+        account: &Account,
+        call_id: &str,
+        webhook: &Notify,
+    ) -> &'static str {
         let mut delay = self.config.poll_interval;
         let started = tokio::time::Instant::now();
         loop {
@@ -92,7 +98,7 @@ impl<S: Store> Shared<S> {
             if self.stopping() {
                 return "shutdown"; // resumed at the next start from the store's live calls
             }
-            match self.client.get_call(call_id).await {
+            match account.client.get_call(call_id).await {
                 Ok(record) if record.is_terminal() => {
                     // The slot time a poll loses: from the call's end to now.
                     if let (Some(start), Some(duration)) = (record.start_time_ms, record.duration_s)

@@ -226,9 +226,11 @@ impl<S: Store> Shared<S> {
             }
         }
         let changed = !changes.is_empty();
+        let rules = self.rules.load();
         for (agent, model_id, number, attach) in changes {
+            let client = &self.account_of_model(&rules, &model_id).client;
             let result = if attach {
-                self.client
+                client
                     .attach_numbers(&model_id, &[number.to_string()])
                     .await
             } else {
@@ -236,7 +238,7 @@ impl<S: Store> Shared<S> {
                     .get(&number)
                     .cloned()
                     .unwrap_or_else(|| number.to_string().trim_start_matches('+').to_string());
-                self.client.detach_number(&model_id, &slug).await
+                client.detach_number(&model_id, &slug).await
             };
             let action = if attach { "attach" } else { "detach" };
             match &result {

@@ -1,18 +1,18 @@
 //! The dialing loop: claim due leads, decide with the engine, write the ledger, place the
-//! call, follow it to its outcome, defer what must wait. Paced to the account's call
-//! attempts per second (governor) and live-call limit (a semaphore whose permits live as long
-//! as the calls), and safe to kill at any moment: every attempt is in the ledger before its
-//! request leaves, and a restart reconciles what was in flight.
+//! call, follow it to its outcome, defer what must wait. Paced to each account's call
+//! attempts per second (beats reserved in the store, so daemons sharing an account share
+//! its pace) and live-call limit (a semaphore whose permits live as long as the calls, and
+//! the store's count of open attempts across daemons), and safe to kill at any moment:
+//! every attempt is in the ledger before its request leaves, and a restart (or, with several
+//! daemons, a survivor) reconciles what was in flight.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -20,6 +20,7 @@ use crate::engine::{Decision, decide};
 use crate::lead::Lead;
 use crate::phone::E164;
 use crate::rules::RuleSet;
+pub use crate::store::DEFAULT_ACCOUNT;
 use crate::store::{Attempt, LeadState, NotPlaced, Store, StoreError, StoredLead};
 use crate::synthflow::{ApiError, CallRequest, Client, KeyValue};
 use crate::usage::PoolState;
@@ -31,10 +32,12 @@ mod dial;
 mod dispatch;
 mod follow;
 mod health;
+mod members;
 mod pools;
 mod reload;
 mod status;
 
+pub use members::MemberView;
 pub use reload::{ReloadOutcome, ReloadRecord, ReloadStatus};
 pub use status::{
     AccountView, DecisionView, FullWindowView, HeldView, NumberView, RulesView, StatusView,
@@ -72,10 +75,14 @@ const PACING_HEADROOM: f64 = 1.015;
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
-    /// The account's call attempts per second (Synthflow CAPS).
+    /// The account's call attempts per second (Synthflow CAPS), when one account is given
+    /// by `Daemon::start`.
     pub attempts_per_second: u32,
-    /// The account's concurrent-call limit.
+    /// The account's concurrent-call limit (likewise).
     pub concurrency: u32,
+    /// How long a member's claims and calls stay its own without a heartbeat; after that,
+    /// another daemon on the same store takes them over. Heartbeats every third of it.
+    pub lease: Duration,
     /// Leads claimed per round.
     pub claim_batch: u32,
     /// First interval between polls of a live call's status (doubles up to 30 s).
@@ -100,6 +107,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             attempts_per_second: 1,
             concurrency: 5,
+            lease: Duration::from_secs(15),
             claim_batch: 64,
             poll_interval: Duration::from_secs(5),
             pool_refresh: Duration::from_secs(300),
@@ -119,6 +127,14 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("Synthflow refused the API key: {0}")]
     Unauthorized(ApiError),
+    #[error(
+        "agent `{agent}` names account `{account}`, which the configuration does not have (it has: {known})"
+    )]
+    UnknownAccount {
+        agent: String,
+        account: String,
+        known: String,
+    },
     // `error`, not `source`: thiserror would make it the error's source, and reports that
     // print the chain (`{:#}`) would say it twice.
     #[error("cannot read the pool of agent `{agent}`: {error}")]
@@ -135,8 +151,84 @@ pub struct Event {
     pub detail: String,
 }
 
+/// One Synthflow account (workspace) a daemon dials on: its key, pace and live-call limit.
+pub struct AccountSetup {
+    pub name: String,
+    pub client: Client,
+    pub attempts_per_second: u32,
+    pub concurrency: u32,
+}
+
+/// An account at run time: each paced and limited on its own; a refused key pauses only it.
+struct Account {
+    name: String,
+    client: Client,
+    attempts_per_second: u32,
+    concurrency: u32,
+    live: Arc<Semaphore>,
+    /// One beat of the account's pace (with headroom).
+    pacing_interval: Duration,
+    /// Until when no request may go out (after a 429), as epoch ms.
+    paused_until_ms: std::sync::atomic::AtomicI64,
+    consecutive_429: AtomicU32,
+    consecutive_connect_failures: AtomicU32,
+    auth_failed: AtomicBool,
+}
+
+impl Account {
+    fn new(setup: AccountSetup) -> Account {
+        // 1.5 % under the account's rate: requests leave on the beat but arrive with network
+        // jitter, and one arriving early would be the account's 429.
+        let interval =
+            Duration::from_secs_f64(PACING_HEADROOM / f64::from(setup.attempts_per_second.max(1)));
+        Account {
+            live: Arc::new(Semaphore::new(setup.concurrency.max(1) as usize)),
+            name: setup.name,
+            client: setup.client,
+            attempts_per_second: setup.attempts_per_second,
+            concurrency: setup.concurrency,
+            pacing_interval: interval,
+            paused_until_ms: std::sync::atomic::AtomicI64::new(0),
+            consecutive_429: AtomicU32::new(0),
+            consecutive_connect_failures: AtomicU32::new(0),
+            auth_failed: AtomicBool::new(false),
+        }
+    }
+
+    fn live_calls(&self) -> usize {
+        let total = self.concurrency.max(1) as usize;
+        total - self.live.available_permits().min(total)
+    }
+}
+
+/// Every agent of `rules` names an account the daemon has (or none: the first).
+fn check_accounts(rules: &RuleSet, accounts: &[Arc<Account>]) -> Result<(), DaemonError> {
+    for agent in rules.agents() {
+        if let Some(name) = &agent.account
+            && !accounts.iter().any(|a| &a.name == name)
+        {
+            return Err(DaemonError::UnknownAccount {
+                agent: agent.name.clone(),
+                account: name.clone(),
+                known: accounts
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
 struct Shared<S: Store> {
     store: S,
+    /// The accounts, the first being the one of agents that name none.
+    accounts: Vec<Arc<Account>>,
+    /// Requests in flight and reconciliations: drained at shutdown.
+    requests: Mutex<JoinSet<()>>,
+    /// This daemon's id among the store's members, and what it registered.
+    member: members::Membership,
     /// The running rules; a reload swaps them whole, and a lead being decided keeps the
     /// snapshot it started with.
     rules: ArcSwap<RuleSet>,
@@ -152,22 +244,14 @@ struct Shared<S: Store> {
     /// Leads not yet finished (queued, deferred, claimed, dialing, placed), for STATUS;
     /// counted every 30 s, not per ping, because counting a million rows is not free.
     open_leads: std::sync::atomic::AtomicU64,
-    client: Client,
     config: DaemonConfig,
     pool: Mutex<PoolState>,
-    live: Arc<Semaphore>,
-    limiter: DefaultDirectRateLimiter,
-    /// Until when no request may go out (after a 429), as epoch ms.
-    paused_until_ms: std::sync::atomic::AtomicI64,
-    consecutive_429: AtomicU32,
-    consecutive_connect_failures: AtomicU32,
-    /// One beat of the account's pace (with headroom).
-    pacing_interval: Duration,
-    auth_failed: AtomicBool,
     /// Set when Synthflow refused a call: the pool may have changed upstream.
     refresh_pools_now: AtomicBool,
     /// Why dialing is paused because Synthflow cannot be read, if it is.
     api_problem: Mutex<Option<String>>,
+    /// Why dialing is paused because the store does not answer, if it is.
+    store_problem: Mutex<Option<String>>,
     /// Per agent, the numbers its rules name that are not attached upstream.
     unattached: Mutex<Vec<(String, Vec<E164>)>>,
     /// Due instants handed out to deferred leads, one pacing interval apart.
@@ -211,49 +295,77 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl<S: Store> Daemon<S> {
     /// Rebuilds usage from the ledger and fetches every agent's pool. Fails if the key is
-    /// refused or a pool cannot be read: nothing is dialed on guesses.
+    /// refused or a pool cannot be read: nothing is dialed on guesses. One account, with
+    /// the pace and live-call limit of `config`.
     pub async fn start(
         store: S,
         rules: Arc<RuleSet>,
         client: Client,
         config: DaemonConfig,
     ) -> Result<Daemon<S>, DaemonError> {
+        let account = AccountSetup {
+            name: DEFAULT_ACCOUNT.to_string(),
+            client,
+            attempts_per_second: config.attempts_per_second,
+            concurrency: config.concurrency,
+        };
+        Daemon::start_with_accounts(store, rules, vec![account], config).await
+    }
+
+    /// `start` with several accounts; agents name theirs (`account:`), the first is the
+    /// default.
+    pub async fn start_with_accounts(
+        store: S,
+        rules: Arc<RuleSet>,
+        accounts: Vec<AccountSetup>,
+        config: DaemonConfig,
+    ) -> Result<Daemon<S>, DaemonError> {
+        let accounts: Vec<Arc<Account>> = accounts
+            .into_iter()
+            .map(|a| Arc::new(Account::new(a)))
+            .collect();
+        assert!(!accounts.is_empty(), "a daemon needs an account");
+        check_accounts(&rules, &accounts)?;
         let now = config.clock.now();
         let mut pool = PoolState::new(now.timestamp_millis() as u64);
         let lookback = usage_lookback(&rules);
-        let mut last_attempt = None;
+        let mut last_attempts: HashMap<String, DateTime<Utc>> = HashMap::new();
         for attempt in store.attempts_since(now - lookback).await? {
-            last_attempt = last_attempt.max(Some(attempt.at));
+            let last = last_attempts
+                .entry(attempt.account.clone())
+                .or_insert(attempt.at);
+            *last = (*last).max(attempt.at);
             if let Ok(number) = E164::parse(&attempt.from_number) {
                 pool.record_for_key(number, &attempt.lead_id, attempt.at);
             }
         }
+        // The pace carries over a restart: the account still counts the attempts the last
+        // run made (a ledger from before beats were kept in the store says when).
+        for account in &accounts {
+            if let Some(last) = last_attempts.get(&account.name) {
+                let next = config.clock.to_wall(*last)
+                    + chrono::Duration::from_std(account.pacing_interval).unwrap_or_default();
+                if let Ok(pause) = (next - Utc::now()).to_std() {
+                    store.pause_account(&account.name, pause).await?;
+                }
+            }
+        }
         let (stop, shutdown) = watch::channel(false);
-        // 1.5 % under the account's rate: requests leave on the beat but arrive with network
-        // jitter, and one arriving early would be the account's 429.
-        let interval =
-            Duration::from_secs_f64(PACING_HEADROOM / f64::from(config.attempts_per_second.max(1)));
-        let quota = Quota::with_period(interval)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
+        let calendar_beat = accounts[0].pacing_interval;
         let daemon = Daemon {
             shared: Arc::new(Shared {
+                member: members::Membership::new(),
                 store,
                 rules: ArcSwap::new(rules),
-                client,
-                live: Arc::new(Semaphore::new(config.concurrency.max(1) as usize)),
-                limiter: RateLimiter::direct(quota),
+                accounts,
+                requests: Mutex::new(JoinSet::new()),
                 config,
                 pool: Mutex::new(pool),
-                paused_until_ms: std::sync::atomic::AtomicI64::new(0),
-                consecutive_429: AtomicU32::new(0),
-                consecutive_connect_failures: AtomicU32::new(0),
-                pacing_interval: interval,
-                auth_failed: AtomicBool::new(false),
                 refresh_pools_now: AtomicBool::new(false),
                 api_problem: Mutex::new(None),
+                store_problem: Mutex::new(None),
                 unattached: Mutex::new(Vec::new()),
-                due_calendar: Mutex::new(crate::schedule::DueCalendar::new(interval)),
+                due_calendar: Mutex::new(crate::schedule::DueCalendar::new(calendar_beat)),
                 wake: Notify::new(),
                 events: Mutex::new(std::collections::VecDeque::new()),
                 decisions: Mutex::new(std::collections::VecDeque::new()),
@@ -277,16 +389,6 @@ impl<S: Store> Daemon<S> {
             }),
             stop,
         };
-        // The pace carries over a restart: the account still counts the attempts the last
-        // run made, so the first one of this run waits its beat after them.
-        if let Some(last) = last_attempt {
-            let next = daemon.shared.config.clock.to_wall(last)
-                + chrono::Duration::from_std(interval).unwrap_or_default();
-            daemon
-                .shared
-                .paused_until_ms
-                .store(next.timestamp_millis(), Ordering::SeqCst);
-        }
         daemon.shared.load_health().await?;
         match daemon.shared.refresh_pools().await {
             Ok(()) => {}
@@ -335,27 +437,28 @@ impl<S: Store> Daemon<S> {
     /// (up to the drain timeout), returns unclaimed leads to the queue, and returns.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), DaemonError> {
         let shared = self.shared.clone();
-        let now = shared.config.clock.now();
-        shared.store.release_claims(now).await?;
+        // Registers with the store and takes over what the last run (or, on a shared store,
+        // members gone without leaving) left: claims queued again, calls in doubt reconciled,
+        // live calls followed.
+        let taken = shared
+            .store
+            .join(&shared.member.info(&shared.rules.load()))
+            .await?;
         // The rules or the pools may have changed while the daemon was down.
         shared.release_held("daemon started").await;
         // Rests that ended while it was down: their numbers are attached again now.
         shared.sync_rest_attachments().await;
-        let mut requests: JoinSet<()> = JoinSet::new();
-        for attempt in shared.store.in_doubt().await? {
-            let shared = shared.clone();
-            requests.spawn(async move { shared.reconcile(attempt, None).await });
-        }
-        for attempt in shared.store.live_calls().await? {
-            if let Some(call_id) = attempt.call_id.clone() {
-                let permit = shared.live.clone().try_acquire_owned().ok();
-                tokio::spawn(shared.clone().watch_call(call_id, permit));
-            }
-        }
+        shared.adopt(taken);
+        let heartbeat = tokio::spawn(shared.clone().keep_membership());
+        let feed = shared
+            .store
+            .attempt_feed()
+            .map(|feed| tokio::spawn(shared.clone().follow_feed(feed)));
         let stop = self.stop.clone();
         let main = async {
-            let result = shared.clone().dial_loop(&mut requests).await;
+            let result = shared.clone().dial_loop().await;
             // Drain: requests already sent get their answer recorded.
+            let mut requests = std::mem::take(&mut *lock(&shared.requests));
             let drained = tokio::time::timeout(shared.config.drain_timeout, async {
                 while requests.join_next().await.is_some() {}
             })
@@ -365,10 +468,11 @@ impl<S: Store> Daemon<S> {
                     "drain timeout: requests still in flight are left for the next start to reconcile"
                 );
             }
-            shared
-                .store
-                .release_claims(shared.config.clock.now())
-                .await?;
+            heartbeat.abort();
+            if let Some(feed) = feed {
+                feed.abort();
+            }
+            shared.store.leave().await?;
             result
         };
         tokio::pin!(main);
@@ -414,6 +518,39 @@ impl<S: Store> Daemon<S> {
 }
 
 impl<S: Store> Shared<S> {
+    /// The account `name` (an attempt's), or the first.
+    fn account(&self, name: &str) -> Arc<Account> {
+        self.accounts
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap_or(&self.accounts[0])
+            .clone()
+    }
+
+    /// The account of the agent with `model_id` in `rules`.
+    fn account_of_model(&self, rules: &RuleSet, model_id: &str) -> Arc<Account> {
+        let named = rules
+            .agents()
+            .find(|a| a.model_id == model_id)
+            .and_then(|a| a.account.as_deref());
+        self.account(named.unwrap_or(""))
+    }
+
+    /// The account a lead of `campaign` dials on (its agent's).
+    fn account_of_campaign(&self, rules: &RuleSet, campaign: &str) -> Arc<Account> {
+        match rules.campaign(campaign) {
+            Some(campaign) => self.account_of_model(rules, &campaign.model_id),
+            None => self.accounts[0].clone(),
+        }
+    }
+
+    /// Runs a request (or a reconciliation) beside the loop; shutdown waits for it.
+    fn spawn_request(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let mut requests = lock(&self.requests);
+        while requests.try_join_next().is_some() {}
+        requests.spawn(work);
+    }
+
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
@@ -469,17 +606,17 @@ impl<S: Store> Shared<S> {
         if self.watchdog.is_some() {
             crate::systemd::watchdog();
         }
-        let live = self.config.concurrency as usize
-            - self
-                .live
-                .available_permits()
-                .min(self.config.concurrency as usize);
+        let live: usize = self.accounts.iter().map(|a| a.live_calls()).sum();
         crate::systemd::status(&format!(
             "rules {}; queue {} open; {live} calls live{}{}",
             self.rules.load().hash_text(),
             self.open_leads.load(Ordering::Relaxed),
-            if self.auth_failed.load(Ordering::SeqCst) {
-                "; PAUSED: Synthflow refused the API key"
+            if self
+                .accounts
+                .iter()
+                .any(|a| a.auth_failed.load(Ordering::SeqCst))
+            {
+                "; PAUSED: Synthflow refused an API key"
             } else if lock(&self.api_problem).is_some() {
                 "; PAUSED: Synthflow's pools cannot be read"
             } else {

@@ -83,7 +83,8 @@ impl<S: Store> Shared<S> {
     ) -> Result<Vec<(String, Vec<E164>)>, DaemonError> {
         let mut pools = Vec::new();
         for agent in agents {
-            match self.client.attached_numbers(&agent.model_id).await {
+            let account = self.account(agent.account.as_deref().unwrap_or_default());
+            match account.client.attached_numbers(&agent.model_id).await {
                 Ok(numbers) => {
                     {
                         let mut slugs = lock(&self.slugs);
@@ -104,7 +105,7 @@ impl<S: Store> Shared<S> {
                     pools.push((agent.model_id.clone(), numbers));
                 }
                 Err(e @ ApiError::Unauthorized { .. }) => {
-                    self.auth_failed.store(true, Ordering::SeqCst);
+                    account.auth_failed.store(true, Ordering::SeqCst);
                     return Err(DaemonError::Unauthorized(e));
                 }
                 Err(error) => {
@@ -114,8 +115,8 @@ impl<S: Store> Shared<S> {
                     });
                 }
             }
+            account.auth_failed.store(false, Ordering::SeqCst);
         }
-        self.auth_failed.store(false, Ordering::SeqCst);
         Ok(pools)
     }
 }

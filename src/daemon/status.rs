@@ -23,7 +23,16 @@ pub struct StatusView {
     /// Per agent, numbers the rules give it that are not attached upstream.
     pub not_attached: BTreeMap<String, Vec<String>>,
     pub live_calls: usize,
+    /// The first account (the only one, in most configurations).
     pub account: AccountView,
+    /// Every account, each paced and limited on its own.
+    pub accounts: Vec<AccountView>,
+    /// `sqlite` or `postgres`.
+    pub store: String,
+    /// Why dialing is paused because the store does not answer, if it is.
+    pub store_problem: Option<String>,
+    /// Every daemon working the store (one, on SQLite).
+    pub members: Vec<super::MemberView>,
     pub rules: RulesView,
     pub numbers: Vec<NumberView>,
     /// The last decisions acted on, newest first, each with its trace.
@@ -33,10 +42,15 @@ pub struct StatusView {
 /// The account's limits and how much of them is in use.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountView {
+    pub name: String,
     pub attempts_per_second: u32,
     pub concurrency: u32,
     /// Calls placed in the last minute, over every number.
     pub calls_last_minute: u32,
+    /// Calls this daemon has live on the account.
+    pub live_calls: usize,
+    /// Synthflow refused the account's key: its leads wait, other accounts dial on.
+    pub auth_failed: bool,
 }
 
 /// One decision acted on: what it was and the engine's trace (as `callroute explain` prints
@@ -135,14 +149,61 @@ impl fmt::Display for StatusView {
         }
         writeln!(
             out,
-            "account   {} calls in the last minute (limit {}/s); {} of {} live calls",
+            "account   {} calls in the last minute over every number",
             self.account.calls_last_minute,
-            self.account.attempts_per_second,
-            self.live_calls,
-            self.account.concurrency
         )?;
-        if self.auth_failed {
-            writeln!(out, "dialing   PAUSED: Synthflow refused the API key")?;
+        for account in &self.accounts {
+            writeln!(
+                out,
+                "account   `{}`: limit {}/s; {} of {} live calls{}",
+                account.name,
+                account.attempts_per_second,
+                account.live_calls,
+                account.concurrency,
+                if account.auth_failed {
+                    "; PAUSED: Synthflow refused its API key"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        if let Some(problem) = &self.store_problem {
+            writeln!(
+                out,
+                "dialing   PAUSED: the store does not answer: {problem}"
+            )?;
+        }
+        let live_members: Vec<&super::MemberView> =
+            self.members.iter().filter(|m| m.state == "live").collect();
+        writeln!(
+            out,
+            "store     {}; {} daemon{} live",
+            self.store,
+            live_members.len(),
+            if live_members.len() == 1 { "" } else { "s" }
+        )?;
+        for member in &self.members {
+            writeln!(
+                out,
+                "member    {}{} on {} pid {} v{}, rules {}: {} (heartbeat {})",
+                member.id,
+                if member.this { " (this one)" } else { "" },
+                member.host,
+                member.pid,
+                member.version,
+                member.rules_hash,
+                member.state,
+                crate::format_instant(member.heartbeat_at)
+            )?;
+        }
+        let hashes: std::collections::BTreeSet<&str> =
+            live_members.iter().map(|m| m.rules_hash.as_str()).collect();
+        if hashes.len() > 1 {
+            writeln!(
+                out,
+                "WARNING   daemons run different rules ({}): reload every one of them",
+                hashes.into_iter().collect::<Vec<_>>().join(", ")
+            )?;
         }
         if let Some(problem) = &self.api_problem {
             writeln!(out, "dialing   PAUSED: {problem}")?;
@@ -312,8 +373,7 @@ impl<S: Store> Shared<S> {
 impl<S: Store> Daemon<S> {
     /// Calls placed and not yet ended.
     pub fn live_calls(&self) -> usize {
-        let total = self.shared.config.concurrency.max(1) as usize;
-        total - self.shared.live.available_permits().min(total)
+        self.shared.accounts.iter().map(|a| a.live_calls()).sum()
     }
 
     /// Sets the gauges that describe state, just before a scrape renders them.
@@ -344,8 +404,23 @@ impl<S: Store> Daemon<S> {
         };
         let held = by_reason(self.shared.store.held_reasons().await?);
         let deferred = by_reason(self.shared.store.deferred_reasons().await?);
+        let members = self.members().await.unwrap_or_default();
         let rules = self.shared.rules.load();
         let reload = lock(&self.shared.reload_status).clone();
+        let minute_ago = self.now() - chrono::Duration::minutes(1);
+        let accounts: Vec<AccountView> = self
+            .shared
+            .accounts
+            .iter()
+            .map(|a| AccountView {
+                name: a.name.clone(),
+                attempts_per_second: a.attempts_per_second,
+                concurrency: a.concurrency,
+                calls_last_minute: self.calls_since(minute_ago, Some(&a.name)),
+                live_calls: a.live_calls(),
+                auth_failed: a.auth_failed.load(Ordering::SeqCst),
+            })
+            .collect();
         Ok(StatusView {
             queue,
             held,
@@ -359,10 +434,13 @@ impl<S: Store> Daemon<S> {
                 .collect(),
             live_calls: self.live_calls(),
             account: AccountView {
-                attempts_per_second: self.shared.config.attempts_per_second,
-                concurrency: self.shared.config.concurrency,
-                calls_last_minute: self.calls_since(self.now() - chrono::Duration::minutes(1)),
+                calls_last_minute: self.calls_since(minute_ago, None),
+                ..accounts[0].clone()
             },
+            accounts,
+            store: self.shared.store.engine().to_string(),
+            store_problem: lock(&self.shared.store_problem).clone(),
+            members,
             rules: RulesView {
                 hash: rules.hash_text(),
                 loaded_at: reload.loaded_at,
@@ -376,13 +454,29 @@ impl<S: Store> Daemon<S> {
         })
     }
 
-    /// Calls placed from any number of the running rules since `since`.
-    fn calls_since(&self, since: DateTime<Utc>) -> u32 {
+    /// Calls placed since `since` from the numbers of the running rules: all of them, or
+    /// those of the agents on `account`.
+    fn calls_since(&self, since: DateTime<Utc>, account: Option<&str>) -> u32 {
         let rules = self.shared.rules.load();
+        let numbers: Vec<E164> = match account {
+            None => rules.numbers().map(|info| info.number).collect(),
+            Some(name) => {
+                let mut numbers: Vec<E164> = rules
+                    .agents()
+                    .filter(|agent| {
+                        self.shared.account_of_model(&rules, &agent.model_id).name == name
+                    })
+                    .flat_map(|agent| rules.numbers_for_agent(&agent.model_id).iter().copied())
+                    .collect();
+                numbers.sort_unstable();
+                numbers.dedup();
+                numbers
+            }
+        };
         let pool = lock(&self.shared.pool);
-        rules
-            .numbers()
-            .filter_map(|info| pool.number_usage(info.number))
+        numbers
+            .iter()
+            .filter_map(|&number| pool.number_usage(number))
             .map(|usage| usage.uses_since(since))
             .sum()
     }
@@ -469,8 +563,11 @@ impl<S: Store> Daemon<S> {
         lock(&self.shared.api_problem).clone()
     }
 
-    /// True once Synthflow refused the key; dialing is paused, the queue intact.
+    /// True once Synthflow refused a key: that account's dialing is paused, the queue intact.
     pub fn auth_failed(&self) -> bool {
-        self.shared.auth_failed.load(Ordering::SeqCst)
+        self.shared
+            .accounts
+            .iter()
+            .any(|a| a.auth_failed.load(Ordering::SeqCst))
     }
 }

@@ -740,12 +740,21 @@ impl Compiler {
                         format!("agent `{}` has an empty model_id", name.value),
                     );
                 }
+                if let Some(account) = &raw.account
+                    && account.value.trim().is_empty()
+                {
+                    r.error(
+                        account,
+                        format!("agent `{}` names an empty account", name.value),
+                    );
+                }
                 agents.insert(
                     name.value.clone(),
                     Agent {
                         name: name.value.clone(),
                         model_id: raw.model_id.value.trim().to_string(),
                         manage_pool: raw.manage_pool.as_ref().is_some_and(|m| m.value),
+                        account: raw.account.as_ref().map(|a| a.value.trim().to_string()),
                     },
                 );
             }

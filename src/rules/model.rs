@@ -165,6 +165,9 @@ pub struct Agent {
     pub model_id: String,
     /// `callroute pool apply` keeps its attached pool as the rules say.
     pub manage_pool: bool,
+    /// The Synthflow account (of the daemon's configuration) the agent lives in; `None`:
+    /// the first.
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +211,24 @@ impl Limits {
             min_gap: over.min_gap.or(self.min_gap),
             warmup: over.warmup.or(self.warmup),
         }
+    }
+
+    /// How far back uses of a number count against these limits (a local day lasts up to
+    /// 25 h); `None` when nothing limits it.
+    pub fn longest_window(&self) -> Option<chrono::Duration> {
+        let day = chrono::Duration::hours(25);
+        [
+            self.per_minute.map(|_| chrono::Duration::minutes(1)),
+            self.per_hour.map(|_| chrono::Duration::hours(1)),
+            self.per_24h.map(|_| chrono::Duration::hours(24)),
+            self.per_day.map(|_| day),
+            self.warmup.map(|_| day),
+            self.min_gap
+                .and_then(|gap| chrono::Duration::from_std(gap).ok()),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
     }
 
     /// The stricter value of every window set in either.

@@ -27,6 +27,8 @@ pub struct RawAgent {
     pub model_id: Spanned<String>,
     /// `callroute pool apply` makes this agent's attached pool match the rules.
     pub manage_pool: Option<Spanned<bool>>,
+    /// The account (in the daemon's `accounts:`) the agent lives in.
+    pub account: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

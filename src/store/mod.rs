@@ -7,7 +7,9 @@
 //! `call_id`) → `completed` (outcome known) | back to `queued` (not placed: 429, connection
 //! refused, or a lookup proved the call absent) | `failed` (the API refused the lead).
 
+pub mod any;
 pub mod intake;
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -21,8 +23,12 @@ use crate::lead::RawLead;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(String),
-    #[error("bad store location `{0}`: expected sqlite://PATH")]
+    #[error("bad store location `{0}`: expected sqlite://PATH or postgres://…")]
     BadUrl(String),
+    #[error(
+        "the store's schema is version {found}, newer than this callroute knows ({known}): upgrade callroute"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
     #[error("corrupt row for lead {lead}: {reason}")]
     Corrupt { lead: String, reason: String },
 }
@@ -73,6 +79,29 @@ impl LeadState {
     }
 }
 
+/// The account of a configuration that names none.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// A member id unique across hosts and restarts: host, pid and a random part.
+pub fn new_member_id() -> String {
+    let host = hostname();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let salt =
+        xxhash_rust::xxh3::xxh3_64(format!("{host}{nanos}{}", std::process::id()).as_bytes());
+    format!("{host}-{}-{:06x}", std::process::id(), salt & 0xff_ffff)
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// A lead as stored: its identity, the lead exactly as it was enqueued, and where it is.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredLead {
@@ -95,6 +124,8 @@ pub struct Attempt {
     pub model_id: String,
     pub from_number: String,
     pub route: String,
+    /// The Synthflow account (workspace) it was paced and counted on.
+    pub account: String,
     pub at: DateTime<Utc>,
     pub status: AttemptStatus,
     pub call_id: Option<String>,
@@ -170,8 +201,205 @@ pub enum NotPlaced {
     },
 }
 
+/// An attempt about to be written: the lead (claimed by this member), the caller ID, the
+/// account whose pace and live calls it counts against.
+#[derive(Debug, Clone)]
+pub struct NewAttempt<'a> {
+    pub lead_id: &'a str,
+    pub model_id: &'a str,
+    pub from_number: &'a str,
+    pub route: &'a str,
+    pub account: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// What must still hold when the attempt is committed (checked in its transaction,
+/// serialised per number and per account), so that daemons deciding on local views never
+/// together break a limit.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptGuard {
+    /// The number's uses the decision counted, since `since` (the number's longest limit
+    /// window). The attempt is written only if the ledger holds no other use of the number
+    /// since then. `None`: the number has no limit to keep.
+    pub number_uses: Option<NumberUses>,
+    /// The account's live-call limit: the attempt is written only while fewer attempts of
+    /// the account are open (in doubt or live).
+    pub concurrency: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NumberUses {
+    pub since: DateTime<Utc>,
+    /// Uses as epoch milliseconds, any order.
+    pub known_ms: Vec<i64>,
+}
+
+/// What `begin_attempt_checked` did.
+#[derive(Debug, Clone)]
+pub enum Begun {
+    /// Written, with this attempt id.
+    Written(i64),
+    /// Not written: the ledger has uses of the number the decision did not count (another
+    /// daemon's). Learn them and decide again.
+    Stale(Vec<Attempt>),
+    /// Not written: the account has `live` open attempts, at its limit.
+    AccountBusy { live: u32 },
+    /// Not written: the lead is no longer claimed by this member (its lease expired and
+    /// another member took its claims back).
+    NotOwned,
+}
+
+/// The ledger's uses of a number that `known_ms` does not account for (compared as
+/// multisets of milliseconds): what a decision on a local view missed.
+pub fn unknown_uses(ledger: Vec<Attempt>, known_ms: &[i64]) -> Vec<Attempt> {
+    let mut known: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
+    for &at in known_ms {
+        *known.entry(at).or_default() += 1;
+    }
+    ledger
+        .into_iter()
+        .filter(
+            |attempt| match known.get_mut(&attempt.at.timestamp_millis()) {
+                Some(count) if *count > 0 => {
+                    *count -= 1;
+                    false
+                }
+                _ => true,
+            },
+        )
+        .collect()
+}
+
+/// `interval` in whole milliseconds, rounded up: a beat kept in milliseconds must never
+/// be shorter than the pace asks.
+pub fn whole_ms_up(interval: std::time::Duration) -> i64 {
+    interval.as_micros().div_ceil(1000) as i64
+}
+
+/// Of `members` (id, host, pid), those on this host whose process is gone: a daemon
+/// restarted on the same machine takes its predecessor's work at once, without waiting out
+/// the lease. (A reused pid only makes it wait for the lease.)
+pub fn gone_from_this_host(members: Vec<(String, String, i64)>) -> Vec<String> {
+    let here = hostname();
+    members
+        .into_iter()
+        .filter(|(_, host, pid)| {
+            *host == here && *pid > 0 && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+        .map(|(id, _, _)| id)
+        .collect()
+}
+
+/// `id IN ('a', 'b')` over `ids` (quoted), or a condition that is false when there are none.
+pub fn ids_condition(ids: &[String]) -> String {
+    if ids.is_empty() {
+        return "1 = 0".to_string();
+    }
+    let list: Vec<String> = ids
+        .iter()
+        .map(|id| format!("'{}'", id.replace('\'', "''")))
+        .collect();
+    format!("id IN ({})", list.join(", "))
+}
+
+/// A daemon, as it registers itself with the store.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemberInfo {
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub rules_hash: String,
+}
+
+/// A daemon known to the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub id: String,
+    pub info: MemberInfo,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    /// Left cleanly, or taken over after its lease expired (by whom).
+    pub left_at: Option<DateTime<Utc>>,
+    pub taken_over_by: Option<String>,
+}
+
+/// The work a member took over from members whose lease expired (or, on the embedded
+/// store, from the previous run).
+#[derive(Debug, Clone, Default)]
+pub struct TakeOver {
+    pub members: Vec<String>,
+    /// Their claimed leads, queued again.
+    pub released: u64,
+    /// Their attempts still in doubt: reconcile each with `GET /v2/calls`.
+    pub in_doubt: Vec<Attempt>,
+    /// Their placed calls still live: follow each to its end.
+    pub live: Vec<Attempt>,
+}
+
+/// A heartbeat's answer.
+#[derive(Debug, Clone, Default)]
+pub struct Beat {
+    /// This member's own lease had expired and another member took its work: it must not
+    /// dial what it holds (the store refuses anyway) and joins again.
+    pub lost: bool,
+    pub taken: TakeOver,
+}
+
+/// An attempt another member wrote or undid, as the store's feed reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FedAttempt {
+    pub from_number: String,
+    pub lead_id: String,
+    pub at: DateTime<Utc>,
+    /// The attempt placed no call: it no longer counts.
+    pub undone: bool,
+}
+
 /// Storage of leads and attempts. All times are UTC; all methods are atomic.
 pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn engine(&self) -> &'static str;
+    /// This process's member id: claims and attempts it writes carry it.
+    fn member_id(&self) -> &str;
+    /// Registers this process as a daemon working the queue. On the embedded store (one
+    /// daemon per file), it takes over everything the previous run left.
+    fn join(&self, info: &MemberInfo) -> impl Future<Output = Result<TakeOver, StoreError>> + Send;
+    /// Renews this member's lease and takes over the work of members whose lease expired
+    /// (each exactly once, by exactly one member).
+    fn heartbeat(
+        &self,
+        rules_hash: &str,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Beat, StoreError>> + Send;
+    /// Leaves cleanly: claims released; live calls left for a member to take over at once.
+    fn leave(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every member that has not left, and those that left in the last hour.
+    fn members(&self) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
+    /// Reserves the account's next pacing beat (shared by every member): returns how long
+    /// to wait before sending. Beats are `interval` apart on the store's clock.
+    fn reserve_pace(
+        &self,
+        account: &str,
+        interval: std::time::Duration,
+    ) -> impl Future<Output = Result<std::time::Duration, StoreError>> + Send;
+    /// No beat of the account before `pause` from now (after a 429), for every member.
+    fn pause_account(
+        &self,
+        account: &str,
+        pause: std::time::Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The account's open attempts (in doubt or live), across members.
+    fn open_calls(&self, account: &str) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    /// Attempts on these leads since `since` that may have placed a call (another member may
+    /// have called them: sticky numbers and lead windows need them).
+    fn lead_attempts(
+        &self,
+        lead_ids: &[String],
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
+    /// Other members' attempts as they happen (and their undoing), when the store can tell.
+    fn attempt_feed(&self) -> Option<tokio::sync::broadcast::Receiver<FedAttempt>>;
+
     /// Adds leads (id, lead); an id already present is a duplicate and is left alone.
     fn enqueue(
         &self,
@@ -224,8 +452,15 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Writes the ledger row and moves the lead to `dialing`, in one transaction, before the
-    /// request is sent. Returns the attempt id.
+    /// Writes the ledger row and moves the lead from `claimed` to `dialing`, in one
+    /// transaction, before the request is sent, if `guard` still holds at commit.
+    fn begin_attempt_checked(
+        &self,
+        attempt: &NewAttempt<'_>,
+        guard: &AttemptGuard,
+    ) -> impl Future<Output = Result<Begun, StoreError>> + Send;
+    /// `begin_attempt_checked` with nothing to check, for the default account; returns the
+    /// attempt id.
     fn begin_attempt(
         &self,
         lead_id: &str,
@@ -233,7 +468,27 @@ pub trait Store: Send + Sync + 'static {
         from_number: &str,
         route: &str,
         at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        async move {
+            let attempt = NewAttempt {
+                lead_id,
+                model_id,
+                from_number,
+                route,
+                account: DEFAULT_ACCOUNT,
+                at,
+            };
+            match self
+                .begin_attempt_checked(&attempt, &AttemptGuard::default())
+                .await?
+            {
+                Begun::Written(id) => Ok(id),
+                other => Err(StoreError::Database(format!(
+                    "attempt on lead {lead_id} not written: {other:?}"
+                ))),
+            }
+        }
+    }
     fn attempt_placed(
         &self,
         attempt_id: i64,

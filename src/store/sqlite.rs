@@ -12,8 +12,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    Attempt, AttemptStatus, AuditEntry, CallEnd, EnqueueCounts, LeadState, NotPlaced, Store,
-    StoreError, StoredLead,
+    Attempt, AttemptGuard, AttemptStatus, AuditEntry, Beat, Begun, CallEnd, EnqueueCounts,
+    FedAttempt, LeadState, Member, MemberInfo, NewAttempt, NotPlaced, Store, StoreError,
+    StoredLead, TakeOver,
 };
 use crate::lead::RawLead;
 
@@ -72,6 +73,23 @@ CREATE TABLE IF NOT EXISTS number_rests (
     ended_by TEXT
 );
 CREATE INDEX IF NOT EXISTS number_rests_by_number ON number_rests (number, ended_at);
+-- The daemons working this store (on SQLite: one at a time, each run a new member).
+CREATE TABLE IF NOT EXISTS members (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    rules_hash TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    left_at INTEGER,
+    taken_over_by TEXT
+);
+-- Each account's next pacing beat (real time, epoch ms).
+CREATE TABLE IF NOT EXISTS account_pace (
+    account TEXT PRIMARY KEY,
+    next_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at INTEGER NOT NULL,
@@ -91,6 +109,37 @@ pub struct SqliteStore {
     /// A connection of its own for `data_version`, which counts the commits of *other*
     /// connections: processes that enqueue into the same file, typically. `None` in memory.
     watcher: Option<std::sync::Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>>,
+    member: std::sync::Arc<str>,
+}
+
+/// Adds `column` to `table` unless it is there; returns whether it added it.
+async fn add_column(
+    pool: &SqlitePool,
+    table: &'static str,
+    column: &'static str,
+    declaration: &'static str,
+) -> Result<bool, StoreError> {
+    let present: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = '{column}'"
+    )))
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    if present > 0 {
+        return Ok(false);
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+    )))
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(true)
+}
+
+/// Real time in epoch ms: leases and pacing run on it, whatever clock decisions use.
+fn wall_ms() -> i64 {
+    Utc::now().timestamp_millis()
 }
 
 fn db(error: sqlx::Error) -> StoreError {
@@ -151,19 +200,36 @@ impl SqliteStore {
             .await
             .map_err(db)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(db)?;
-        // Stores created before leads kept their reason's code.
-        let has_code: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pragma_table_info('leads') WHERE name = 'reason_code'",
+        // Columns stores created by earlier versions lack.
+        add_column(&pool, "leads", "reason_code", "TEXT").await?;
+        add_column(&pool, "leads", "owner", "TEXT").await?;
+        add_column(&pool, "attempts", "owner", "TEXT").await?;
+        add_column(
+            &pool,
+            "attempts",
+            "account",
+            "TEXT NOT NULL DEFAULT 'default'",
         )
-        .fetch_one(&pool)
+        .await?;
+        if add_column(&pool, "attempts", "open", "INTEGER NOT NULL DEFAULT 0").await? {
+            // Attempts in doubt or live when the store was last used stay open.
+            sqlx::query(
+                "UPDATE attempts SET open = 1 WHERE id NOT IN (SELECT attempt_id FROM attempt_results)
+                 OR id IN (SELECT r.attempt_id FROM attempt_results r JOIN leads l ON l.call_id = r.call_id
+                           WHERE r.status = 'placed' AND l.state = 'placed')",
+            )
+            .execute(&pool)
+            .await
+            .map_err(db)?;
+        }
+        sqlx::raw_sql(
+            "CREATE INDEX IF NOT EXISTS attempts_open ON attempts (account) WHERE open = 1;
+             CREATE INDEX IF NOT EXISTS attempts_by_lead ON attempts (lead_id, at);
+             CREATE INDEX IF NOT EXISTS attempts_by_number ON attempts (from_number, at);",
+        )
+        .execute(&pool)
         .await
         .map_err(db)?;
-        if has_code == 0 {
-            sqlx::query("ALTER TABLE leads ADD COLUMN reason_code TEXT")
-                .execute(&pool)
-                .await
-                .map_err(db)?;
-        }
         let watcher = if in_memory {
             None
         } else {
@@ -172,7 +238,11 @@ impl SqliteStore {
                 options_for_watch.connect().await.map_err(db)?,
             )))
         };
-        Ok(SqliteStore { pool, watcher })
+        Ok(SqliteStore {
+            pool,
+            watcher,
+            member: super::new_member_id().into(),
+        })
     }
 
     fn lead_from_row(row: &SqliteRow) -> Result<StoredLead, StoreError> {
@@ -206,6 +276,7 @@ impl SqliteStore {
             model_id: row.get("model_id"),
             from_number: row.get("from_number"),
             route: row.get("route"),
+            account: row.get("account"),
             at: time(row.get("at")),
             status: status
                 .as_deref()
@@ -229,6 +300,77 @@ impl SqliteStore {
         }
         let rows = query.fetch_all(&self.pool).await.map_err(db)?;
         Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+    }
+
+    /// `attempts_where` with this member's id bound to the condition's one `?`.
+    async fn attempts_where_owned(&self, condition: &str) -> Result<Vec<Attempt>, StoreError> {
+        let sql = format!("{ATTEMPT_SELECT} {condition}");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&*self.member)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+    }
+
+    /// Takes over the members chosen by `which` (SQL over `members`, `?1` = now ms, `?2` =
+    /// this member): their claims queued again, their open attempts now this member's.
+    /// `orphans`: also claims and attempts of no member (written before members existed).
+    async fn take_over(&self, which: &str, orphans: bool) -> Result<TakeOver, StoreError> {
+        let now = wall_ms();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let members: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "UPDATE members SET taken_over_by = ?2, left_at = ?1
+             WHERE id != ?2 AND taken_over_by IS NULL AND (left_at IS NULL OR heartbeat_at = 0) AND {which} RETURNING id"
+        )))
+        .bind(now)
+        .bind(&*self.member)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        if members.is_empty() && !orphans {
+            return Ok(TakeOver::default());
+        }
+        // Theirs: owned by one of them (or, with `orphans`, by no member).
+        let theirs = format!(
+            "({}{})",
+            super::ids_condition(&members).replacen("id IN", "owner IN", 1),
+            if orphans {
+                " OR owner IS NULL OR owner NOT IN (SELECT id FROM members)"
+            } else {
+                ""
+            }
+        );
+        let released = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE leads SET state = 'queued', owner = NULL, updated_at = ?1 WHERE state = 'claimed' AND {theirs}"
+        )))
+        .bind(now)
+        .bind(&*self.member)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        let taken: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "UPDATE attempts SET owner = ?2 WHERE open = 1 AND {theirs} AND ?1 = ?1 RETURNING id"
+        )))
+        .bind(now)
+        .bind(&*self.member)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut take = TakeOver {
+            members,
+            released,
+            ..TakeOver::default()
+        };
+        if !taken.is_empty() {
+            take.in_doubt = self.in_doubt().await?;
+            take.in_doubt.retain(|a| taken.contains(&a.id));
+            take.live = self.live_calls().await?;
+            take.live.retain(|a| taken.contains(&a.id));
+        }
+        Ok(take)
     }
 
     async fn set_state(
@@ -282,10 +424,179 @@ async fn append_result(
 }
 
 const ATTEMPT_SELECT: &str =
-    "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.at, r.status, r.call_id
+    "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.account, a.at, r.status, r.call_id
      FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id";
 
 impl Store for SqliteStore {
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn member_id(&self) -> &str {
+        &self.member
+    }
+
+    async fn join(&self, info: &MemberInfo) -> Result<TakeOver, StoreError> {
+        let now = wall_ms();
+        sqlx::query(
+            "INSERT INTO members (id, host, pid, version, rules_hash, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = ?6, rules_hash = ?5, left_at = NULL, taken_over_by = NULL",
+        )
+        .bind(&*self.member)
+        .bind(&info.host)
+        .bind(i64::from(info.pid))
+        .bind(&info.version)
+        .bind(&info.rules_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        // Members that left cleanly, and earlier runs on this host that are gone (killed,
+        // crashed) are taken over now; others when their lease runs out.
+        let others: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, host, pid FROM members WHERE id != ? AND left_at IS NULL AND taken_over_by IS NULL",
+        )
+        .bind(&*self.member)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let gone = super::ids_condition(&super::gone_from_this_host(others));
+        self.take_over(
+            &format!("(({gone}) OR (left_at IS NOT NULL AND heartbeat_at = 0))"),
+            true,
+        )
+        .await
+    }
+
+    async fn heartbeat(&self, rules_hash: &str, lease: Duration) -> Result<Beat, StoreError> {
+        let now = wall_ms();
+        let taken_by: Option<Option<String>> = sqlx::query_scalar(
+            "UPDATE members SET heartbeat_at = ?, rules_hash = ? WHERE id = ? RETURNING taken_over_by",
+        )
+        .bind(now)
+        .bind(rules_hash)
+        .bind(&*self.member)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let lost = !matches!(taken_by, Some(None));
+        let cutoff = now - lease.as_millis() as i64;
+        let taken = self
+            .take_over(&format!("heartbeat_at < {cutoff}"), false)
+            .await?;
+        Ok(Beat { lost, taken })
+    }
+
+    async fn leave(&self) -> Result<(), StoreError> {
+        self.release_claims(Utc::now()).await?;
+        sqlx::query("UPDATE members SET left_at = ?1, heartbeat_at = 0 WHERE id = ?2")
+            .bind(wall_ms())
+            .bind(&*self.member)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn members(&self) -> Result<Vec<Member>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, host, pid, version, rules_hash, started_at, heartbeat_at, left_at, taken_over_by
+             FROM members WHERE left_at IS NULL OR left_at > ? ORDER BY started_at, id",
+        )
+        .bind(wall_ms() - 3_600_000)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| Member {
+                id: row.get("id"),
+                info: MemberInfo {
+                    host: row.get("host"),
+                    pid: row.get::<i64, _>("pid") as u32,
+                    version: row.get("version"),
+                    rules_hash: row.get("rules_hash"),
+                },
+                started_at: time(row.get("started_at")),
+                heartbeat_at: time(row.get("heartbeat_at")),
+                left_at: row.get::<Option<i64>, _>("left_at").map(time),
+                taken_over_by: row.get("taken_over_by"),
+            })
+            .collect())
+    }
+
+    async fn reserve_pace(
+        &self,
+        account: &str,
+        interval: Duration,
+    ) -> Result<Duration, StoreError> {
+        let now = wall_ms();
+        let slot: i64 = sqlx::query_scalar(
+            "INSERT INTO account_pace (account, next_at) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (account) DO UPDATE SET next_at = MAX(next_at, ?2) + ?3
+             RETURNING next_at - ?3",
+        )
+        .bind(account)
+        .bind(now)
+        .bind(super::whole_ms_up(interval))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(Duration::from_millis((slot - now).max(0) as u64))
+    }
+
+    async fn pause_account(&self, account: &str, pause: Duration) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO account_pace (account, next_at) VALUES (?1, ?2)
+             ON CONFLICT (account) DO UPDATE SET next_at = MAX(next_at, ?2)",
+        )
+        .bind(account)
+        .bind(wall_ms() + pause.as_millis() as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn open_calls(&self, account: &str) -> Result<u32, StoreError> {
+        let live: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE account = ? AND open = 1")
+                .bind(account)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(live as u32)
+    }
+
+    async fn lead_attempts(
+        &self,
+        lead_ids: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in lead_ids.chunks(ENQUEUE_CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "{ATTEMPT_SELECT} WHERE a.lead_id IN ({placeholders}) AND a.at >= ? AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            let rows = query
+                .bind(ms(since))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            found.extend(rows.iter().map(SqliteStore::attempt_from_row));
+        }
+        Ok(found)
+    }
+
+    fn attempt_feed(&self) -> Option<tokio::sync::broadcast::Receiver<FedAttempt>> {
+        None
+    }
+
     async fn enqueue(
         &self,
         leads: &[(String, RawLead)],
@@ -331,13 +642,14 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<StoredLead>, StoreError> {
         let rows = sqlx::query(
-            "UPDATE leads SET state = 'claimed', updated_at = ?1
+            "UPDATE leads SET state = 'claimed', owner = ?3, updated_at = ?1
              WHERE id IN (SELECT id FROM leads WHERE state IN ('queued', 'deferred') AND due_at <= ?1
                           ORDER BY due_at LIMIT ?2)
              RETURNING id, payload, state, due_at, attempts, call_id, reason, reason_code",
         )
         .bind(ms(now))
         .bind(i64::from(limit))
+        .bind(&*self.member)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -351,9 +663,10 @@ impl Store for SqliteStore {
 
     async fn release_claims(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE leads SET state = 'queued', updated_at = ? WHERE state = 'claimed'",
+            "UPDATE leads SET state = 'queued', owner = NULL, updated_at = ? WHERE state = 'claimed' AND owner = ?",
         )
         .bind(ms(now))
+        .bind(&*self.member)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -426,34 +739,65 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn begin_attempt(
+    async fn begin_attempt_checked(
         &self,
-        lead_id: &str,
-        model_id: &str,
-        from_number: &str,
-        route: &str,
-        at: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
+        attempt: &NewAttempt<'_>,
+        guard: &AttemptGuard,
+    ) -> Result<Begun, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO attempts (lead_id, model_id, from_number, route, at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(lead_id)
-        .bind(model_id)
-        .bind(from_number)
-        .bind(route)
-        .bind(ms(at))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query("UPDATE leads SET state = 'dialing', attempts = attempts + 1, reason = NULL, reason_code = NULL, updated_at = ? WHERE id = ?")
-            .bind(ms(at))
-            .bind(lead_id)
+        // A write first: it takes SQLite's write lock, so the checks below read what the
+        // commit will be judged against.
+        let owned = sqlx::query("UPDATE leads SET state = 'dialing', owner = NULL, attempts = attempts + 1, reason = NULL, reason_code = NULL, updated_at = ? WHERE id = ? AND state = 'claimed' AND owner = ?")
+            .bind(ms(attempt.at))
+            .bind(attempt.lead_id)
+            .bind(&*self.member)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        if owned.rows_affected() == 0 {
+            return Ok(Begun::NotOwned);
+        }
+        if let Some(uses) = &guard.number_uses {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "{ATTEMPT_SELECT} WHERE a.from_number = ? AND a.at >= ? AND (r.status IS NULL OR r.status != 'not_placed')"
+            )))
+            .bind(attempt.from_number)
+            .bind(ms(uses.since))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            let ledger: Vec<Attempt> = rows.iter().map(SqliteStore::attempt_from_row).collect();
+            let unknown = super::unknown_uses(ledger, &uses.known_ms);
+            if !unknown.is_empty() {
+                return Ok(Begun::Stale(unknown));
+            }
+        }
+        if let Some(limit) = guard.concurrency {
+            let live: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE account = ? AND open = 1")
+                    .bind(attempt.account)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if live >= i64::from(limit) {
+                return Ok(Begun::AccountBusy { live: live as u32 });
+            }
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO attempts (lead_id, model_id, from_number, route, at, owner, account, open) VALUES (?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+        )
+        .bind(attempt.lead_id)
+        .bind(attempt.model_id)
+        .bind(attempt.from_number)
+        .bind(attempt.route)
+        .bind(ms(attempt.at))
+        .bind(&*self.member)
+        .bind(attempt.account)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(id)
+        Ok(Begun::Written(id))
     }
 
     async fn attempt_placed(
@@ -502,6 +846,11 @@ impl Store for SqliteStore {
             now,
         )
         .await?;
+        sqlx::query("UPDATE attempts SET open = 0 WHERE id = ?")
+            .bind(attempt_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         // An attempt that placed no call is not an attempt on the lead (`attempts` counts
         // calls that may have happened, for lifetime caps).
         sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, reason_code = NULL, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ?")
@@ -542,6 +891,11 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
+        sqlx::query("UPDATE attempts SET open = 0 WHERE id IN (SELECT attempt_id FROM attempt_results WHERE call_id = ?)")
+            .bind(call_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         if let Some(from) = &from {
             sqlx::query(
                 "INSERT OR IGNORE INTO call_ends (call_id, from_number, status, duration_ms, at) VALUES (?, ?, ?, ?, ?)",
@@ -696,14 +1050,14 @@ impl Store for SqliteStore {
     }
 
     async fn in_doubt(&self) -> Result<Vec<Attempt>, StoreError> {
-        self.attempts_where("WHERE r.attempt_id IS NULL ORDER BY a.id", None)
+        self.attempts_where_owned("WHERE r.attempt_id IS NULL AND a.owner = ? ORDER BY a.id")
             .await
     }
 
     async fn live_calls(&self) -> Result<Vec<Attempt>, StoreError> {
         let condition = "JOIN leads l ON l.call_id = r.call_id
-             WHERE r.status = 'placed' AND l.state = 'placed' ORDER BY a.id";
-        self.attempts_where(condition, None).await
+             WHERE r.status = 'placed' AND l.state = 'placed' AND a.owner = ? ORDER BY a.id";
+        self.attempts_where_owned(condition).await
     }
 
     async fn attempts_since(&self, since: DateTime<Utc>) -> Result<Vec<Attempt>, StoreError> {

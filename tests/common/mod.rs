@@ -92,3 +92,55 @@ pub async fn serve_admin_with<S: Store>(
     ));
     url
 }
+
+/// The PostgreSQL server the tests use (`CALLROUTE_TEST_PG`, else the local one).
+pub fn pg_url() -> String {
+    std::env::var("CALLROUTE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A schema of its own for the test `name` (the same name again drops it first), or
+/// `None` when no PostgreSQL answers: the test says so and skips, unless
+/// `CALLROUTE_REQUIRE_PG=1` (CI) makes that a failure.
+pub async fn pg_schema(name: &str) -> Option<String> {
+    use sqlx::Connection;
+    let url = pg_url();
+    let schema = format!("cr_{}_{}", name, std::process::id())
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(60)
+        .collect::<String>();
+    let connected =
+        tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await;
+    let mut connection = match connected {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => return no_postgres(&url, &e.to_string()),
+        Err(_) => return no_postgres(&url, "timed out"),
+    };
+    for statement in [
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        format!("CREATE SCHEMA {schema}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+    Some(schema)
+}
+
+fn no_postgres(url: &str, why: &str) -> Option<String> {
+    if std::env::var("CALLROUTE_REQUIRE_PG").is_ok_and(|v| v == "1") {
+        panic!("PostgreSQL is required (CALLROUTE_REQUIRE_PG=1) but {url} does not answer: {why}");
+    }
+    eprintln!("SKIPPED: no PostgreSQL at {url} ({why}); set CALLROUTE_TEST_PG to run this test");
+    None
+}
+
+/// The store URL of `schema` on the test server (every connection's search path set to it).
+pub fn pg_store_url(schema: &str) -> String {
+    let url = pg_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-csearch_path%3D{schema}")
+}

@@ -1,0 +1,1291 @@
+//! The PostgreSQL store: one queue, one ledger and one set of limits for several daemons.
+//!
+//! * Claims are owned: `claim_due` takes rows with `FOR UPDATE SKIP LOCKED` and stamps them
+//!   with this member's id; a member releases only its own claims.
+//! * Leases: each member renews `members.heartbeat_at` (the server's clock); a member whose
+//!   lease expired is taken over by exactly one survivor (the row update that marks it taken
+//!   is the arbiter): its claims are queued again and its open attempts become the
+//!   survivor's, to reconcile or follow.
+//! * An attempt is committed only if the lead is still this member's claim, the number's
+//!   ledger holds no use the decision did not count (an advisory lock per number serialises
+//!   these checks) and the account is under its live-call limit (its `account_pace` row
+//!   locked): daemons decide on local views, the commit is the guard.
+//! * Pacing is a sequencer: each attempt reserves the account's next beat
+//!   (`account_pace.next_at`, on the server's clock), so N daemons together keep one rate.
+//! * Every attempt written or undone is announced with `NOTIFY` (and so is every enqueue
+//!   and rest), so other daemons' views stay fresh without a query per decision.
+//!
+//! Times are epoch milliseconds in `BIGINT` columns, as in the SQLite store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::broadcast;
+
+use super::{
+    Attempt, AttemptGuard, AttemptStatus, AuditEntry, Beat, Begun, CallEnd, EnqueueCounts,
+    FedAttempt, LeadState, Member, MemberInfo, NewAttempt, NotPlaced, Store, StoreError,
+    StoredLead, TakeOver,
+};
+use crate::lead::RawLead;
+
+/// The schema, one migration a step; a store records the steps it has applied.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE leads (
+    id TEXT PRIMARY KEY,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    due_at BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    call_id TEXT,
+    reason TEXT,
+    reason_code TEXT,
+    owner TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX leads_due ON leads (due_at) WHERE state IN ('queued', 'deferred');
+CREATE INDEX leads_by_state ON leads (state);
+CREATE INDEX leads_by_call ON leads (call_id) WHERE call_id IS NOT NULL;
+CREATE INDEX leads_claimed ON leads (owner) WHERE state = 'claimed';
+CREATE TABLE attempts (
+    id BIGSERIAL PRIMARY KEY,
+    lead_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    route TEXT NOT NULL,
+    account TEXT NOT NULL,
+    owner TEXT,
+    open BOOLEAN NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX attempts_by_at ON attempts (at);
+CREATE INDEX attempts_by_number ON attempts (from_number, at);
+CREATE INDEX attempts_by_lead ON attempts (lead_id, at);
+CREATE INDEX attempts_open ON attempts (account) WHERE open;
+CREATE INDEX attempts_open_owner ON attempts (owner) WHERE open;
+CREATE TABLE attempt_results (
+    attempt_id BIGINT PRIMARY KEY REFERENCES attempts (id),
+    status TEXT NOT NULL,
+    call_id TEXT,
+    response TEXT,
+    at BIGINT NOT NULL
+);
+CREATE INDEX attempt_results_by_call ON attempt_results (call_id);
+CREATE TABLE call_ends (
+    call_id TEXT PRIMARY KEY,
+    from_number TEXT NOT NULL,
+    status TEXT NOT NULL,
+    duration_ms BIGINT,
+    at BIGINT NOT NULL
+);
+CREATE INDEX call_ends_by_at ON call_ends (at);
+CREATE TABLE number_rests (
+    id BIGSERIAL PRIMARY KEY,
+    number TEXT NOT NULL,
+    since BIGINT NOT NULL,
+    until BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL,
+    by TEXT NOT NULL,
+    ended_at BIGINT,
+    ended_by TEXT
+);
+CREATE INDEX number_rests_by_number ON number_rests (number, ended_at);
+CREATE TABLE audit (
+    id BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE members (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    version TEXT NOT NULL,
+    rules_hash TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    left_at BIGINT,
+    taken_over_by TEXT
+);
+CREATE TABLE account_pace (
+    account TEXT PRIMARY KEY,
+    next_at BIGINT NOT NULL
+);
+"];
+
+/// The server's clock in epoch ms: leases and pacing use one clock for every member.
+const SERVER_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+const ATTEMPT_SELECT: &str = "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.account, a.at, r.status, r.call_id
+     FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id";
+
+const LEAD_COLUMNS: &str = "id, payload, state, due_at, attempts, call_id, reason, reason_code";
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    member: Arc<str>,
+    /// The `NOTIFY` channel of this store's schema.
+    channel: Arc<str>,
+    /// Notifications received: changes when any process wrote (see `data_version`).
+    version: Arc<AtomicU64>,
+    feed: broadcast::Sender<FedAttempt>,
+}
+
+fn db(error: sqlx::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Whether `url` names a PostgreSQL store.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Escapes a value for `COPY … (FORMAT text)`.
+fn copy_escape(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects to `postgres://…`, applies pending migrations (under a lock: concurrent
+    /// starts are safe) and starts listening for other members' writes.
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        PgStore::open_in_schema(url, None).await
+    }
+
+    /// `open`, with every table in `schema` (created if missing): tests, or several queues
+    /// in one database.
+    pub async fn open_in_schema(url: &str, schema: Option<&str>) -> Result<PgStore, StoreError> {
+        let pool = PgStore::connect(url, schema).await?;
+        migrate(&pool).await?;
+        let current: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await
+            .map_err(db)?;
+        // Channel names are identifiers (at most 63 bytes): the schema's hash, not its name.
+        let channel: Arc<str> = format!(
+            "callroute_{:016x}",
+            xxhash_rust::xxh3::xxh3_64(current.as_bytes())
+        )
+        .into();
+        let (feed, _) = broadcast::channel(4096);
+        let store = PgStore {
+            pool,
+            member: super::new_member_id().into(),
+            channel,
+            version: Arc::new(AtomicU64::new(0)),
+            feed,
+        };
+        store.listen().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations and returns which were applied (`callroute migrate`).
+    pub async fn migrate_only(url: &str) -> Result<Vec<i64>, StoreError> {
+        let pool = PgStore::connect(url, None).await?;
+        let applied = migrate(&pool).await;
+        pool.close().await;
+        applied
+    }
+
+    async fn connect(url: &str, schema: Option<&str>) -> Result<PgPool, StoreError> {
+        let mut options: PgConnectOptions = url
+            .parse()
+            .map_err(|_| StoreError::BadUrl(url.to_string()))?;
+        if let Some(schema) = schema {
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        if let Some(schema) = schema {
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+                schema.replace('"', "\"\"")
+            )))
+            .execute(&pool)
+            .await
+            .map_err(db)?;
+        }
+        Ok(pool)
+    }
+
+    /// Listens on the store's channel: every notification moves `data_version`; attempts
+    /// of other members go to the feed. A lost connection is reconnected (and counts as a
+    /// change: what was missed is re-read or caught by the commit-time checks).
+    async fn listen(&self) -> Result<(), StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(db)?;
+        listener.listen(&self.channel).await.map_err(db)?;
+        let version = self.version.clone();
+        let feed = self.feed.clone();
+        let member = self.member.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
+                        version.fetch_add(1, Ordering::SeqCst);
+                        if let Some(fed) = parse_fed(notification.payload(), &member) {
+                            let _ = feed.send(fed);
+                        }
+                    }
+                    Ok(None) => {
+                        version.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(_) => {
+                        version.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn lead_from_row(row: &PgRow) -> Result<StoredLead, StoreError> {
+        let id: String = row.get("id");
+        let payload: String = row.get("payload");
+        let raw: RawLead = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt {
+            lead: id.clone(),
+            reason: e.to_string(),
+        })?;
+        let state: String = row.get("state");
+        Ok(StoredLead {
+            state: LeadState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+                lead: id.clone(),
+                reason: format!("state `{state}`"),
+            })?,
+            due_at: time(row.get("due_at")),
+            attempts: row.get::<i64, _>("attempts") as u32,
+            call_id: row.get("call_id"),
+            reason: row.get("reason"),
+            reason_code: row.get("reason_code"),
+            raw,
+            id,
+        })
+    }
+
+    fn attempt_from_row(row: &PgRow) -> Attempt {
+        let status: Option<String> = row.get("status");
+        Attempt {
+            id: row.get("id"),
+            lead_id: row.get("lead_id"),
+            model_id: row.get("model_id"),
+            from_number: row.get("from_number"),
+            route: row.get("route"),
+            account: row.get("account"),
+            at: time(row.get("at")),
+            status: status
+                .as_deref()
+                .and_then(AttemptStatus::parse)
+                .unwrap_or(AttemptStatus::Sent),
+            call_id: row.get("call_id"),
+        }
+    }
+
+    async fn attempts_of_member(&self, condition: &str) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!("{ATTEMPT_SELECT} {condition}")))
+            .bind(&*self.member)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(PgStore::attempt_from_row).collect())
+    }
+
+    async fn set_state(
+        &self,
+        lead_id: &str,
+        state: LeadState,
+        due_at: Option<DateTime<Utc>>,
+        code: Option<&str>,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE leads SET state = $1, owner = NULL, due_at = COALESCE($2, due_at), reason = $3, reason_code = $4, updated_at = $5 WHERE id = $6")
+            .bind(state.as_str())
+            .bind(due_at.map(ms))
+            .bind(reason)
+            .bind(code)
+            .bind(ms(now))
+            .bind(lead_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn count_by(
+        &self,
+        column: &'static str,
+        state: LeadState,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        // `column` is one of this file's constants, never input.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COALESCE({column}, '') AS value, COUNT(*) AS n FROM leads WHERE state = $1
+             GROUP BY value ORDER BY n DESC, value"
+        )))
+        .bind(state.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("value"), row.get::<i64, _>("n") as u64))
+            .collect())
+    }
+
+    /// `NOTIFY` inside `tx` (delivered at commit).
+    async fn notify(&self, tx: &mut sqlx::PgConnection, payload: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&*self.channel)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Takes over members chosen by `which` (SQL over `members`; `$1` = this member, `$2` =
+    /// the server's now): their claims queued again, their open attempts this member's.
+    async fn take_over(&self, which: &str) -> Result<TakeOver, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The row update is the arbiter: of several survivors, one marks each member taken.
+        let members: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "UPDATE members SET taken_over_by = $1, left_at = COALESCE(left_at, $2)
+             WHERE id != $1 AND taken_over_by IS NULL AND {which} RETURNING id"
+        )))
+        .bind(&*self.member)
+        .bind(server_now(&mut tx).await?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        if members.is_empty() {
+            return Ok(TakeOver::default());
+        }
+        let released = sqlx::query(
+            "UPDATE leads SET state = 'queued', owner = NULL WHERE state = 'claimed' AND owner = ANY($1)",
+        )
+        .bind(&members)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        let taken: Vec<i64> = sqlx::query_scalar(
+            "UPDATE attempts SET owner = $1 WHERE open AND owner = ANY($2) RETURNING id",
+        )
+        .bind(&*self.member)
+        .bind(&members)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        self.notify(&mut tx, "q").await?;
+        tx.commit().await.map_err(db)?;
+        let mut take = TakeOver {
+            members,
+            released,
+            ..TakeOver::default()
+        };
+        if !taken.is_empty() {
+            take.in_doubt = self.in_doubt().await?;
+            take.in_doubt.retain(|a| taken.contains(&a.id));
+            take.live = self.live_calls().await?;
+            take.live.retain(|a| taken.contains(&a.id));
+        }
+        Ok(take)
+    }
+}
+
+async fn server_now(tx: &mut sqlx::PgConnection) -> Result<i64, StoreError> {
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT {SERVER_NOW}")))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)
+}
+
+/// `a|OWNER|AT|UNDONE|FROM|LEAD` (the lead id last: it may hold `|`); own attempts are
+/// skipped.
+fn parse_fed(payload: &str, member: &str) -> Option<FedAttempt> {
+    let mut parts = payload.splitn(6, '|');
+    if parts.next()? != "a" || parts.next()? == member {
+        return None;
+    }
+    let at = time(parts.next()?.parse().ok()?);
+    let undone = parts.next()? == "1";
+    Some(FedAttempt {
+        from_number: parts.next()?.to_string(),
+        lead_id: parts.next()?.to_string(),
+        at,
+        undone,
+    })
+}
+
+/// Applies the migrations not yet applied, one transaction each, under an advisory lock
+/// (per schema): of daemons starting together, one migrates and the others wait.
+async fn migrate(pool: &PgPool) -> Result<Vec<i64>, StoreError> {
+    let mut connection = pool.acquire().await.map_err(db)?;
+    let key = "SELECT hashtext('callroute migrations ' || current_schema())";
+    sqlx::query(AssertSqlSafe(format!("SELECT pg_advisory_lock(({key}))")))
+        .execute(&mut *connection)
+        .await
+        .map_err(db)?;
+    let result = async {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS callroute_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .execute(&mut *connection)
+        .await
+        .map_err(db)?;
+        let done: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM callroute_migrations")
+                .fetch_one(&mut *connection)
+                .await
+                .map_err(db)?;
+        let known = MIGRATIONS.len() as i64;
+        if done > known {
+            return Err(StoreError::SchemaTooNew { found: done, known });
+        }
+        let mut applied = Vec::new();
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+            let version = index as i64 + 1;
+            let mut tx = sqlx::Connection::begin(&mut *connection)
+                .await
+                .map_err(db)?;
+            sqlx::raw_sql(AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query("INSERT INTO callroute_migrations (version) VALUES ($1)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            applied.push(version);
+        }
+        Ok(applied)
+    }
+    .await;
+    let unlocked = sqlx::query(AssertSqlSafe(format!("SELECT pg_advisory_unlock(({key}))")))
+        .execute(&mut *connection)
+        .await
+        .map_err(db);
+    let applied = result?;
+    unlocked?;
+    Ok(applied)
+}
+
+impl Store for PgStore {
+    fn engine(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn member_id(&self) -> &str {
+        &self.member
+    }
+
+    async fn join(&self, info: &MemberInfo) -> Result<TakeOver, StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO members (id, host, pid, version, rules_hash, started_at, heartbeat_at)
+             VALUES ($1, $2, $3, $4, $5, {SERVER_NOW}, {SERVER_NOW})
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = {SERVER_NOW}, rules_hash = $5, left_at = NULL, taken_over_by = NULL"
+        )))
+        .bind(&*self.member)
+        .bind(&info.host)
+        .bind(i64::from(info.pid))
+        .bind(&info.version)
+        .bind(&info.rules_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        // Members that left cleanly with calls open, and earlier runs on this host that are
+        // gone (killed, crashed), are taken over now; others when their lease runs out.
+        let others: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, host, pid FROM members WHERE id != $1 AND left_at IS NULL AND taken_over_by IS NULL",
+        )
+        .bind(&*self.member)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let gone = super::ids_condition(&super::gone_from_this_host(others));
+        self.take_over(&format!(
+            "(({gone}) OR (left_at IS NOT NULL AND heartbeat_at = 0))"
+        ))
+        .await
+    }
+
+    async fn heartbeat(&self, rules_hash: &str, lease: Duration) -> Result<Beat, StoreError> {
+        let taken_by: Option<Option<String>> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "UPDATE members SET heartbeat_at = {SERVER_NOW}, rules_hash = $2 WHERE id = $1 RETURNING taken_over_by"
+        )))
+        .bind(&*self.member)
+        .bind(rules_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let lost = !matches!(taken_by, Some(None));
+        let lease_ms = lease.as_millis() as i64;
+        let taken = self
+            .take_over(&format!(
+                "((left_at IS NULL AND heartbeat_at < $2 - {lease_ms}) OR (left_at IS NOT NULL AND heartbeat_at = 0))"
+            ))
+            .await?;
+        Ok(Beat { lost, taken })
+    }
+
+    async fn leave(&self) -> Result<(), StoreError> {
+        self.release_claims(Utc::now()).await?;
+        let open: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE open AND owner = $1")
+                .bind(&*self.member)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        // With calls still open, a heartbeat of 0 asks the next member to take them at once.
+        let heartbeat = if open > 0 {
+            "0".to_string()
+        } else {
+            SERVER_NOW.to_string()
+        };
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE members SET left_at = {SERVER_NOW}, heartbeat_at = {heartbeat} WHERE id = $1"
+        )))
+        .bind(&*self.member)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn members(&self) -> Result<Vec<Member>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, host, pid, version, rules_hash, started_at, heartbeat_at, left_at, taken_over_by
+             FROM members WHERE left_at IS NULL OR left_at > {SERVER_NOW} - 3600000 ORDER BY started_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| Member {
+                id: row.get("id"),
+                info: MemberInfo {
+                    host: row.get("host"),
+                    pid: row.get::<i64, _>("pid") as u32,
+                    version: row.get("version"),
+                    rules_hash: row.get("rules_hash"),
+                },
+                started_at: time(row.get("started_at")),
+                heartbeat_at: time(row.get("heartbeat_at")),
+                left_at: row.get::<Option<i64>, _>("left_at").map(time),
+                taken_over_by: row.get("taken_over_by"),
+            })
+            .collect())
+    }
+
+    async fn reserve_pace(
+        &self,
+        account: &str,
+        interval: Duration,
+    ) -> Result<Duration, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "WITH now AS (SELECT {SERVER_NOW} AS ms)
+             INSERT INTO account_pace AS p (account, next_at) SELECT $1, ms + $2 FROM now
+             ON CONFLICT (account) DO UPDATE SET next_at = GREATEST(p.next_at, (SELECT ms FROM now)) + $2
+             RETURNING p.next_at - $2 AS slot, (SELECT ms FROM now) AS now"
+        )))
+        .bind(account)
+        .bind(super::whole_ms_up(interval))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        let wait = row.get::<i64, _>("slot") - row.get::<i64, _>("now");
+        Ok(Duration::from_millis(wait.max(0) as u64))
+    }
+
+    async fn pause_account(&self, account: &str, pause: Duration) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO account_pace AS p (account, next_at) VALUES ($1, {SERVER_NOW} + $2)
+             ON CONFLICT (account) DO UPDATE SET next_at = GREATEST(p.next_at, EXCLUDED.next_at)"
+        )))
+        .bind(account)
+        .bind(pause.as_millis() as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn open_calls(&self, account: &str) -> Result<u32, StoreError> {
+        let live: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE open AND account = $1")
+                .bind(account)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(live as u32)
+    }
+
+    async fn lead_attempts(
+        &self,
+        lead_ids: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{ATTEMPT_SELECT} WHERE a.lead_id = ANY($1) AND a.at >= $2 AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at"
+        )))
+        .bind(lead_ids)
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(PgStore::attempt_from_row).collect())
+    }
+
+    fn attempt_feed(&self) -> Option<broadcast::Receiver<FedAttempt>> {
+        Some(self.feed.subscribe())
+    }
+
+    async fn enqueue(
+        &self,
+        leads: &[(String, RawLead)],
+        now: DateTime<Utc>,
+    ) -> Result<EnqueueCounts, StoreError> {
+        let mut data = String::with_capacity(leads.len() * 200);
+        for (id, raw) in leads {
+            let due = raw
+                .not_before
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map_or(ms(now), |t| ms(t.with_timezone(&Utc)).max(ms(now)));
+            let payload = serde_json::to_string(raw).map_err(|e| StoreError::Corrupt {
+                lead: id.clone(),
+                reason: e.to_string(),
+            })?;
+            copy_escape(id, &mut data);
+            data.push('\t');
+            copy_escape(&payload, &mut data);
+            data.push('\t');
+            data.push_str(&due.to_string());
+            data.push('\n');
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS incoming_leads (id TEXT, payload TEXT, due_at BIGINT) ON COMMIT DELETE ROWS",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut copy = tx
+            .copy_in_raw("COPY incoming_leads FROM STDIN (FORMAT text)")
+            .await
+            .map_err(db)?;
+        copy.send(data.into_bytes()).await.map_err(db)?;
+        copy.finish().await.map_err(db)?;
+        let accepted = sqlx::query(
+            "INSERT INTO leads (id, payload, state, due_at, created_at, updated_at)
+             SELECT DISTINCT ON (id) id, payload, 'queued', due_at, $1, $1 FROM incoming_leads
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if accepted > 0 {
+            self.notify(&mut tx, "q").await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(EnqueueCounts {
+            accepted,
+            duplicate: leads.len() as u64 - accepted,
+        })
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StoredLead>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE leads SET state = 'claimed', owner = $3, updated_at = $1
+             WHERE id IN (SELECT id FROM leads WHERE state IN ('queued', 'deferred') AND due_at <= $1
+                          ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING {LEAD_COLUMNS}"
+        )))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .bind(&*self.member)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut leads: Vec<StoredLead> = rows
+            .iter()
+            .map(PgStore::lead_from_row)
+            .collect::<Result<_, _>>()?;
+        leads.sort_by_key(|l| l.due_at);
+        Ok(leads)
+    }
+
+    async fn release_claims(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE leads SET state = 'queued', owner = NULL, updated_at = $1 WHERE state = 'claimed' AND owner = $2",
+        )
+        .bind(ms(now))
+        .bind(&*self.member)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn defer(
+        &self,
+        lead_id: &str,
+        until: DateTime<Utc>,
+        code: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_state(
+            lead_id,
+            LeadState::Deferred,
+            Some(until),
+            Some(code),
+            Some(reason),
+            now,
+        )
+        .await
+    }
+
+    async fn hold(
+        &self,
+        lead_id: &str,
+        code: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_state(
+            lead_id,
+            LeadState::Held,
+            None,
+            Some(code),
+            Some(reason),
+            now,
+        )
+        .await
+    }
+
+    async fn release_held(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE leads SET state = 'queued', due_at = $1, updated_at = $1 WHERE state = 'held'",
+        )
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn held_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.count_by("reason", LeadState::Held).await
+    }
+
+    async fn deferred_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.count_by("reason_code", LeadState::Deferred).await
+    }
+
+    async fn reject(
+        &self,
+        lead_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_state(lead_id, LeadState::Rejected, None, None, Some(reason), now)
+            .await
+    }
+
+    async fn begin_attempt_checked(
+        &self,
+        attempt: &NewAttempt<'_>,
+        guard: &AttemptGuard,
+    ) -> Result<Begun, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let owned = sqlx::query("UPDATE leads SET state = 'dialing', owner = NULL, attempts = attempts + 1, reason = NULL, reason_code = NULL, updated_at = $1 WHERE id = $2 AND state = 'claimed' AND owner = $3")
+            .bind(ms(attempt.at))
+            .bind(attempt.lead_id)
+            .bind(&*self.member)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if owned.rows_affected() == 0 {
+            return Ok(Begun::NotOwned);
+        }
+        if let Some(uses) = &guard.number_uses {
+            // One commit per number at a time, whoever makes it.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('callroute number ' || $1))")
+                .bind(attempt.from_number)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "{ATTEMPT_SELECT} WHERE a.from_number = $1 AND a.at >= $2 AND (r.status IS NULL OR r.status != 'not_placed')"
+            )))
+            .bind(attempt.from_number)
+            .bind(ms(uses.since))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            let ledger = rows.iter().map(PgStore::attempt_from_row).collect();
+            let unknown = super::unknown_uses(ledger, &uses.known_ms);
+            if !unknown.is_empty() {
+                return Ok(Begun::Stale(unknown));
+            }
+        }
+        if let Some(limit) = guard.concurrency {
+            // The account's row is its lock: one live-call count at a time.
+            sqlx::query(
+                "INSERT INTO account_pace (account, next_at) VALUES ($1, 0) ON CONFLICT (account) DO NOTHING",
+            )
+            .bind(attempt.account)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            sqlx::query("SELECT 1 FROM account_pace WHERE account = $1 FOR UPDATE")
+                .bind(attempt.account)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let live: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE open AND account = $1")
+                    .bind(attempt.account)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if live >= i64::from(limit) {
+                return Ok(Begun::AccountBusy { live: live as u32 });
+            }
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO attempts (lead_id, model_id, from_number, route, account, owner, open, at)
+             VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7) RETURNING id",
+        )
+        .bind(attempt.lead_id)
+        .bind(attempt.model_id)
+        .bind(attempt.from_number)
+        .bind(attempt.route)
+        .bind(attempt.account)
+        .bind(&*self.member)
+        .bind(ms(attempt.at))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let payload = format!(
+            "a|{}|{}|0|{}|{}",
+            self.member,
+            ms(attempt.at),
+            attempt.from_number,
+            attempt.lead_id
+        );
+        self.notify(&mut tx, &payload).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Begun::Written(id))
+    }
+
+    async fn attempt_placed(
+        &self,
+        attempt_id: i64,
+        call_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let lead_id = append_result(
+            &mut tx,
+            attempt_id,
+            AttemptStatus::Placed,
+            Some(call_id),
+            None,
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE leads SET state = 'placed', call_id = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(call_id)
+        .bind(ms(now))
+        .bind(&lead_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn attempt_not_placed(
+        &self,
+        attempt_id: i64,
+        next: &NotPlaced,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (state, due, reason) = match next {
+            NotPlaced::Retry { due_at, reason } => (LeadState::Queued, Some(ms(*due_at)), reason),
+            NotPlaced::Fail { reason } => (LeadState::Failed, None, reason),
+        };
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let lead_id = append_result(
+            &mut tx,
+            attempt_id,
+            AttemptStatus::NotPlaced,
+            None,
+            Some(reason),
+            now,
+        )
+        .await?;
+        let row =
+            sqlx::query("UPDATE attempts SET open = FALSE WHERE id = $1 RETURNING from_number, at")
+                .bind(attempt_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        // An attempt that placed no call is not an attempt on the lead.
+        sqlx::query("UPDATE leads SET state = $1, owner = NULL, due_at = COALESCE($2, due_at), reason = $3, reason_code = NULL, attempts = GREATEST(attempts - 1, 0), updated_at = $4 WHERE id = $5")
+            .bind(state.as_str())
+            .bind(due)
+            .bind(reason)
+            .bind(ms(now))
+            .bind(&lead_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let payload = format!(
+            "a|{}|{}|1|{}|{}",
+            self.member,
+            row.get::<i64, _>("at"),
+            row.get::<String, _>("from_number"),
+            lead_id
+        );
+        self.notify(&mut tx, &payload).await?;
+        if state == LeadState::Queued {
+            self.notify(&mut tx, "q").await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn complete(
+        &self,
+        call_id: &str,
+        outcome: &str,
+        duration: Option<Duration>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query("UPDATE leads SET state = 'completed', reason = $1, updated_at = $2 WHERE call_id = $3 AND state = 'placed'")
+            .bind(outcome)
+            .bind(ms(now))
+            .bind(call_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let from: Option<String> = sqlx::query_scalar(
+            "UPDATE attempts SET open = FALSE WHERE id = (SELECT attempt_id FROM attempt_results WHERE call_id = $1 ORDER BY attempt_id DESC LIMIT 1)
+             RETURNING from_number",
+        )
+        .bind(call_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let Some(from) = &from {
+            sqlx::query(
+                "INSERT INTO call_ends (call_id, from_number, status, duration_ms, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(call_id)
+            .bind(from)
+            .bind(outcome)
+            .bind(duration.map(|d| d.as_millis() as i64))
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(Some(from.unwrap_or_default()))
+    }
+
+    async fn call_ends_since(&self, since: DateTime<Utc>) -> Result<Vec<CallEnd>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT from_number, status, duration_ms, at FROM call_ends WHERE at >= $1 ORDER BY at, call_id",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| CallEnd {
+                from_number: row.get("from_number"),
+                status: row.get("status"),
+                duration: row
+                    .get::<Option<i64>, _>("duration_ms")
+                    .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+                at: time(row.get("at")),
+            })
+            .collect())
+    }
+
+    async fn first_uses(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT from_number, MIN(at) AS first FROM attempts GROUP BY from_number")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("from_number"), time(row.get("first"))))
+            .collect())
+    }
+
+    async fn rest_number(&self, rest: &crate::health::Rest, by: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("UPDATE number_rests SET until = LEAST(until, $1), ended_at = $1, ended_by = $2 WHERE number = $3 AND ended_at IS NULL AND until > $1")
+            .bind(ms(rest.since))
+            .bind(by)
+            .bind(rest.number.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO number_rests (number, since, until, reason, source, by) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(rest.number.to_string())
+        .bind(ms(rest.since))
+        .bind(ms(rest.until))
+        .bind(&rest.reason)
+        .bind(&rest.source)
+        .bind(by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        self.notify(&mut tx, "r").await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn resume_number(
+        &self,
+        number: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE number_rests SET until = $1, ended_at = $1, ended_by = $2 WHERE number = $3 AND ended_at IS NULL AND until > $1",
+        )
+        .bind(ms(now))
+        .bind(by)
+        .bind(number)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        self.notify(&mut tx, "r").await?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn rests(&self, since: DateTime<Utc>) -> Result<Vec<crate::health::Rest>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, since, until, reason, source FROM number_rests WHERE until > $1 ORDER BY number, since",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(crate::health::Rest {
+                    number: row.get::<String, _>("number").parse().ok()?,
+                    since: time(row.get("since")),
+                    until: time(row.get("until")),
+                    reason: row.get("reason"),
+                    source: row.get("source"),
+                })
+            })
+            .collect())
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(ms(entry.at))
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.subject)
+        .bind(&entry.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, subject, detail FROM audit ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| AuditEntry {
+                at: time(row.get("at")),
+                actor: row.get("actor"),
+                action: row.get("action"),
+                subject: row.get("subject"),
+                detail: row.get("detail"),
+            })
+            .collect())
+    }
+
+    async fn in_doubt(&self) -> Result<Vec<Attempt>, StoreError> {
+        self.attempts_of_member("WHERE r.attempt_id IS NULL AND a.owner = $1 ORDER BY a.id")
+            .await
+    }
+
+    async fn live_calls(&self) -> Result<Vec<Attempt>, StoreError> {
+        self.attempts_of_member(
+            "JOIN leads l ON l.call_id = r.call_id
+             WHERE r.status = 'placed' AND l.state = 'placed' AND a.owner = $1 ORDER BY a.id",
+        )
+        .await
+    }
+
+    async fn attempts_since(&self, since: DateTime<Utc>) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{ATTEMPT_SELECT} WHERE a.at >= $1 AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at"
+        )))
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(PgStore::attempt_from_row).collect())
+    }
+
+    async fn lead(&self, lead_id: &str) -> Result<Option<StoredLead>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE id = $1"
+        )))
+        .bind(lead_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(PgStore::lead_from_row).transpose()
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(due_at) FROM leads WHERE state IN ('queued', 'deferred')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(next.map(time))
+    }
+
+    async fn counts(&self) -> Result<Vec<(LeadState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM leads GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut counts: Vec<(LeadState, u64)> = LeadState::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in rows {
+            let state: String = row.get("state");
+            if let Some(entry) = counts.iter_mut().find(|(s, _)| s.as_str() == state) {
+                entry.1 = row.get::<i64, _>("n") as u64;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn data_version(&self) -> Result<u64, StoreError> {
+        Ok(self.version.load(Ordering::SeqCst))
+    }
+}
+
+/// Appends what became of an attempt (once); returns the attempt's lead.
+async fn append_result(
+    tx: &mut sqlx::PgConnection,
+    attempt_id: i64,
+    status: AttemptStatus,
+    call_id: Option<&str>,
+    response: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    sqlx::query("INSERT INTO attempt_results (attempt_id, status, call_id, response, at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(attempt_id)
+        .bind(status.as_str())
+        .bind(call_id)
+        .bind(response)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    sqlx::query_scalar("SELECT lead_id FROM attempts WHERE id = $1")
+        .bind(attempt_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_values_are_escaped() {
+        let mut out = String::new();
+        copy_escape("a\\b\tc\nd\re", &mut out);
+        assert_eq!(out, "a\\\\b\\tc\\nd\\re");
+    }
+
+    #[test]
+    fn fed_attempts_are_parsed_and_own_ones_skipped() {
+        let fed = parse_fed("a|m2|1700000000000|1|+14155550100|lead|with|bars", "m1").unwrap();
+        assert_eq!(fed.lead_id, "lead|with|bars");
+        assert_eq!(fed.from_number, "+14155550100");
+        assert!(fed.undone);
+        assert_eq!(fed.at.timestamp_millis(), 1_700_000_000_000);
+        assert!(parse_fed("a|m1|1700000000000|0|+14155550100|x", "m1").is_none());
+        assert!(parse_fed("q", "m1").is_none());
+    }
+}
