@@ -99,6 +99,7 @@ suite!(
     a_commit_refuses_a_number_used_since_the_decision,
     a_commit_refuses_an_account_at_its_live_call_limit,
     pacing_beats_are_shared_and_paused_together,
+    a_commit_refuses_a_second_already_full,
     lead_ids_and_payloads_survive_copy_escaping,
 );
 
@@ -552,7 +553,7 @@ async fn a_commit_refuses_a_number_used_since_the_decision(db: &impl Db) {
             since,
             known_ms: known,
         }),
-        concurrency: None,
+        ..AttemptGuard::default()
     };
     let first = a
         .begin_attempt_checked(&attempt(&x[0].id, number, t0()), &guard(vec![]))
@@ -594,8 +595,8 @@ async fn a_commit_refuses_an_account_at_its_live_call_limit(db: &impl Db) {
     store.enqueue(&leads, t0()).await.unwrap();
     store.claim_due(t0(), 3).await.unwrap();
     let limit_one = AttemptGuard {
-        number_uses: None,
         concurrency: Some(1),
+        ..AttemptGuard::default()
     };
     let first = store
         .begin_attempt_checked(&attempt("l0", "+14155550100", t0()), &limit_one)
@@ -686,4 +687,45 @@ async fn lead_ids_and_payloads_survive_copy_escaping(db: &impl Db) {
     assert_eq!((counts.accepted, counts.duplicate), (1, 1));
     let stored = store.lead(&id).await.unwrap().unwrap();
     assert_eq!(stored.raw.name, lead.name);
+}
+
+async fn a_commit_refuses_a_second_already_full(db: &impl Db) {
+    let store = db.handle().await;
+    store.join(&info("a")).await.unwrap();
+    let leads: Vec<_> = (0..3)
+        .map(|i| (format!("l{i}"), raw(&format!("+1415555012{i}"))))
+        .collect();
+    store.enqueue(&leads, t0()).await.unwrap();
+    store.claim_due(t0(), 3).await.unwrap();
+    let two_a_second = AttemptGuard {
+        per_second: Some(2),
+        ..AttemptGuard::default()
+    };
+    for lead in ["l0", "l1"] {
+        let begun = store
+            .begin_attempt_checked(&attempt(lead, "+14155550100", t0()), &two_a_second)
+            .await
+            .unwrap();
+        assert!(matches!(begun, Begun::Written(_)), "{begun:?}");
+    }
+    let third = store
+        .begin_attempt_checked(&attempt("l2", "+14155550101", t0()), &two_a_second)
+        .await
+        .unwrap();
+    let Begun::Paced { wait } = third else {
+        panic!("a third attempt within the second: {third:?}");
+    };
+    assert!(
+        wait <= std::time::Duration::from_micros(callroute::store::PACE_WINDOW_US as u64),
+        "{wait:?}"
+    );
+    tokio::time::sleep(wait).await;
+    let later = store
+        .begin_attempt_checked(&attempt("l2", "+14155550101", t0()), &two_a_second)
+        .await
+        .unwrap();
+    assert!(
+        matches!(later, Begun::Written(_)),
+        "once the second has room: {later:?}"
+    );
 }

@@ -300,6 +300,7 @@ impl<S: Store> Shared<S> {
                         now,
                     ),
                     concurrency: Some(account.concurrency),
+                    per_second: Some(account.attempts_per_second),
                 };
                 let from = from_phone_number.to_string();
                 let attempt = crate::store::NewAttempt {
@@ -310,6 +311,7 @@ impl<S: Store> Shared<S> {
                     account: &account.name,
                     at: now,
                 };
+                let committing_since = tokio::time::Instant::now();
                 match self.store.begin_attempt_checked(&attempt, &guard).await? {
                     crate::store::Begun::Written(attempt_id) => {
                         self.acted(&stored, &lead, now, &decision, &route, &trace);
@@ -321,7 +323,16 @@ impl<S: Store> Shared<S> {
                         let from = *from_phone_number;
                         self.spawn_request(async move {
                             shared
-                                .dispatch(&account, attempt_id, lead, request, from, now, permit)
+                                .dispatch(
+                                    &account,
+                                    attempt_id,
+                                    lead,
+                                    request,
+                                    from,
+                                    now,
+                                    permit,
+                                    committing_since,
+                                )
                                 .await;
                         });
                         return Ok(());
@@ -345,6 +356,18 @@ impl<S: Store> Shared<S> {
                         tracing::debug!(account = %account.name, live, "account at its live-call limit");
                         self.alive_while(self.sleep_or_stop(Duration::from_millis(250)))
                             .await;
+                        if self.stopping() {
+                            return Ok(());
+                        }
+                        paced = false;
+                        continue;
+                    }
+                    crate::store::Begun::Paced { wait } => {
+                        // This daemon woke late for its beat and the account's last second
+                        // is full: wait for room, then a beat of its own again.
+                        metrics::counter!("callroute_decisions_retried_total", "why" => "pace")
+                            .increment(1);
+                        self.alive_while(self.sleep_or_stop(wait)).await;
                         if self.stopping() {
                             return Ok(());
                         }

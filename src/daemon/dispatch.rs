@@ -21,7 +21,35 @@ impl<S: Store> Shared<S> {
         from: E164,
         at: DateTime<Utc>,
         permit: OwnedSemaphorePermit,
+        committing_since: tokio::time::Instant,
     ) {
+        let late = committing_since.elapsed();
+        if late > crate::store::SEND_JITTER {
+            // Stalled between the commit and the send (a busy machine, a slow store): sent
+            // now, it could arrive bunched with later beats and be the account's 429. The
+            // attempt did not happen; the lead goes again on a beat of its own.
+            metrics::counter!("callroute_sends_late_total").increment(1);
+            lock(&self.pool).forget(from, &lead.key, at);
+            let now = self.config.clock.now();
+            let next = NotPlaced::Retry {
+                due_at: now,
+                reason: format!(
+                    "not sent: the request would have left {} ms after its commit",
+                    late.as_millis()
+                ),
+            };
+            let recorded = self
+                .until_recorded("an attempt not sent", || {
+                    self.store.attempt_not_placed(attempt_id, &next, now)
+                })
+                .await;
+            if let Err(e) = recorded {
+                tracing::error!(lead = %lead.key, attempt_id, "cannot record an attempt not sent: {e}; it will be reconciled at the next start");
+            }
+            drop(permit);
+            self.wake.notify_one();
+            return;
+        }
         let result = account.client.create_call(&request).await;
         let outcome = match result {
             Ok(call_id) => {

@@ -70,8 +70,9 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a call is followed before its slot is given back with an unknown outcome.
 const MAX_CALL_FOLLOW: Duration = Duration::from_secs(3 * 3600);
 
-/// Pace at 1/1.015 of the account's attempts per second.
-const PACING_HEADROOM: f64 = 1.015;
+/// Beats are as far apart as the store's window lets attempts be (a second and the send
+/// jitter, per attempt allowed): 2.5 % under the account's rate.
+const PACING_HEADROOM: f64 = 1.0 + crate::store::SEND_JITTER.as_secs_f64();
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -177,8 +178,6 @@ struct Account {
 
 impl Account {
     fn new(setup: AccountSetup) -> Account {
-        // 1.5 % under the account's rate: requests leave on the beat but arrive with network
-        // jitter, and one arriving early would be the account's 429.
         let interval =
             Duration::from_secs_f64(PACING_HEADROOM / f64::from(setup.attempts_per_second.max(1)));
         Account {

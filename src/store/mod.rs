@@ -79,6 +79,15 @@ impl LeadState {
     }
 }
 
+/// How late after its commit an attempt's request may still leave. The account's
+/// attempts per second are counted over a window this much longer than a second, so that
+/// requests leaving up to this late never arrive more than the limit in any second; a
+/// request later than this is not sent (its lead goes back to the queue).
+pub const SEND_JITTER: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The window the attempts per second are counted over, in microseconds.
+pub const PACE_WINDOW_US: i64 = 1_000_000 + SEND_JITTER.as_micros() as i64;
+
 /// The account of a configuration that names none.
 pub const DEFAULT_ACCOUNT: &str = "default";
 
@@ -225,6 +234,11 @@ pub struct AttemptGuard {
     /// The account's live-call limit: the attempt is written only while fewer attempts of
     /// the account are open (in doubt or live).
     pub concurrency: Option<u32>,
+    /// The account's attempts per second: the attempt is written only while fewer of the
+    /// account's attempts were committed in the last second (on the store's clock). The
+    /// beats `reserve_pace` hands out keep to this; the check catches a daemon that woke
+    /// late and would send in a bunch.
+    pub per_second: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +258,8 @@ pub enum Begun {
     Stale(Vec<Attempt>),
     /// Not written: the account has `live` open attempts, at its limit.
     AccountBusy { live: u32 },
+    /// Not written: the account's last second is full; a slot frees after `wait`.
+    Paced { wait: std::time::Duration },
     /// Not written: the lead is no longer claimed by this member (its lease expired and
     /// another member took its claims back).
     NotOwned,
@@ -268,12 +284,6 @@ pub fn unknown_uses(ledger: Vec<Attempt>, known_ms: &[i64]) -> Vec<Attempt> {
             },
         )
         .collect()
-}
-
-/// `interval` in whole milliseconds, rounded up: a beat kept in milliseconds must never
-/// be shorter than the pace asks.
-pub fn whole_ms_up(interval: std::time::Duration) -> i64 {
-    interval.as_micros().div_ceil(1000) as i64
 }
 
 /// Of `members` (id, host, pid), those on this host whose process is gone: a daemon

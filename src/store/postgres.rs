@@ -11,7 +11,7 @@
 //!   these checks) and the account is under its live-call limit (its `account_pace` row
 //!   locked): daemons decide on local views, the commit is the guard.
 //! * Pacing is a sequencer: each attempt reserves the account's next beat
-//!   (`account_pace.next_at`, on the server's clock), so N daemons together keep one rate.
+//!   (`account_pace.next_us`, on the server's clock), so N daemons together keep one rate.
 //! * Every attempt written or undone is announced with `NOTIFY` (and so is every enqueue
 //!   and rest), so other daemons' views stay fresh without a query per decision.
 //!
@@ -61,8 +61,12 @@ CREATE TABLE attempts (
     account TEXT NOT NULL,
     owner TEXT,
     open BOOLEAN NOT NULL,
-    at BIGINT NOT NULL
+    at BIGINT NOT NULL,
+    -- When the attempt was committed, on the server's clock (microseconds): the account's
+    -- attempts per second are counted on it.
+    committed_us BIGINT NOT NULL
 );
+CREATE INDEX attempts_committed ON attempts (account, committed_us);
 CREATE INDEX attempts_by_at ON attempts (at);
 CREATE INDEX attempts_by_number ON attempts (from_number, at);
 CREATE INDEX attempts_by_lead ON attempts (lead_id, at);
@@ -115,14 +119,18 @@ CREATE TABLE members (
     left_at BIGINT,
     taken_over_by TEXT
 );
+-- Each account's next pacing beat, on the server's clock (microseconds).
 CREATE TABLE account_pace (
     account TEXT PRIMARY KEY,
-    next_at BIGINT NOT NULL
+    next_us BIGINT NOT NULL
 );
 "];
 
-/// The server's clock in epoch ms: leases and pacing use one clock for every member.
+/// The server's clock in epoch ms: leases use one clock for every member.
 const SERVER_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+/// The same in microseconds: pacing beats are finer than milliseconds (at 100/s, a beat
+/// rounded up to whole milliseconds would cost 8 % of the rate).
+const SERVER_NOW_US: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
 
 const ATTEMPT_SELECT: &str = "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.account, a.at, r.status, r.call_id
      FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id";
@@ -617,27 +625,27 @@ impl Store for PgStore {
         interval: Duration,
     ) -> Result<Duration, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "WITH now AS (SELECT {SERVER_NOW} AS ms)
-             INSERT INTO account_pace AS p (account, next_at) SELECT $1, ms + $2 FROM now
-             ON CONFLICT (account) DO UPDATE SET next_at = GREATEST(p.next_at, (SELECT ms FROM now)) + $2
-             RETURNING p.next_at - $2 AS slot, (SELECT ms FROM now) AS now"
+            "WITH now AS (SELECT {SERVER_NOW_US} AS us)
+             INSERT INTO account_pace AS p (account, next_us) SELECT $1, us + $2 FROM now
+             ON CONFLICT (account) DO UPDATE SET next_us = GREATEST(p.next_us, (SELECT us FROM now)) + $2
+             RETURNING p.next_us - $2 AS slot, (SELECT us FROM now) AS now"
         )))
         .bind(account)
-        .bind(super::whole_ms_up(interval))
+        .bind(interval.as_micros() as i64)
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;
         let wait = row.get::<i64, _>("slot") - row.get::<i64, _>("now");
-        Ok(Duration::from_millis(wait.max(0) as u64))
+        Ok(Duration::from_micros(wait.max(0) as u64))
     }
 
     async fn pause_account(&self, account: &str, pause: Duration) -> Result<(), StoreError> {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO account_pace AS p (account, next_at) VALUES ($1, {SERVER_NOW} + $2)
-             ON CONFLICT (account) DO UPDATE SET next_at = GREATEST(p.next_at, EXCLUDED.next_at)"
+            "INSERT INTO account_pace AS p (account, next_us) VALUES ($1, {SERVER_NOW_US} + $2)
+             ON CONFLICT (account) DO UPDATE SET next_us = GREATEST(p.next_us, EXCLUDED.next_us)"
         )))
         .bind(account)
-        .bind(pause.as_millis() as i64)
+        .bind(pause.as_micros() as i64)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -870,10 +878,10 @@ impl Store for PgStore {
                 return Ok(Begun::Stale(unknown));
             }
         }
-        if let Some(limit) = guard.concurrency {
-            // The account's row is its lock: one live-call count at a time.
+        if guard.concurrency.is_some() || guard.per_second.is_some() {
+            // The account's row is its lock: one count of its calls at a time.
             sqlx::query(
-                "INSERT INTO account_pace (account, next_at) VALUES ($1, 0) ON CONFLICT (account) DO NOTHING",
+                "INSERT INTO account_pace (account, next_us) VALUES ($1, 0) ON CONFLICT (account) DO NOTHING",
             )
             .bind(attempt.account)
             .execute(&mut *tx)
@@ -884,6 +892,8 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+        }
+        if let Some(limit) = guard.concurrency {
             let live: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE open AND account = $1")
                     .bind(attempt.account)
@@ -894,10 +904,30 @@ impl Store for PgStore {
                 return Ok(Begun::AccountBusy { live: live as u32 });
             }
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO attempts (lead_id, model_id, from_number, route, account, owner, open, at)
-             VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7) RETURNING id",
-        )
+        if let Some(per_second) = guard.per_second {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "WITH now AS (SELECT {SERVER_NOW_US} AS us)
+                 SELECT COUNT(*) AS n, MIN(committed_us) AS oldest, (SELECT us FROM now) AS now
+                 FROM attempts WHERE account = $1 AND committed_us > (SELECT us FROM now) - $2"
+            )))
+            .bind(attempt.account)
+            .bind(super::PACE_WINDOW_US)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            if row.get::<i64, _>("n") >= i64::from(per_second) {
+                let frees =
+                    row.get::<Option<i64>, _>("oldest").unwrap_or(0) + super::PACE_WINDOW_US;
+                let wait = (frees - row.get::<i64, _>("now")).max(1_000);
+                return Ok(Begun::Paced {
+                    wait: Duration::from_micros(wait as u64),
+                });
+            }
+        }
+        let id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "INSERT INTO attempts (lead_id, model_id, from_number, route, account, owner, open, at, committed_us)
+             VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, {SERVER_NOW_US}) RETURNING id"
+        )))
         .bind(attempt.lead_id)
         .bind(attempt.model_id)
         .bind(attempt.from_number)

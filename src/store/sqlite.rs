@@ -85,10 +85,10 @@ CREATE TABLE IF NOT EXISTS members (
     left_at INTEGER,
     taken_over_by TEXT
 );
--- Each account's next pacing beat (real time, epoch ms).
+-- Each account's next pacing beat (real time, epoch microseconds).
 CREATE TABLE IF NOT EXISTS account_pace (
     account TEXT PRIMARY KEY,
-    next_at INTEGER NOT NULL
+    next_us INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -137,9 +137,14 @@ async fn add_column(
     Ok(true)
 }
 
-/// Real time in epoch ms: leases and pacing run on it, whatever clock decisions use.
+/// Real time in epoch ms: leases run on it, whatever clock decisions use.
 fn wall_ms() -> i64 {
     Utc::now().timestamp_millis()
+}
+
+/// Real time in epoch microseconds: pacing runs on it.
+fn wall_us() -> i64 {
+    Utc::now().timestamp_micros()
 }
 
 fn db(error: sqlx::Error) -> StoreError {
@@ -207,6 +212,13 @@ impl SqliteStore {
         add_column(
             &pool,
             "attempts",
+            "committed_us",
+            "INTEGER NOT NULL DEFAULT 0",
+        )
+        .await?;
+        add_column(
+            &pool,
+            "attempts",
             "account",
             "TEXT NOT NULL DEFAULT 'default'",
         )
@@ -224,6 +236,7 @@ impl SqliteStore {
         }
         sqlx::raw_sql(
             "CREATE INDEX IF NOT EXISTS attempts_open ON attempts (account) WHERE open = 1;
+             CREATE INDEX IF NOT EXISTS attempts_committed ON attempts (account, committed_us);
              CREATE INDEX IF NOT EXISTS attempts_by_lead ON attempts (lead_id, at);
              CREATE INDEX IF NOT EXISTS attempts_by_number ON attempts (from_number, at);",
         )
@@ -530,28 +543,28 @@ impl Store for SqliteStore {
         account: &str,
         interval: Duration,
     ) -> Result<Duration, StoreError> {
-        let now = wall_ms();
+        let now = wall_us();
         let slot: i64 = sqlx::query_scalar(
-            "INSERT INTO account_pace (account, next_at) VALUES (?1, ?2 + ?3)
-             ON CONFLICT (account) DO UPDATE SET next_at = MAX(next_at, ?2) + ?3
-             RETURNING next_at - ?3",
+            "INSERT INTO account_pace (account, next_us) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (account) DO UPDATE SET next_us = MAX(next_us, ?2) + ?3
+             RETURNING next_us - ?3",
         )
         .bind(account)
         .bind(now)
-        .bind(super::whole_ms_up(interval))
+        .bind(interval.as_micros() as i64)
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;
-        Ok(Duration::from_millis((slot - now).max(0) as u64))
+        Ok(Duration::from_micros((slot - now).max(0) as u64))
     }
 
     async fn pause_account(&self, account: &str, pause: Duration) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO account_pace (account, next_at) VALUES (?1, ?2)
-             ON CONFLICT (account) DO UPDATE SET next_at = MAX(next_at, ?2)",
+            "INSERT INTO account_pace (account, next_us) VALUES (?1, ?2)
+             ON CONFLICT (account) DO UPDATE SET next_us = MAX(next_us, ?2)",
         )
         .bind(account)
-        .bind(wall_ms() + pause.as_millis() as i64)
+        .bind(wall_us() + pause.as_micros() as i64)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -783,8 +796,25 @@ impl Store for SqliteStore {
                 return Ok(Begun::AccountBusy { live: live as u32 });
             }
         }
+        let now_us = wall_us();
+        if let Some(per_second) = guard.per_second {
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(committed_us) FROM attempts WHERE account = ? AND committed_us > ?",
+            )
+            .bind(attempt.account)
+            .bind(now_us - super::PACE_WINDOW_US)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            if count >= i64::from(per_second) {
+                let wait = (oldest.unwrap_or(0) + super::PACE_WINDOW_US - now_us).max(1_000);
+                return Ok(Begun::Paced {
+                    wait: Duration::from_micros(wait as u64),
+                });
+            }
+        }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO attempts (lead_id, model_id, from_number, route, at, owner, account, open) VALUES (?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+            "INSERT INTO attempts (lead_id, model_id, from_number, route, at, owner, account, open, committed_us) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) RETURNING id",
         )
         .bind(attempt.lead_id)
         .bind(attempt.model_id)
@@ -793,6 +823,7 @@ impl Store for SqliteStore {
         .bind(ms(attempt.at))
         .bind(&*self.member)
         .bind(attempt.account)
+        .bind(now_us)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;

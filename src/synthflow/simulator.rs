@@ -316,6 +316,9 @@ impl Simulator {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        // The number tables are built on first use (slow in a debug build): built now, the
+        // first calls are not held back and then stamped as one burst.
+        let _ = E164::parse("+14155550100");
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await
@@ -350,6 +353,8 @@ enum Accepted {
 
 async fn create_call(State(sim): State<Simulator>, headers: HeaderMap, body: String) -> Response {
     sim.latency().await;
+    // Arrival is when the request reaches the API, before any work on it.
+    let now = Utc::now();
     if !sim.authorised(&headers) {
         return unauthorised();
     }
@@ -369,7 +374,6 @@ async fn create_call(State(sim): State<Simulator>, headers: HeaderMap, body: Str
             "Telephony - 400 - Invalid phone number",
         );
     }
-    let now = Utc::now();
     let accepted = {
         let mut state = sim.lock();
         let Some(pool) = state.attached.get(&request.model_id) else {
