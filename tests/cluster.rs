@@ -193,7 +193,9 @@ impl Cluster {
         .unwrap()
     }
 
-    async fn wait_until_done(&self, sim: &Simulator, leads: usize, within: Duration) {
+    /// Waits until every lead is finished in the store and called; returns how many leads
+    /// are still open (0 when done).
+    async fn wait_until_done(&self, sim: &Simulator, leads: usize, within: Duration) -> i64 {
         let deadline = Instant::now() + within;
         while (self.open_leads().await > 0 || sim.log().len() < leads) && Instant::now() < deadline
         {
@@ -201,6 +203,7 @@ impl Cluster {
         }
         // Anything extra would show now.
         tokio::time::sleep(Duration::from_millis(500)).await;
+        self.open_leads().await
     }
 
     fn stop_all(&mut self) {
@@ -289,7 +292,7 @@ async fn three_daemons_call_each_lead_once_within_every_limit() {
     for _ in 0..3 {
         cluster.start_daemon();
     }
-    cluster
+    let open = cluster
         .wait_until_done(&sim, LEADS, Duration::from_secs(150))
         .await;
     let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE left_at IS NULL")
@@ -300,6 +303,10 @@ async fn three_daemons_call_each_lead_once_within_every_limit() {
     let logs = cluster.logs();
     assert_eq!(members, 3, "three members live\n{logs}");
     assert_promises_kept(&sim.log(), LEADS, sim.rate_limited(), &logs);
+    assert_eq!(
+        open, 0,
+        "every lead finished in the store (none left placed or dialing)\n{logs}"
+    );
     // All three worked: one queue, shared.
     let attempts_by_member: Vec<i64> = sqlx::query_scalar(
         "SELECT COUNT(*) FROM attempts a JOIN members m ON m.id = a.owner OR m.taken_over_by = a.owner GROUP BY m.id",
@@ -359,7 +366,7 @@ async fn kill_9_of_a_member_is_taken_over_within_the_lease() {
             .spawn()
             .unwrap();
     }
-    cluster
+    let open = cluster
         .wait_until_done(&sim, LEADS, Duration::from_secs(120))
         .await;
     cluster.stop_all();
@@ -372,6 +379,10 @@ async fn kill_9_of_a_member_is_taken_over_within_the_lease() {
         );
     }
     assert_promises_kept(&sim.log(), LEADS, sim.rate_limited(), &logs);
+    assert_eq!(
+        open, 0,
+        "every lead finished in the store (none left placed or dialing)\n{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,10 +412,14 @@ async fn connections_cut_mid_run_pause_the_daemons_and_lose_nothing() {
         eprintln!("cut {} connections", cut.len());
         assert!(!cut.is_empty(), "the daemons' connections were found");
     }
-    cluster
+    let open = cluster
         .wait_until_done(&sim, LEADS, Duration::from_secs(120))
         .await;
     cluster.stop_all();
     let logs = cluster.logs();
     assert_promises_kept(&sim.log(), LEADS, sim.rate_limited(), &logs);
+    assert_eq!(
+        open, 0,
+        "every lead finished in the store (none left placed or dialing)\n{logs}"
+    );
 }

@@ -37,14 +37,54 @@ impl<S: Store> Shared<S> {
         }
     }
 
+    /// One loop per account, each claiming the leads of its own campaigns: an account
+    /// waiting for a slot, a beat or a key holds up none of the others'.
     pub(super) async fn dial_loop(self: Arc<Self>) -> Result<(), DaemonError> {
+        let loops = (0..self.accounts.len()).map(|index| self.clone().account_loop(index));
+        for result in futures_util::future::join_all(loops).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// The campaigns whose leads the loop of account `index` claims.
+    fn campaigns_of(&self, index: usize, rules: &RuleSet) -> crate::store::Campaigns {
+        use crate::store::Campaigns;
+        if self.accounts.len() == 1 {
+            return Campaigns::All;
+        }
+        let on = |campaign: &crate::rules::Campaign, name: &str| {
+            self.account_of_model(rules, &campaign.model_id).name == name
+        };
+        if index == 0 {
+            // The first account also takes leads of campaigns the rules do not know (they
+            // are held, with the reason).
+            Campaigns::Except(
+                rules
+                    .campaigns()
+                    .filter(|c| !on(c, &self.accounts[0].name))
+                    .map(|c| c.name.clone())
+                    .collect(),
+            )
+        } else {
+            Campaigns::Only(
+                rules
+                    .campaigns()
+                    .filter(|c| on(c, &self.accounts[index].name))
+                    .map(|c| c.name.clone())
+                    .collect(),
+            )
+        }
+    }
+
+    async fn account_loop(self: Arc<Self>, index: usize) -> Result<(), DaemonError> {
         let mut timers = Timers {
             next_refresh: tokio::time::Instant::now() + self.config.pool_refresh,
             next_count: tokio::time::Instant::now(),
         };
         let mut failures = 0;
         while !self.stopping() {
-            match self.turn(&mut timers).await {
+            match self.turn(&mut timers, index).await {
                 Ok(()) => {
                     if failures > 0 {
                         tracing::info!("the store answers again; dialing resumes");
@@ -74,10 +114,19 @@ impl<S: Store> Shared<S> {
         Ok(())
     }
 
-    /// One turn of the loop: housekeeping, then a batch of due leads, each account's leads
-    /// handled beside the others' (one account waiting for a slot does not stop another).
-    async fn turn(self: &Arc<Self>, timers: &mut Timers) -> Result<(), DaemonError> {
-        if tokio::time::Instant::now() >= timers.next_count {
+    /// One turn of account `index`'s loop: housekeeping (the first account's loop does it
+    /// for all), then a batch of due leads of the account's campaigns.
+    async fn turn(self: &Arc<Self>, timers: &mut Timers, index: usize) -> Result<(), DaemonError> {
+        let account = self.accounts[index].clone();
+        if index > 0 {
+            self.heartbeat();
+            if lock(&self.api_problem).is_some() || self.refresh_pools_now.load(Ordering::SeqCst) {
+                // The first loop is reading the pools: dial nothing on pools not read.
+                self.alive_while(self.sleep_or_stop(Duration::from_millis(200)))
+                    .await;
+                return Ok(());
+            }
+        } else if tokio::time::Instant::now() >= timers.next_count {
             timers.next_count = tokio::time::Instant::now() + Duration::from_secs(30);
             let cutoff = self.config.clock.now() - usage_lookback(&self.rules.load());
             lock(&self.pool).forget_leads_idle_since(cutoff);
@@ -96,8 +145,8 @@ impl<S: Store> Shared<S> {
             }
         }
         self.heartbeat();
-        let refresh_now = self.refresh_pools_now.swap(false, Ordering::SeqCst);
-        if refresh_now
+        let refresh_now = index == 0 && self.refresh_pools_now.swap(false, Ordering::SeqCst);
+        if index == 0 && refresh_now
             || self
                 .accounts
                 .iter()
@@ -130,9 +179,13 @@ impl<S: Store> Shared<S> {
             self.reload_rests().await;
         }
         let now = self.config.clock.now();
-        let batch = self.store.claim_due(now, self.config.claim_batch).await?;
+        let campaigns = self.campaigns_of(index, &self.rules.load());
+        let batch = self
+            .store
+            .claim_due_for(now, self.config.claim_batch, &campaigns)
+            .await?;
         if batch.is_empty() {
-            let until_due = match self.store.next_due().await? {
+            let until_due = match self.store.next_due_for(&campaigns).await? {
                 Some(due) => self.config.clock.real_until(due),
                 None => self.config.idle_poll,
             };
@@ -158,34 +211,11 @@ impl<S: Store> Shared<S> {
                 }
             }
         }
-        let rules = self.rules.load();
-        let mut by_account: Vec<(Arc<Account>, Vec<StoredLead>)> = Vec::new();
         for lead in batch {
-            let campaign = lead.raw.campaign.as_deref().unwrap_or_default().trim();
-            let account = self.account_of_campaign(&rules, campaign);
-            match by_account
-                .iter_mut()
-                .find(|(a, _)| Arc::ptr_eq(a, &account))
-            {
-                Some((_, leads)) => leads.push(lead),
-                None => by_account.push((account, vec![lead])),
+            if self.stopping() {
+                break; // left claimed: released when the loop ends
             }
-        }
-        drop(rules);
-        let groups = by_account.into_iter().map(|(account, leads)| {
-            let shared = self.clone();
-            async move {
-                for lead in leads {
-                    if shared.stopping() {
-                        break; // left claimed: released when the loop ends
-                    }
-                    shared.clone().handle(lead, &account).await?;
-                }
-                Ok::<(), DaemonError>(())
-            }
-        });
-        for result in futures_util::future::join_all(groups).await {
-            result?;
+            self.clone().handle(lead, &account).await?;
         }
         Ok(())
     }
@@ -291,6 +321,20 @@ impl<S: Store> Shared<S> {
                 ..
             } = &decision
             {
+                if !Arc::ptr_eq(&self.account_of_model(&rules, model_id), account) {
+                    // A reload moved the campaign's agent to another account since the claim:
+                    // that account's loop dials it, on its pace.
+                    self.store
+                        .defer(
+                            &stored.id,
+                            now,
+                            "account_changed",
+                            "its agent moved to another account",
+                            now,
+                        )
+                        .await?;
+                    return Ok(());
+                }
                 let guard = crate::store::AttemptGuard {
                     number_uses: self.number_guard(
                         &rules,
@@ -341,6 +385,7 @@ impl<S: Store> Shared<S> {
                         // Another daemon used the number since this one last heard: learn
                         // its uses and decide again (the beat waited for still holds).
                         metrics::counter!("callroute_decisions_retried_total", "why" => "stale_usage").increment(1);
+                        self.retries.stale.fetch_add(1, Ordering::Relaxed);
                         let mut pool = lock(&self.pool);
                         for attempt in unknown {
                             if let Ok(number) = E164::parse(&attempt.from_number) {
@@ -353,6 +398,7 @@ impl<S: Store> Shared<S> {
                         // The account's live calls, over every daemon, are at its limit:
                         // wait for one to end, then pace and decide again.
                         metrics::counter!("callroute_decisions_retried_total", "why" => "account_busy").increment(1);
+                        self.retries.account_busy.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(account = %account.name, live, "account at its live-call limit");
                         self.alive_while(self.sleep_or_stop(Duration::from_millis(250)))
                             .await;
@@ -367,6 +413,7 @@ impl<S: Store> Shared<S> {
                         // is full: wait for room, then a beat of its own again.
                         metrics::counter!("callroute_decisions_retried_total", "why" => "pace")
                             .increment(1);
+                        self.retries.paced.fetch_add(1, Ordering::Relaxed);
                         self.alive_while(self.sleep_or_stop(wait)).await;
                         if self.stopping() {
                             return Ok(());

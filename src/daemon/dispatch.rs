@@ -29,6 +29,7 @@ impl<S: Store> Shared<S> {
             // now, it could arrive bunched with later beats and be the account's 429. The
             // attempt did not happen; the lead goes again on a beat of its own.
             metrics::counter!("callroute_sends_late_total").increment(1);
+            self.retries.sent_late.fetch_add(1, Ordering::Relaxed);
             lock(&self.pool).forget(from, &lead.key, at);
             let now = self.config.clock.now();
             let next = NotPlaced::Retry {

@@ -81,11 +81,16 @@ impl<S: Store> Shared<S> {
                 // No call lasts this long: stop holding a slot for it, and say so.
                 let outcome = "unknown: no final status within 3 h";
                 tracing::warn!(call_id, "{outcome}");
-                if let Err(e) = self
-                    .store
-                    .complete(call_id, outcome, None, self.config.clock.now())
-                    .await
-                {
+                let now = self.config.clock.now();
+                let recorded = self
+                    .until_recorded("a call given up on", || async {
+                        self.store
+                            .complete(call_id, outcome, None, now)
+                            .await
+                            .map(|_| ())
+                    })
+                    .await;
+                if let Err(e) = recorded {
                     tracing::error!(call_id, "cannot record the outcome: {e}");
                 }
                 return "gave_up";
@@ -111,8 +116,22 @@ impl<S: Store> Shared<S> {
                     let duration = record
                         .duration_s
                         .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
-                    if let Err(e) = self.record_end(call_id, &record.status, duration).await {
-                        tracing::error!(call_id, "cannot record the outcome: {e}");
+                    // Recorded whatever it takes (a store restarting, connections cut): a call
+                    // whose end is lost would keep its lead `placed` and its slot counted.
+                    let status = record.status.clone();
+                    let recorded = self
+                        .until_recorded("a call's end", || async {
+                            self.record_end(call_id, &status, duration)
+                                .await
+                                .map(|_| ())
+                        })
+                        .await;
+                    if let Err(e) = recorded {
+                        tracing::error!(
+                            call_id,
+                            "cannot record the outcome: {e}; the next start follows the call again"
+                        );
+                        return "shutdown";
                     }
                     return "poll";
                 }

@@ -70,9 +70,10 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a call is followed before its slot is given back with an unknown outcome.
 const MAX_CALL_FOLLOW: Duration = Duration::from_secs(3 * 3600);
 
-/// Beats are as far apart as the store's window lets attempts be (a second and the send
-/// jitter, per attempt allowed): 2.5 % under the account's rate.
-const PACING_HEADROOM: f64 = 1.0 + crate::store::SEND_JITTER.as_secs_f64();
+/// Beats are a little further apart than the store's window lets attempts be (a second and
+/// the send jitter, per attempt allowed, and some slack): 2.5 % under the account's rate.
+const PACING_HEADROOM: f64 =
+    1.0 + crate::store::SEND_JITTER.as_secs_f64() + crate::store::BEAT_SLACK.as_secs_f64();
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -220,8 +221,43 @@ fn check_accounts(rules: &RuleSet, accounts: &[Arc<Account>]) -> Result<(), Daem
     Ok(())
 }
 
+/// Decisions made again because the commit refused them, and sends dropped for lateness:
+/// what keeping limits across daemons costs.
+#[derive(Debug, Default)]
+struct Retries {
+    stale: std::sync::atomic::AtomicU64,
+    account_busy: std::sync::atomic::AtomicU64,
+    paced: std::sync::atomic::AtomicU64,
+    sent_late: std::sync::atomic::AtomicU64,
+}
+
+/// `Retries` as counted so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetryCounts {
+    /// Another daemon had used the number since this one last heard of it.
+    pub stale: u64,
+    /// The account's live calls, over every daemon, were at its limit.
+    pub account_busy: u64,
+    /// The account's last second was full (this daemon woke late for its beat).
+    pub paced: u64,
+    /// Committed, but the request would have left too late after the commit: not sent.
+    pub sent_late: u64,
+}
+
+impl Retries {
+    fn counts(&self) -> RetryCounts {
+        RetryCounts {
+            stale: self.stale.load(Ordering::Relaxed),
+            account_busy: self.account_busy.load(Ordering::Relaxed),
+            paced: self.paced.load(Ordering::Relaxed),
+            sent_late: self.sent_late.load(Ordering::Relaxed),
+        }
+    }
+}
+
 struct Shared<S: Store> {
     store: S,
+    retries: Retries,
     /// The accounts, the first being the one of agents that name none.
     accounts: Vec<Arc<Account>>,
     /// Requests in flight and reconciliations: drained at shutdown.
@@ -355,6 +391,7 @@ impl<S: Store> Daemon<S> {
             shared: Arc::new(Shared {
                 member: members::Membership::new(),
                 store,
+                retries: Retries::default(),
                 rules: ArcSwap::new(rules),
                 accounts,
                 requests: Mutex::new(JoinSet::new()),
@@ -430,6 +467,11 @@ impl<S: Store> Daemon<S> {
 
     pub fn store(&self) -> &S {
         &self.shared.store
+    }
+
+    /// Decisions made again and sends dropped so far (see `RetryCounts`).
+    pub fn retries(&self) -> RetryCounts {
+        self.shared.retries.counts()
     }
 
     /// Runs until `shutdown` completes, then stops claiming, lets requests in flight finish
@@ -533,14 +575,6 @@ impl<S: Store> Shared<S> {
             .find(|a| a.model_id == model_id)
             .and_then(|a| a.account.as_deref());
         self.account(named.unwrap_or(""))
-    }
-
-    /// The account a lead of `campaign` dials on (its agent's).
-    fn account_of_campaign(&self, rules: &RuleSet, campaign: &str) -> Arc<Account> {
-        match rules.campaign(campaign) {
-            Some(campaign) => self.account_of_model(rules, &campaign.model_id),
-            None => self.accounts[0].clone(),
-        }
     }
 
     /// Runs a request (or a reconciliation) beside the loop; shutdown waits for it.

@@ -33,6 +33,8 @@ pub struct StatusView {
     pub store_problem: Option<String>,
     /// Every daemon working the store (one, on SQLite).
     pub members: Vec<super::MemberView>,
+    /// Decisions this daemon made again because a commit refused them, and sends dropped.
+    pub retries: super::RetryCounts,
     pub rules: RulesView,
     pub numbers: Vec<NumberView>,
     /// The last decisions acted on, newest first, each with its trace.
@@ -194,6 +196,14 @@ impl fmt::Display for StatusView {
                 member.rules_hash,
                 member.state,
                 crate::format_instant(member.heartbeat_at)
+            )?;
+        }
+        let r = &self.retries;
+        if r.stale + r.account_busy + r.paced + r.sent_late > 0 {
+            writeln!(
+                out,
+                "retries   decided again: {} on another daemon's use of the number, {} at the account's live-call limit, {} at its pace; {} not sent (late)",
+                r.stale, r.account_busy, r.paced, r.sent_late
             )?;
         }
         let hashes: std::collections::BTreeSet<&str> =
@@ -441,6 +451,7 @@ impl<S: Store> Daemon<S> {
             store: self.shared.store.engine().to_string(),
             store_problem: lock(&self.shared.store_problem).clone(),
             members,
+            retries: self.retries(),
             rules: RulesView {
                 hash: rules.hash_text(),
                 loaded_at: reload.loaded_at,

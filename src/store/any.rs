@@ -123,14 +123,15 @@ impl Store for AnyStore {
         }
     }
 
-    async fn claim_due(
+    async fn claim_due_for(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        campaigns: &Campaigns,
     ) -> Result<Vec<StoredLead>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.claim_due(now, limit).await,
-            AnyStore::Postgres(s) => s.claim_due(now, limit).await,
+            AnyStore::Sqlite(s) => s.claim_due_for(now, limit, campaigns).await,
+            AnyStore::Postgres(s) => s.claim_due_for(now, limit, campaigns).await,
         }
     }
 
@@ -331,10 +332,13 @@ impl Store for AnyStore {
         }
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_due_for(
+        &self,
+        campaigns: &Campaigns,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.next_due().await,
-            AnyStore::Postgres(s) => s.next_due().await,
+            AnyStore::Sqlite(s) => s.next_due_for(campaigns).await,
+            AnyStore::Postgres(s) => s.next_due_for(campaigns).await,
         }
     }
 

@@ -83,7 +83,11 @@ impl LeadState {
 /// attempts per second are counted over a window this much longer than a second, so that
 /// requests leaving up to this late never arrive more than the limit in any second; a
 /// request later than this is not sent (its lead goes back to the queue).
-pub const SEND_JITTER: std::time::Duration = std::time::Duration::from_millis(25);
+pub const SEND_JITTER: std::time::Duration = std::time::Duration::from_millis(15);
+
+/// How much longer than the window's share a pacing beat is: the slack that keeps a beat
+/// taken on time from being refused by the window for a commit a few milliseconds early.
+pub const BEAT_SLACK: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The window the attempts per second are counted over, in microseconds.
 pub const PACE_WINDOW_US: i64 = 1_000_000 + SEND_JITTER.as_micros() as i64;
@@ -312,6 +316,40 @@ pub fn ids_condition(ids: &[String]) -> String {
     format!("id IN ({})", list.join(", "))
 }
 
+/// Which leads a claim takes, by campaign: each account's dialing loop claims the leads of
+/// its own campaigns, so one account waiting (for a slot, a beat, a refused key) never holds
+/// up another's leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Campaigns {
+    All,
+    Only(Vec<String>),
+    /// Every campaign but these (the first account's loop: campaigns not in the rules too).
+    Except(Vec<String>),
+}
+
+impl Campaigns {
+    /// The SQL condition on `leads.campaign` (values quoted; empty when `All`).
+    pub fn condition(&self) -> String {
+        let list = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| format!("'{}'", n.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Campaigns::All => String::new(),
+            Campaigns::Only(names) if names.is_empty() => " AND 1 = 0".to_string(),
+            Campaigns::Only(names) => format!(" AND campaign IN ({})", list(names)),
+            Campaigns::Except(names) if names.is_empty() => String::new(),
+            Campaigns::Except(names) => format!(
+                " AND (campaign IS NULL OR campaign NOT IN ({}))",
+                list(names)
+            ),
+        }
+    }
+}
+
 /// A daemon, as it registers itself with the store.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MemberInfo {
@@ -416,12 +454,22 @@ pub trait Store: Send + Sync + 'static {
         leads: &[(String, RawLead)],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<EnqueueCounts, StoreError>> + Send;
-    /// Moves up to `limit` queued or deferred leads due at `now` to `claimed`, earliest first.
+    /// Moves up to `limit` queued or deferred leads of `campaigns` due at `now` to
+    /// `claimed` (by this member), earliest first.
+    fn claim_due_for(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        campaigns: &Campaigns,
+    ) -> impl Future<Output = Result<Vec<StoredLead>, StoreError>> + Send;
+    /// `claim_due_for` every campaign.
     fn claim_due(
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<StoredLead>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<StoredLead>, StoreError>> + Send {
+        async move { self.claim_due_for(now, limit, &Campaigns::All).await }
+    }
     /// Returns `claimed` leads to the queue (at start-up, or when shutting down).
     fn release_claims(
         &self,
@@ -570,8 +618,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         lead_id: &str,
     ) -> impl Future<Output = Result<Option<StoredLead>, StoreError>> + Send;
-    /// When the next queued or deferred lead is due.
-    fn next_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+    /// When the next queued or deferred lead of `campaigns` is due.
+    fn next_due_for(
+        &self,
+        campaigns: &Campaigns,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+    /// `next_due_for` every campaign.
+    fn next_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send {
+        async move { self.next_due_for(&Campaigns::All).await }
+    }
     fn counts(&self) -> impl Future<Output = Result<Vec<(LeadState, u64)>, StoreError>> + Send;
     /// A number that changes when another process has written to the store (new leads
     /// enqueued by `callroute enqueue`): cheap enough to poll while idle.

@@ -27,9 +27,9 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::broadcast;
 
 use super::{
-    Attempt, AttemptGuard, AttemptStatus, AuditEntry, Beat, Begun, CallEnd, EnqueueCounts,
-    FedAttempt, LeadState, Member, MemberInfo, NewAttempt, NotPlaced, Store, StoreError,
-    StoredLead, TakeOver,
+    Attempt, AttemptGuard, AttemptStatus, AuditEntry, Beat, Begun, CallEnd, Campaigns,
+    EnqueueCounts, FedAttempt, LeadState, Member, MemberInfo, NewAttempt, NotPlaced, Store,
+    StoreError, StoredLead, TakeOver,
 };
 use crate::lead::RawLead;
 
@@ -44,6 +44,8 @@ CREATE TABLE leads (
     call_id TEXT,
     reason TEXT,
     reason_code TEXT,
+    -- The lead's campaign (from its payload): each account's loop claims its campaigns.
+    campaign TEXT,
     owner TEXT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
@@ -235,7 +237,29 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(db)?;
-        if let Some(schema) = schema {
+        // The schema asked for (here, or by the URL's search_path) is created if missing.
+        let wanted = match schema {
+            Some(schema) => Some(schema.to_string()),
+            None => {
+                let current: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(db)?;
+                let path: String = sqlx::query_scalar("SHOW search_path")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(db)?;
+                let first = path
+                    .split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches('"');
+                (current.is_none() && !first.is_empty() && !first.starts_with('$'))
+                    .then(|| first.to_string())
+            }
+        };
+        if let Some(schema) = wanted {
             sqlx::query(AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS \"{}\"",
                 schema.replace('"', "\"\"")
@@ -702,12 +726,17 @@ impl Store for PgStore {
             data.push('\t');
             copy_escape(&payload, &mut data);
             data.push('\t');
+            match raw.campaign.as_deref().map(str::trim) {
+                Some(campaign) => copy_escape(campaign, &mut data),
+                None => data.push_str("\\N"),
+            }
+            data.push('\t');
             data.push_str(&due.to_string());
             data.push('\n');
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_leads (id TEXT, payload TEXT, due_at BIGINT) ON COMMIT DELETE ROWS",
+            "CREATE TEMP TABLE IF NOT EXISTS incoming_leads (id TEXT, payload TEXT, campaign TEXT, due_at BIGINT) ON COMMIT DELETE ROWS",
         )
         .execute(&mut *tx)
         .await
@@ -719,8 +748,8 @@ impl Store for PgStore {
         copy.send(data.into_bytes()).await.map_err(db)?;
         copy.finish().await.map_err(db)?;
         let accepted = sqlx::query(
-            "INSERT INTO leads (id, payload, state, due_at, created_at, updated_at)
-             SELECT DISTINCT ON (id) id, payload, 'queued', due_at, $1, $1 FROM incoming_leads
+            "INSERT INTO leads (id, payload, campaign, state, due_at, created_at, updated_at)
+             SELECT DISTINCT ON (id) id, payload, campaign, 'queued', due_at, $1, $1 FROM incoming_leads
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(ms(now))
@@ -738,14 +767,16 @@ impl Store for PgStore {
         })
     }
 
-    async fn claim_due(
+    async fn claim_due_for(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        campaigns: &Campaigns,
     ) -> Result<Vec<StoredLead>, StoreError> {
+        let only = campaigns.condition();
         let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE leads SET state = 'claimed', owner = $3, updated_at = $1
-             WHERE id IN (SELECT id FROM leads WHERE state IN ('queued', 'deferred') AND due_at <= $1
+             WHERE id IN (SELECT id FROM leads WHERE state IN ('queued', 'deferred') AND due_at <= $1{only}
                           ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
              RETURNING {LEAD_COLUMNS}"
         )))
@@ -1242,10 +1273,14 @@ impl Store for PgStore {
         row.as_ref().map(PgStore::lead_from_row).transpose()
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(due_at) FROM leads WHERE state IN ('queued', 'deferred')",
-        )
+    async fn next_due_for(
+        &self,
+        campaigns: &Campaigns,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT MIN(due_at) FROM leads WHERE state IN ('queued', 'deferred'){}",
+            campaigns.condition()
+        )))
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;

@@ -12,9 +12,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    Attempt, AttemptGuard, AttemptStatus, AuditEntry, Beat, Begun, CallEnd, EnqueueCounts,
-    FedAttempt, LeadState, Member, MemberInfo, NewAttempt, NotPlaced, Store, StoreError,
-    StoredLead, TakeOver,
+    Attempt, AttemptGuard, AttemptStatus, AuditEntry, Beat, Begun, CallEnd, Campaigns,
+    EnqueueCounts, FedAttempt, LeadState, Member, MemberInfo, NewAttempt, NotPlaced, Store,
+    StoreError, StoredLead, TakeOver,
 };
 use crate::lead::RawLead;
 
@@ -100,7 +100,7 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 ";
 
-/// Rows per INSERT statement when enqueueing (5 parameters each, far below SQLite's limit).
+/// Rows per INSERT statement when enqueueing (6 parameters each, far below SQLite's limit).
 const ENQUEUE_CHUNK: usize = 500;
 
 #[derive(Clone)]
@@ -208,6 +208,12 @@ impl SqliteStore {
         // Columns stores created by earlier versions lack.
         add_column(&pool, "leads", "reason_code", "TEXT").await?;
         add_column(&pool, "leads", "owner", "TEXT").await?;
+        if add_column(&pool, "leads", "campaign", "TEXT").await? {
+            sqlx::query("UPDATE leads SET campaign = trim(json_extract(payload, '$.campaign'))")
+                .execute(&pool)
+                .await
+                .map_err(db)?;
+        }
         add_column(&pool, "attempts", "owner", "TEXT").await?;
         add_column(
             &pool,
@@ -618,9 +624,9 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut accepted = 0;
         for chunk in leads.chunks(ENQUEUE_CHUNK) {
-            let placeholders = vec!["(?, ?, 'queued', ?, ?, ?)"; chunk.len()].join(", ");
+            let placeholders = vec!["(?, ?, ?, 'queued', ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
-                "INSERT OR IGNORE INTO leads (id, payload, state, due_at, created_at, updated_at) VALUES {placeholders}"
+                "INSERT OR IGNORE INTO leads (id, payload, campaign, state, due_at, created_at, updated_at) VALUES {placeholders}"
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (id, raw) in chunk {
@@ -636,6 +642,7 @@ impl Store for SqliteStore {
                 query = query
                     .bind(id.clone())
                     .bind(payload)
+                    .bind(raw.campaign.as_deref().map(str::trim))
                     .bind(due)
                     .bind(ms(now))
                     .bind(ms(now));
@@ -649,17 +656,19 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn claim_due(
+    async fn claim_due_for(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        campaigns: &Campaigns,
     ) -> Result<Vec<StoredLead>, StoreError> {
-        let rows = sqlx::query(
+        let only = campaigns.condition();
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE leads SET state = 'claimed', owner = ?3, updated_at = ?1
-             WHERE id IN (SELECT id FROM leads WHERE state IN ('queued', 'deferred') AND due_at <= ?1
+             WHERE id IN (SELECT id FROM leads WHERE state IN ('queued', 'deferred') AND due_at <= ?1{only}
                           ORDER BY due_at LIMIT ?2)
-             RETURNING id, payload, state, due_at, attempts, call_id, reason, reason_code",
-        )
+             RETURNING id, payload, state, due_at, attempts, call_id, reason, reason_code"
+        )))
         .bind(ms(now))
         .bind(i64::from(limit))
         .bind(&*self.member)
@@ -1108,10 +1117,14 @@ impl Store for SqliteStore {
         row.as_ref().map(SqliteStore::lead_from_row).transpose()
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(due_at) FROM leads WHERE state IN ('queued', 'deferred')",
-        )
+    async fn next_due_for(
+        &self,
+        campaigns: &Campaigns,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT MIN(due_at) FROM leads WHERE state IN ('queued', 'deferred'){}",
+            campaigns.condition()
+        )))
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;
