@@ -190,6 +190,44 @@ async fn an_agent_naming_an_unknown_account_is_refused_at_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_naming_an_unknown_account_fails_and_the_running_rules_stay() {
+    let sim = account_sim("key-a", "m-a", SLOW, 4);
+    let base = sim.start_local().await.unwrap();
+    let only_a = "agents: { a: { model_id: m-a, account: slow } }\nnumbers: { \"+14155550100\": {} }\ncampaigns: { ca: { agent: a, routes: [ { numbers: all } ] } }\n";
+    let rules = compile_sources(&[(std::path::Path::new("rules.yaml"), only_a)])
+        .0
+        .unwrap();
+    let accounts = vec![AccountSetup {
+        name: "slow".into(),
+        client: client(&base, "key-a"),
+        attempts_per_second: 4,
+        concurrency: 5,
+    }];
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let daemon =
+        Daemon::start_with_accounts(store, Arc::new(rules), accounts, DaemonConfig::default())
+            .await
+            .unwrap();
+    let running_hash = daemon.rules_hash();
+    let dir =
+        std::env::temp_dir().join(format!("callroute-accounts-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rules.yaml"),
+        only_a.replace("account: slow", "account: nope"),
+    )
+    .unwrap();
+    daemon.set_rules_dir(dir.clone());
+    let outcome = daemon.reload("test").await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let callroute::daemon::ReloadOutcome::Failed { errors } = outcome else {
+        panic!("a reload onto an unknown account applied: {outcome:?}");
+    };
+    assert!(errors.iter().any(|e| e.contains("`nope`")), "{errors:?}");
+    assert_eq!(daemon.rules_hash(), running_hash, "the running rules stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_lists_every_member_and_warns_when_their_rules_differ() {
     let Some(schema) = common::pg_schema("members_status").await else {
         return;

@@ -88,6 +88,12 @@ impl<S: Store> Daemon<S> {
             Some(dir) => {
                 let loaded =
                     tokio::task::spawn_blocking(move || crate::rules::load_dir(&dir)).await;
+                let account_problem = match &loaded {
+                    Ok(Ok(loaded)) => check_accounts(&loaded.rules, &self.shared.accounts)
+                        .err()
+                        .map(|e| e.to_string()),
+                    _ => None,
+                };
                 match loaded {
                     Err(e) => ReloadOutcome::Failed {
                         errors: vec![format!("reload task failed: {e}")],
@@ -100,6 +106,11 @@ impl<S: Store> Daemon<S> {
                             hash: running.hash_text(),
                         }
                     }
+                    // An agent on an account this daemon does not have: configuration the
+                    // rules cannot fix alone; the running rules stay.
+                    Ok(Ok(_)) if account_problem.is_some() => ReloadOutcome::Failed {
+                        errors: account_problem.into_iter().collect(),
+                    },
                     Ok(Ok(loaded)) => {
                         // Everything the new rules need is read before they run: the pools
                         // of agents this daemon has not read yet (a lead is never decided
