@@ -834,22 +834,38 @@ async fn enqueue(config_path: Option<&Path>, files: &[String]) -> anyhow::Result
         // Read and stored a batch at a time: memory follows the batch, not the file. Each
         // batch is one transaction; enqueue is idempotent by lead id, so a file cut short by
         // a crash is completed by enqueueing it again.
-        let input: Box<dyn std::io::BufRead> = if file == "-" {
-            Box::new(std::io::stdin().lock())
+        let input: Box<dyn std::io::BufRead + Send> = if file == "-" {
+            Box::new(std::io::BufReader::new(std::io::stdin()))
         } else {
             Box::new(std::io::BufReader::new(
                 std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?,
             ))
         };
-        let batches = match intake::batches(input, ENQUEUE_BATCH) {
-            Ok(batches) => batches,
-            Err(e) => {
-                eprintln!("{file}:{e}");
-                rejected += 1;
-                continue;
+        // Reading and checking the next batch (one thread) overlaps storing this one.
+        let (batches, mut received) = tokio::sync::mpsc::channel(2);
+        let reader = tokio::task::spawn_blocking(move || {
+            match intake::batches(input, ENQUEUE_BATCH) {
+                Ok(all) => {
+                    for batch in all {
+                        if batches.blocking_send(Ok(batch)).is_err() {
+                            return; // the store failed: stop reading
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = batches.blocking_send(Err(e));
+                }
             }
-        };
-        for batch in batches {
+        });
+        while let Some(batch) = received.recv().await {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    eprintln!("{file}:{e}");
+                    rejected += 1;
+                    continue;
+                }
+            };
             for bad in &batch.rejected {
                 eprintln!("{file}:{}: {}", bad.line, bad.reason);
             }
@@ -858,6 +874,7 @@ async fn enqueue(config_path: Option<&Path>, files: &[String]) -> anyhow::Result
             accepted += counts.accepted;
             duplicate += counts.duplicate;
         }
+        reader.await?;
     }
     println!("accepted {accepted}, duplicate {duplicate}, rejected {rejected}");
     Ok(if rejected > 0 {

@@ -142,7 +142,14 @@ async fn enqueue_is_idempotent_by_id(db: &impl Db) {
     assert_eq!((first.accepted, first.duplicate), (2, 0));
     let again = store.enqueue(&leads, t0()).await.unwrap();
     assert_eq!((again.accepted, again.duplicate), (0, 2));
-    assert_eq!(count(&store.counts().await.unwrap(), LeadState::Queued), 2);
+    // A batch mixing stored and new leads keeps the new ones.
+    let mixed = vec![
+        ("b".to_string(), raw("+14155550124")),
+        ("c".to_string(), raw("+14155550125")),
+    ];
+    let counts = store.enqueue(&mixed, t0()).await.unwrap();
+    assert_eq!((counts.accepted, counts.duplicate), (1, 1));
+    assert_eq!(count(&store.counts().await.unwrap(), LeadState::Queued), 3);
 }
 
 async fn a_lead_goes_from_queued_through_dialing_to_completed(db: &impl Db) {

@@ -51,7 +51,8 @@ CREATE TABLE leads (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX leads_due ON leads (due_at) WHERE state IN ('queued', 'deferred');
-CREATE INDEX leads_by_state ON leads (state);
+-- Held and deferred leads are counted by reason; queued ones (the bulk) stay out of it.
+CREATE INDEX leads_waiting ON leads (state) WHERE state IN ('held', 'deferred');
 CREATE INDEX leads_by_call ON leads (call_id) WHERE call_id IS NOT NULL;
 CREATE INDEX leads_claimed ON leads (owner) WHERE state = 'claimed';
 CREATE TABLE attempts (
@@ -711,8 +712,15 @@ impl Store for PgStore {
         leads: &[(String, RawLead)],
         now: DateTime<Utc>,
     ) -> Result<EnqueueCounts, StoreError> {
-        let mut data = String::with_capacity(leads.len() * 200);
+        // Duplicates within the batch are dropped here (the first stays, as SQLite keeps it);
+        // duplicates of leads already stored are found by the database.
+        let mut seen = std::collections::HashSet::with_capacity(leads.len());
+        let mut data = String::with_capacity(leads.len() * 150);
+        let now_ms = ms(now).to_string();
         for (id, raw) in leads {
+            if !seen.insert(id.as_str()) {
+                continue;
+            }
             let due = raw
                 .not_before
                 .as_deref()
@@ -732,31 +740,38 @@ impl Store for PgStore {
             }
             data.push('\t');
             data.push_str(&due.to_string());
+            data.push_str("\tqueued\t");
+            data.push_str(&now_ms);
+            data.push('\t');
+            data.push_str(&now_ms);
             data.push('\n');
         }
+        let data = data.into_bytes();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_leads (id TEXT, payload TEXT, campaign TEXT, due_at BIGINT) ON COMMIT DELETE ROWS",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let mut copy = tx
-            .copy_in_raw("COPY incoming_leads FROM STDIN (FORMAT text)")
+        // Most batches are new leads: `COPY` straight into the queue. A batch holding a lead
+        // already stored fails on its key; then the batch goes through a staging table and
+        // `ON CONFLICT DO NOTHING` instead.
+        sqlx::query("SAVEPOINT direct_copy")
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-        copy.send(data.into_bytes()).await.map_err(db)?;
-        copy.finish().await.map_err(db)?;
-        let accepted = sqlx::query(
-            "INSERT INTO leads (id, payload, campaign, state, due_at, created_at, updated_at)
-             SELECT DISTINCT ON (id) id, payload, campaign, 'queued', due_at, $1, $1 FROM incoming_leads
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
+        let accepted = match copy_direct(&mut tx, &data).await {
+            Ok(copied) => {
+                sqlx::query("RELEASE SAVEPOINT direct_copy")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                copied
+            }
+            Err(e) if is_unique_violation(&e) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT direct_copy")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                copy_skipping_duplicates(&mut tx, &data).await?
+            }
+            Err(e) => return Err(db(e)),
+        };
         if accepted > 0 {
             self.notify(&mut tx, "q").await?;
         }
@@ -1305,6 +1320,51 @@ impl Store for PgStore {
     async fn data_version(&self) -> Result<u64, StoreError> {
         Ok(self.version.load(Ordering::SeqCst))
     }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("23505"))
+}
+
+/// The columns of an enqueue row, in `COPY` order.
+const ENQUEUE_COLUMNS: &str = "id, payload, campaign, due_at, state, created_at, updated_at";
+
+/// `COPY` of enqueue rows straight into `leads`.
+async fn copy_direct(tx: &mut sqlx::PgConnection, data: &[u8]) -> Result<u64, sqlx::Error> {
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "COPY leads ({ENQUEUE_COLUMNS}) FROM STDIN (FORMAT text)"
+        ))
+        .await?;
+    copy.send(data).await?;
+    copy.finish().await
+}
+
+/// The same rows through a staging table, skipping ids already stored.
+async fn copy_skipping_duplicates(
+    tx: &mut sqlx::PgConnection,
+    data: &[u8],
+) -> Result<u64, StoreError> {
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS incoming_leads (id TEXT, payload TEXT, campaign TEXT, due_at BIGINT, state TEXT, created_at BIGINT, updated_at BIGINT) ON COMMIT DELETE ROWS",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    let mut copy = tx
+        .copy_in_raw("COPY incoming_leads FROM STDIN (FORMAT text)")
+        .await
+        .map_err(db)?;
+    copy.send(data).await.map_err(db)?;
+    copy.finish().await.map_err(db)?;
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO leads ({ENQUEUE_COLUMNS}) SELECT {ENQUEUE_COLUMNS} FROM incoming_leads
+         ON CONFLICT (id) DO NOTHING"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?
+    .rows_affected())
 }
 
 /// Appends what became of an attempt (once); returns the attempt's lead.
