@@ -11,7 +11,6 @@
 //! The daemons here are `Daemon`s in one process, each with its own store connection pool
 //! and member id: to the store they are as separate as processes (the tests run processes).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,42 +23,19 @@ use callroute::store::intake;
 use callroute::store::postgres::PgStore;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{AttemptGuard, NewAttempt, NumberUses, Store};
-use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, Simulator};
-use callroute::synthflow::{CallRequest, Client, ClientConfig};
+use callroute::synthflow::simulator::Simulator;
 
-const MODEL: &str = "m-1";
+mod common;
+use common::{MODEL, bare_loop, client, csv, numbers, sim_config};
 
 fn pg_url() -> String {
     std::env::var("CALLROUTE_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
-fn numbers() -> Vec<String> {
-    (0..50).map(|i| format!("+1415555{:04}", 100 + i)).collect()
-}
-
 /// Serves a simulator on a runtime of its own (its arrival stamps do not wait for ours).
 fn simulator(attempts_per_second: u32, concurrency: u32) -> (Simulator, String) {
-    let sim = Simulator::new(SimConfig {
-        api_key: "k".into(),
-        attempts_per_second,
-        concurrency,
-        agents: vec![SimAgent {
-            model_id: MODEL.into(),
-            r#type: "outbound".into(),
-            attached: numbers(),
-        }],
-        calls: CallBehaviour {
-            ring_ms: 0,
-            talk_ms: 0,
-            answer_rate: 1.0,
-            ..CallBehaviour::default()
-        },
-        faults: Default::default(),
-        seed: 1,
-        webhook: None,
-        put_replaces: false,
-    });
+    let sim = Simulator::new(sim_config(attempts_per_second, concurrency));
     let served = sim.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -74,31 +50,6 @@ fn simulator(attempts_per_second: u32, concurrency: u32) -> (Simulator, String) 
             });
     });
     (sim, rx.recv().unwrap())
-}
-
-fn client(base: &str) -> Client {
-    Client::new(&ClientConfig {
-        base_url: base.into(),
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(10),
-    })
-    .unwrap()
-}
-
-fn csv(count: usize, offset: usize) -> String {
-    let mut text = String::with_capacity(count * 40);
-    text.push_str("phone,name,campaign\n");
-    for i in 0..count {
-        let n = offset + i;
-        let _ = writeln!(
-            text,
-            "+1{}{:07},Lead,c",
-            [212, 305, 312, 415, 512, 617, 702, 206][n % 8],
-            2_000_000 + n / 8
-        );
-    }
-    text
 }
 
 fn rules(limits: &str) -> Arc<callroute::rules::RuleSet> {
@@ -205,30 +156,6 @@ async fn pg_stores(schema: &str, n: usize) -> Vec<PgStore> {
         );
     }
     stores
-}
-
-async fn bare_loop(base: &str, calls: usize, in_flight: usize) -> f64 {
-    let client = client(base);
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let per_task = calls / in_flight;
-    for t in 0..in_flight {
-        let client = client.clone();
-        tasks.spawn(async move {
-            for i in 0..per_task {
-                let request = CallRequest {
-                    model_id: MODEL.into(),
-                    phone: format!("+1646{:07}", 2_000_000 + t * per_task + i),
-                    name: "Bare".into(),
-                    from_phone_number: Some(numbers()[i % 50].clone()),
-                    ..CallRequest::default()
-                };
-                client.create_call(&request).await.unwrap();
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    started.elapsed().as_secs_f64()
 }
 
 /// Commit latencies (µs, sorted) of `count` attempts by each of `writers` members at once,
@@ -405,9 +332,9 @@ fn psql(command: &str) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// 5. Enqueue of 1,000,000 rows (`callroute enqueue`, the built binary) vs `psql \copy` of
-/// the same file into a bare table, and vs `psql \copy` of the same rows into the queue
-/// table (the same work on the database's side, without reading or checking).
+/// Enqueue of 1,000,000 rows by the built binary (`callroute enqueue`), beside `psql \copy`
+/// of the same file into a bare table and of the same rows into the queue table (the same
+/// work on the database's side, without reading or checking).
 async fn measure_enqueue() {
     let dir = std::env::temp_dir().join(format!("callroute-bench-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -5,7 +5,6 @@
 //! - achieved rate / allowed rate when pacing at 20 attempts/s, and the 429s seen;
 //! - enqueue time for 1,000,000 CSV rows (parse, validate, store).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,63 +15,15 @@ use callroute::rules::compile_sources;
 use callroute::store::Store;
 use callroute::store::intake;
 use callroute::store::sqlite::SqliteStore;
-use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, Simulator};
-use callroute::synthflow::{CallRequest, Client, ClientConfig};
+use callroute::synthflow::simulator::Simulator;
 
-const MODEL: &str = "m-1";
-
-fn numbers() -> Vec<String> {
-    (0..50).map(|i| format!("+1415555{:04}", 100 + i)).collect()
-}
+mod common;
+use common::{MODEL, bare_loop, client, csv, numbers, sim_config};
 
 async fn simulator(attempts_per_second: u32, concurrency: u32) -> (Simulator, String) {
-    let sim = Simulator::new(SimConfig {
-        api_key: "k".into(),
-        attempts_per_second,
-        concurrency,
-        agents: vec![SimAgent {
-            model_id: MODEL.into(),
-            r#type: "outbound".into(),
-            attached: numbers(),
-        }],
-        calls: CallBehaviour {
-            ring_ms: 0,
-            talk_ms: 0,
-            answer_rate: 1.0,
-            ..CallBehaviour::default()
-        },
-        faults: Default::default(),
-        seed: 1,
-        webhook: None,
-        put_replaces: false,
-    });
+    let sim = Simulator::new(sim_config(attempts_per_second, concurrency));
     let base = sim.start_local().await.unwrap();
     (sim, base)
-}
-
-fn client(base: &str) -> Client {
-    Client::new(&ClientConfig {
-        base_url: base.into(),
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(10),
-    })
-    .unwrap()
-}
-
-fn csv(count: usize, offset: usize) -> String {
-    let mut text = String::with_capacity(count * 40);
-    text.push_str("phone,name,campaign\n");
-    for i in 0..count {
-        let n = offset + i;
-        let _ = writeln!(
-            text,
-            "+1{}{:07},Lead,c",
-            [212, 305, 312, 415, 512, 617, 702, 206][n % 8],
-            2_000_000 + n / 8
-        );
-    }
-    text
 }
 
 /// Runs the daemon over `leads` leads until the simulator has seen them all; returns the
@@ -124,30 +75,6 @@ async fn daemon_run(
         .num_microseconds()
         .unwrap() as f64
         / 1e6
-}
-
-async fn bare_loop(base: &str, calls: usize, in_flight: usize) -> f64 {
-    let client = client(base);
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let per_task = calls / in_flight;
-    for t in 0..in_flight {
-        let client = client.clone();
-        tasks.spawn(async move {
-            for i in 0..per_task {
-                let request = CallRequest {
-                    model_id: MODEL.into(),
-                    phone: format!("+1646{:07}", 2_000_000 + t * per_task + i),
-                    name: "Bare".into(),
-                    from_phone_number: Some(numbers()[i % 50].clone()),
-                    ..CallRequest::default()
-                };
-                client.create_call(&request).await.unwrap();
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    started.elapsed().as_secs_f64()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
