@@ -10,6 +10,7 @@
 pub mod any;
 pub mod intake;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::future::Future;

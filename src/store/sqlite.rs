@@ -4,10 +4,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row};
 
@@ -155,11 +154,7 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
+use super::rows::{self, time};
 
 impl SqliteStore {
     /// Leads in `state` counted by the value of `column`, most first.
@@ -264,47 +259,6 @@ impl SqliteStore {
         })
     }
 
-    fn lead_from_row(row: &SqliteRow) -> Result<StoredLead, StoreError> {
-        let id: String = row.get("id");
-        let payload: String = row.get("payload");
-        let raw: RawLead = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt {
-            lead: id.clone(),
-            reason: e.to_string(),
-        })?;
-        let state: String = row.get("state");
-        Ok(StoredLead {
-            state: LeadState::parse(&state).ok_or_else(|| StoreError::Corrupt {
-                lead: id.clone(),
-                reason: format!("state `{state}`"),
-            })?,
-            due_at: time(row.get("due_at")),
-            attempts: row.get::<i64, _>("attempts") as u32,
-            call_id: row.get("call_id"),
-            reason: row.get("reason"),
-            reason_code: row.get("reason_code"),
-            raw,
-            id,
-        })
-    }
-
-    fn attempt_from_row(row: &SqliteRow) -> Attempt {
-        let status: Option<String> = row.get("status");
-        Attempt {
-            id: row.get("id"),
-            lead_id: row.get("lead_id"),
-            model_id: row.get("model_id"),
-            from_number: row.get("from_number"),
-            route: row.get("route"),
-            account: row.get("account"),
-            at: time(row.get("at")),
-            status: status
-                .as_deref()
-                .and_then(AttemptStatus::parse)
-                .unwrap_or(AttemptStatus::Sent),
-            call_id: row.get("call_id"),
-        }
-    }
-
     /// Attempts with their results, filtered by `condition` (SQL after the join; one `?`
     /// bound to `bind` if given).
     async fn attempts_where(
@@ -318,7 +272,7 @@ impl SqliteStore {
             query = query.bind(value);
         }
         let rows = query.fetch_all(&self.pool).await.map_err(db)?;
-        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+        Ok(rows.iter().map(rows::attempt).collect())
     }
 
     /// `attempts_where` with this member's id bound to the condition's one `?`.
@@ -329,7 +283,7 @@ impl SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        Ok(rows.iter().map(SqliteStore::attempt_from_row).collect())
+        Ok(rows.iter().map(rows::attempt).collect())
     }
 
     /// Takes over the members chosen by `which` (SQL over `members`, `?1` = now ms, `?2` =
@@ -526,22 +480,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|row| Member {
-                id: row.get("id"),
-                info: MemberInfo {
-                    host: row.get("host"),
-                    pid: row.get::<i64, _>("pid") as u32,
-                    version: row.get("version"),
-                    rules_hash: row.get("rules_hash"),
-                },
-                started_at: time(row.get("started_at")),
-                heartbeat_at: time(row.get("heartbeat_at")),
-                left_at: row.get::<Option<i64>, _>("left_at").map(time),
-                taken_over_by: row.get("taken_over_by"),
-            })
-            .collect())
+        Ok(rows.iter().map(rows::member).collect())
     }
 
     async fn reserve_pace(
@@ -607,7 +546,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db)?;
-            found.extend(rows.iter().map(SqliteStore::attempt_from_row));
+            found.extend(rows.iter().map(rows::attempt));
         }
         Ok(found)
     }
@@ -675,10 +614,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let mut leads: Vec<StoredLead> = rows
-            .iter()
-            .map(SqliteStore::lead_from_row)
-            .collect::<Result<_, _>>()?;
+        let mut leads: Vec<StoredLead> = rows.iter().map(rows::lead).collect::<Result<_, _>>()?;
         leads.sort_by_key(|l| l.due_at);
         Ok(leads)
     }
@@ -788,7 +724,7 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
-            let ledger: Vec<Attempt> = rows.iter().map(SqliteStore::attempt_from_row).collect();
+            let ledger: Vec<Attempt> = rows.iter().map(rows::attempt).collect();
             let unknown = super::unknown_uses(ledger, &uses.known_ms);
             if !unknown.is_empty() {
                 return Ok(Begun::Stale(unknown));
@@ -961,17 +897,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|row| CallEnd {
-                from_number: row.get("from_number"),
-                status: row.get("status"),
-                duration: row
-                    .get::<Option<i64>, _>("duration_ms")
-                    .map(|ms| Duration::from_millis(ms.max(0) as u64)),
-                at: time(row.get("at")),
-            })
-            .collect())
+        Ok(rows.iter().map(rows::call_end).collect())
     }
 
     async fn first_uses(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
@@ -1040,18 +966,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| {
-                Some(crate::health::Rest {
-                    number: row.get::<String, _>("number").parse().ok()?,
-                    since: time(row.get("since")),
-                    until: time(row.get("until")),
-                    reason: row.get("reason"),
-                    source: row.get("source"),
-                })
-            })
-            .collect())
+        Ok(rows.iter().filter_map(rows::rest).collect())
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -1077,16 +992,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|row| AuditEntry {
-                at: time(row.get("at")),
-                actor: row.get("actor"),
-                action: row.get("action"),
-                subject: row.get("subject"),
-                detail: row.get("detail"),
-            })
-            .collect())
+        Ok(rows.iter().map(rows::audit).collect())
     }
 
     async fn in_doubt(&self) -> Result<Vec<Attempt>, StoreError> {
@@ -1114,7 +1020,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.as_ref().map(SqliteStore::lead_from_row).transpose()
+        row.as_ref().map(rows::lead).transpose()
     }
 
     async fn next_due_for(
