@@ -162,6 +162,89 @@ async fn each_account_is_paced_to_its_own_limit_and_neither_holds_up_the_other()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_pauses_only_its_account_and_its_leads_wait() {
+    let slow = account_sim("key-a", "m-a", SLOW, 10);
+    let fast = account_sim("key-b", "m-b", FAST, 20);
+    let (slow_base, fast_base) = (
+        slow.start_local().await.unwrap(),
+        fast.start_local().await.unwrap(),
+    );
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let accounts = vec![
+        AccountSetup {
+            name: "slow".into(),
+            client: client(&slow_base, "key-a"),
+            attempts_per_second: 10,
+            concurrency: 5,
+        },
+        AccountSetup {
+            name: "fast".into(),
+            client: client(&fast_base, "key-b"),
+            attempts_per_second: 20,
+            concurrency: 10,
+        },
+    ];
+    let config = DaemonConfig {
+        poll_interval: Duration::from_millis(20),
+        idle_poll: Duration::from_millis(100),
+        retry_max: Duration::from_millis(500),
+        ..DaemonConfig::default()
+    };
+    let daemon = Arc::new(
+        Daemon::start_with_accounts(store, Arc::new(rules("")), accounts, config)
+            .await
+            .unwrap(),
+    );
+    // The slow account's key is revoked before any lead is queued.
+    slow.set_api_key("rotated");
+    let mut leads = Vec::new();
+    for i in 0..40 {
+        leads.push((
+            format!("b{i}"),
+            common::raw_lead(&format!("+1617555{:04}", 2000 + i), "cb"),
+        ));
+        leads.push((
+            format!("a{i}"),
+            common::raw_lead(&format!("+1312555{:04}", 2000 + i), "ca"),
+        ));
+    }
+    daemon.store().enqueue(&leads, Utc::now()).await.unwrap();
+    let running = daemon.spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while fast.log().len() < 40 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fast.log().len(),
+        40,
+        "the fast account dialed all its leads meanwhile"
+    );
+    assert!(slow.log().is_empty(), "nothing placed on a refused key");
+    assert!(daemon.status().await.unwrap().accounts[0].auth_failed);
+    // Nothing was lost: the key works again, and the slow account's leads go.
+    slow.set_api_key("key-a");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while slow.log().len() < 40 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await.unwrap();
+    assert_eq!(
+        slow.log().len(),
+        40,
+        "every lead of the slow account called once its key works"
+    );
+    let failed = daemon
+        .store()
+        .counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(state, _)| *state == callroute::store::LeadState::Failed)
+        .map_or(0, |(_, n)| n);
+    assert_eq!(failed, 0, "a refused key fails no lead");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_naming_an_unknown_account_is_refused_at_start() {
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     let sim = account_sim("key-a", "m-a", SLOW, 4);

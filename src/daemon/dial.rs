@@ -8,6 +8,8 @@ use super::*;
 pub(super) struct Timers {
     next_refresh: tokio::time::Instant,
     next_count: tokio::time::Instant,
+    /// When pools are read again while an account's key is refused.
+    next_key_retry: tokio::time::Instant,
 }
 
 impl<S: Store> Shared<S> {
@@ -81,6 +83,7 @@ impl<S: Store> Shared<S> {
         let mut timers = Timers {
             next_refresh: tokio::time::Instant::now() + self.config.pool_refresh,
             next_count: tokio::time::Instant::now(),
+            next_key_retry: tokio::time::Instant::now(),
         };
         let mut failures = 0;
         while !self.stopping() {
@@ -145,32 +148,58 @@ impl<S: Store> Shared<S> {
             }
         }
         self.heartbeat();
-        let refresh_now = index == 0 && self.refresh_pools_now.swap(false, Ordering::SeqCst);
-        if index == 0 && refresh_now
-            || self
-                .accounts
-                .iter()
-                .any(|a| a.auth_failed.load(Ordering::SeqCst))
-            || tokio::time::Instant::now() >= timers.next_refresh
-        {
-            timers.next_refresh = tokio::time::Instant::now() + self.config.pool_refresh;
+        let now_instant = tokio::time::Instant::now();
+        let key_refused = self
+            .accounts
+            .iter()
+            .any(|a| a.auth_failed.load(Ordering::SeqCst));
+        // The first loop reads the pools for all: when asked to, when a refused key may work
+        // again (every few seconds), and every `pool_refresh`.
+        let refresh = index == 0
+            && (self.refresh_pools_now.swap(false, Ordering::SeqCst)
+                || (key_refused && now_instant >= timers.next_key_retry)
+                || now_instant >= timers.next_refresh);
+        if refresh {
+            timers.next_refresh = now_instant + self.config.pool_refresh;
+            timers.next_key_retry = now_instant + self.config.retry_max.min(Duration::from_secs(5));
             // Pinging the watchdog meanwhile: a hung API is reported, not restarted into.
-            if let Err(e) = self.alive_while(self.refresh_pools()).await {
-                tracing::error!("{e}; dialing paused, queue kept");
-                *lock(&self.api_problem) = Some(e.to_string());
-                // Try again before claiming anything: never dial on pools never read.
-                self.refresh_pools_now.store(true, Ordering::SeqCst);
-                self.alive_while(
-                    self.sleep_or_stop(self.config.retry_max.min(Duration::from_secs(30))),
-                )
-                .await;
-                return Ok(());
+            match self.alive_while(self.refresh_pools()).await {
+                Ok(()) => {}
+                // One account's key refused, others working: only that account pauses (its
+                // loop waits); the pools are read again in a few seconds.
+                Err(e @ DaemonError::Unauthorized(_))
+                    if self
+                        .accounts
+                        .iter()
+                        .any(|a| !a.auth_failed.load(Ordering::SeqCst)) =>
+                {
+                    tracing::error!("{e}; that account's dialing paused, its leads kept");
+                }
+                Err(e) => {
+                    tracing::error!("{e}; dialing paused, queue kept");
+                    *lock(&self.api_problem) = Some(e.to_string());
+                    // Try again before claiming anything: never dial on pools never read.
+                    self.refresh_pools_now.store(true, Ordering::SeqCst);
+                    self.alive_while(
+                        self.sleep_or_stop(self.config.retry_max.min(Duration::from_secs(30))),
+                    )
+                    .await;
+                    return Ok(());
+                }
             }
             *lock(&self.api_problem) = None;
             // Rests written by `callroute numbers rest|resume`, and numbers to attach
             // again after a rest.
             self.reload_rests().await;
             self.alive_while(self.sync_rest_attachments()).await;
+        }
+        if account.auth_failed.load(Ordering::SeqCst) {
+            // Synthflow refused this account's key: its leads stay queued (claiming them
+            // only to put them back would spin), the other accounts dial on, and the first
+            // loop reads the pools again until the key works.
+            self.alive_while(self.sleep_or_stop(self.config.retry_max.min(Duration::from_secs(5))))
+                .await;
+            return Ok(());
         }
         // Read before looking for work: a write after this point ends the idle wait.
         let version = self.store.data_version().await.ok();
