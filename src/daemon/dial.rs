@@ -342,7 +342,10 @@ impl<S: Store> Shared<S> {
                 paced = true;
                 continue;
             }
-            let (rules, now, decision, route, trace) = first;
+            // The number's uses as the decision counted them (read under the same lock as
+            // the decision: the feed may add uses after it, which the commit must then see
+            // as unknown).
+            let (rules, now, decision, route, trace, number_uses) = first;
             if let Decision::Dial {
                 from_phone_number,
                 model_id,
@@ -365,13 +368,7 @@ impl<S: Store> Shared<S> {
                     return Ok(());
                 }
                 let guard = crate::store::AttemptGuard {
-                    number_uses: self.number_guard(
-                        &rules,
-                        &lead,
-                        route_name,
-                        *from_phone_number,
-                        now,
-                    ),
+                    number_uses,
                     concurrency: Some(account.concurrency),
                     per_second: Some(account.attempts_per_second),
                 };
@@ -517,7 +514,7 @@ impl<S: Store> Shared<S> {
     /// What the commit must check about the number: its uses over its longest limit window
     /// as this daemon counted them (none to check when nothing limits it).
     fn number_guard(
-        &self,
+        pool: &PoolState,
         rules: &RuleSet,
         lead: &Lead,
         route_name: &str,
@@ -536,7 +533,7 @@ impl<S: Store> Shared<S> {
         let since = DateTime::<Utc>::from_timestamp_millis(since_ms)?;
         Some(crate::store::NumberUses {
             since,
-            known_ms: lock(&self.pool).uses_ms_since(number, since),
+            known_ms: pool.uses_ms_since(number, since),
         })
     }
 
@@ -551,11 +548,22 @@ impl<S: Store> Shared<S> {
         Decision,
         String,
         crate::engine::Trace,
+        Option<crate::store::NumberUses>,
     ) {
         let rules = self.rules.load_full();
-        let (decision, trace) = {
+        let (decision, trace, number_uses) = {
             let pool = lock(&self.pool);
-            decide(&rules, lead, &pool, self.config.clock.now())
+            let now = self.config.clock.now();
+            let (decision, trace) = decide(&rules, lead, &pool, now);
+            let number_uses = match &decision {
+                Decision::Dial {
+                    from_phone_number,
+                    route,
+                    ..
+                } => Self::number_guard(&pool, &rules, lead, route, *from_phone_number, now),
+                _ => None,
+            };
+            (decision, trace, number_uses)
         };
         let now = trace.now.unwrap_or_else(Utc::now);
         for excluded in &trace.excluded {
@@ -569,7 +577,7 @@ impl<S: Store> Shared<S> {
             .find(|r| r.matched)
             .map(|r| r.route.to_string())
             .unwrap_or_default();
-        (rules, now, decision, route, trace)
+        (rules, now, decision, route, trace, number_uses)
     }
 
     /// One counter per decision actually acted on, labelled by campaign, route, outcome and
