@@ -199,6 +199,8 @@ async fn the_console_shows_the_running_daemon() {
         .await
         .unwrap();
     assert_eq!(row.text().await.unwrap(), "1");
+    // The daemons working the store: this one, live, on the running rules.
+    wait_for_text(&browser, "#members", "(this one)", Duration::from_secs(5)).await;
     wait_for_text(
         &browser,
         "tr[data-number='+14155550100'] .full-windows",
