@@ -736,3 +736,32 @@ async fn a_commit_refuses_a_second_already_full(db: &impl Db) {
         "once the second has room: {later:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_on_an_empty_postgres_schema_migrate_it_once() {
+    let Some(schema) = common::pg_schema("concurrent_migrations").await else {
+        return;
+    };
+    let url = common::pg_url();
+    let opened = futures_util::future::join_all(
+        (0..4).map(|_| PgStore::open_in_schema(&url, Some(&schema))),
+    )
+    .await;
+    for store in &opened {
+        assert!(store.is_ok(), "{:?}", store.as_ref().err());
+    }
+    let mut connection =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&common::pg_store_url(&schema))
+            .await
+            .unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM callroute_migrations ORDER BY version")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+    assert_eq!(versions, [1], "each migration applied once");
+    let again = PgStore::migrate_only(&common::pg_store_url(&schema))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "nothing left to apply: {again:?}");
+}
