@@ -116,6 +116,26 @@ fn describe() {
         "POST /v2/calls answered 429 (the call was not placed)."
     );
     describe_counter!(
+        "callroute_decisions_retried_total",
+        "Decisions made again because the store refused the commit (why: stale_usage, account_busy, pace)."
+    );
+    describe_counter!(
+        "callroute_sends_late_total",
+        "Attempts committed but not sent: the request would have left too late after its commit."
+    );
+    describe_counter!(
+        "callroute_takeovers_total",
+        "Daemons whose work this daemon took over after their lease expired (or their process died)."
+    );
+    describe_counter!(
+        "callroute_lease_lost_total",
+        "Times this daemon found its own lease taken over (it had stalled past the lease) and joined again."
+    );
+    describe_counter!(
+        "callroute_store_errors_total",
+        "Dialing-loop turns that failed on the store (dialing pauses until it answers)."
+    );
+    describe_counter!(
         "callroute_admin_connections_refused_total",
         "Admin connections closed at accept because admin.max_connections were open."
     );
