@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod service;
 pub mod simulate;
 pub mod store;
+pub mod suppression;
 pub mod synthflow;
 pub mod systemd;
 pub mod usage;

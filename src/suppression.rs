@@ -1,0 +1,369 @@
+//! Suppression lists (do-not-call, litigators, a client's own list): large sets of phone
+//! numbers, each entry with the line it came from and, optionally, when it expires.
+//!
+//! Built for tens of millions of entries: numbers are E.164 digits (`E164::digits`), kept
+//! sorted in buckets of equal high 32 bits, so each entry costs its low 32 bits (4 bytes) plus
+//! its source line (4 bytes), and 2 more only in a list where some entry expires. A lookup is
+//! two binary searches. Loading parses digits by hand (no per-entry validation against the
+//! numbering plan: a list is matched exactly, it is not dialed).
+//!
+//! Pure: the caller reads the file; `List::parse` takes its bytes.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::phone::E164;
+
+/// Where a number was found: the list, the file and line of its entry, and the entry's expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit<'a> {
+    pub list: &'a str,
+    pub file: &'a Path,
+    pub line: u32,
+    pub expires: Option<NaiveDate>,
+}
+
+/// One list, read from one file.
+#[derive(Debug, Clone, Default)]
+pub struct List {
+    name: String,
+    file: PathBuf,
+    /// The distinct high 32 bits of the numbers, ascending, each with where its bucket of
+    /// `lows` starts (the next one's start ends it).
+    buckets: Vec<(u32, u32)>,
+    /// The low 32 bits of every number, ascending within its bucket.
+    lows: Vec<u32>,
+    /// The source line of each entry (same index as `lows`).
+    lines: Vec<u32>,
+    /// Expiry of each entry as days after `EPOCH` (0: never), when any entry has one.
+    expiries: Option<Vec<u16>>,
+    /// A hash of the file's bytes: the list's version, in proofs.
+    version: u64,
+}
+
+/// Day 0 of `expiries` (entries expire within 2000..2179).
+const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(day) => day,
+    None => panic!("a valid date"),
+};
+
+/// A line the list could not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: u32,
+    pub reason: String,
+}
+
+/// At most this many bad lines are kept (the count says how many there were).
+const BAD_LINES_KEPT: usize = 20;
+
+/// What went wrong reading a list: the first bad lines (with their numbers) and how many.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", describe(file, bad, *count))]
+pub struct ListError {
+    pub file: PathBuf,
+    pub bad: Vec<BadLine>,
+    pub count: usize,
+}
+
+fn describe(file: &Path, bad: &[BadLine], count: usize) -> String {
+    let mut text = bad
+        .iter()
+        .map(|b| format!("{}:{}: {}", file.display(), b.line, b.reason))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if count > bad.len() {
+        text.push_str(&format!(
+            "\n{}: {} more bad lines",
+            file.display(),
+            count - bad.len()
+        ));
+    }
+    text
+}
+
+/// Digits of `+NNN…` or `NNN…` (8 to 15 digits, the first not 0), as `E164::digits` has them.
+fn parse_digits(text: &[u8]) -> Option<u64> {
+    let digits = text.strip_prefix(b"+").unwrap_or(text);
+    if !(8..=15).contains(&digits.len()) || digits[0] == b'0' {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+fn parse_expiry(text: &str) -> Result<u16, String> {
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        format!(
+            "expiry `{}` is not a date (YYYY-MM-DD)",
+            crate::bounded(text, 20)
+        )
+    })?;
+    let days = (day - EPOCH).num_days();
+    u16::try_from(days)
+        .ok()
+        .filter(|&d| d > 0)
+        .ok_or_else(|| format!("expiry {day} is outside 2000-01-02..2179"))
+}
+
+impl List {
+    /// Reads a list: one number a line (`+14155550100`, the `+` optional), optionally a comma
+    /// and an expiry date (`+14155550100,2027-06-30`); blank lines and `#` comments are
+    /// skipped, and a first line that is not a number (a CSV header) is too. A number listed
+    /// twice keeps its first line and the later of its expiries (none: never). Every bad line
+    /// is reported, with its number.
+    pub fn parse(name: &str, file: &Path, bytes: &[u8]) -> Result<List, ListError> {
+        let mut entries: Vec<(u64, u32, u16)> = Vec::with_capacity(bytes.len() / 13);
+        let mut bad = Vec::new();
+        let mut count = 0;
+        let mut any_expiry = false;
+        for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let text = raw.trim_ascii();
+            if text.is_empty() || text[0] == b'#' {
+                continue;
+            }
+            let (number, expiry) = match text.iter().position(|&b| b == b',') {
+                Some(comma) => (
+                    text[..comma].trim_ascii(),
+                    Some(text[comma + 1..].trim_ascii()),
+                ),
+                None => (text, None),
+            };
+            let Some(digits) = parse_digits(number) else {
+                // A header row is the first line and holds no digit.
+                if index == 0 && !number.iter().any(u8::is_ascii_digit) {
+                    continue;
+                }
+                count += 1;
+                if bad.len() < BAD_LINES_KEPT {
+                    bad.push(BadLine {
+                        line,
+                        reason: format!(
+                            "`{}` is not a phone number in E.164 (+ and 8 to 15 digits)",
+                            crate::bounded(&String::from_utf8_lossy(number), 30)
+                        ),
+                    });
+                }
+                continue;
+            };
+            let expiry = match expiry.filter(|e| !e.is_empty()) {
+                None => 0,
+                Some(text) => match parse_expiry(&String::from_utf8_lossy(text)) {
+                    Ok(days) => {
+                        any_expiry = true;
+                        days
+                    }
+                    Err(reason) => {
+                        count += 1;
+                        if bad.len() < BAD_LINES_KEPT {
+                            bad.push(BadLine { line, reason });
+                        }
+                        continue;
+                    }
+                },
+            };
+            entries.push((digits, line, expiry));
+        }
+        if count > 0 {
+            return Err(ListError {
+                file: file.to_path_buf(),
+                bad,
+                count,
+            });
+        }
+        // Sorted by number, then line: the first line of a number listed twice comes first.
+        entries.sort_unstable_by_key(|&(digits, line, _)| (digits, line));
+        let mut list = List {
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            version: xxhash_rust::xxh3::xxh3_64(bytes),
+            ..List::default()
+        };
+        list.lows.reserve_exact(entries.len());
+        list.lines.reserve_exact(entries.len());
+        let mut expiries = Vec::new();
+        if any_expiry {
+            expiries.reserve_exact(entries.len());
+        }
+        let mut previous = None;
+        for (digits, line, expiry) in entries {
+            if previous == Some(digits) {
+                // Listed again: the entry lasts as long as its longest-lived line.
+                if let Some(last) = expiries.last_mut()
+                    && (*last != 0 && (expiry == 0 || expiry > *last))
+                {
+                    *last = expiry;
+                }
+                continue;
+            }
+            previous = Some(digits);
+            let high = (digits >> 32) as u32;
+            if list.buckets.last().is_none_or(|&(h, _)| h != high) {
+                list.buckets.push((high, list.lows.len() as u32));
+            }
+            list.lows.push(digits as u32);
+            list.lines.push(line);
+            if any_expiry {
+                expiries.push(expiry);
+            }
+        }
+        list.expiries = any_expiry.then_some(expiries);
+        list.buckets.shrink_to_fit();
+        Ok(list)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Entries in the list (a number listed twice counts once).
+    pub fn len(&self) -> usize {
+        self.lows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lows.is_empty()
+    }
+
+    /// A hash of the file's bytes.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Heap bytes the list holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<(u32, u32)>()
+            + self.lows.capacity() * 4
+            + self.lines.capacity() * 4
+            + self.expiries.as_ref().map_or(0, |e| e.capacity() * 2)
+    }
+
+    /// The entry for `number`, if the list has one that has not expired at `now`.
+    pub fn find(&self, number: E164, now: DateTime<Utc>) -> Option<Hit<'_>> {
+        let digits = number.digits();
+        let high = (digits >> 32) as u32;
+        let bucket = self.buckets.binary_search_by_key(&high, |&(h, _)| h).ok()?;
+        let start = self.buckets[bucket].1 as usize;
+        let end = self
+            .buckets
+            .get(bucket + 1)
+            .map_or(self.lows.len(), |&(_, s)| s as usize);
+        let index = start + self.lows[start..end].binary_search(&(digits as u32)).ok()?;
+        let expires = self
+            .expiries
+            .as_ref()
+            .map(|e| e[index])
+            .filter(|&d| d != 0)
+            .and_then(|d| EPOCH.checked_add_signed(chrono::Duration::days(i64::from(d))));
+        // An entry that expires on a day still holds that day (in UTC).
+        if expires.is_some_and(|day| now.date_naive() > day) {
+            return None;
+        }
+        Some(Hit {
+            list: &self.name,
+            file: &self.file,
+            line: self.lines[index],
+            expires,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(text: &str) -> E164 {
+        E164::parse(text).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-12-01T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn finds_listed_numbers_with_their_line_and_only_those() {
+        let text = "phone\n+14155550100\n\n# from the 2026 scrub\n+12125550107\n14155550101\n+447911123456\n";
+        let list = List::parse("internal", Path::new("dnc.txt"), text.as_bytes()).unwrap();
+        assert_eq!(list.len(), 4);
+        let hit = list.find(number("+12125550107"), now()).unwrap();
+        assert_eq!((hit.list, hit.line, hit.expires), ("internal", 5, None));
+        assert_eq!(list.find(number("+14155550101"), now()).unwrap().line, 6);
+        assert_eq!(list.find(number("+447911123456"), now()).unwrap().line, 7);
+        assert!(list.find(number("+14155550102"), now()).is_none());
+        assert!(list.find(number("+13055550105"), now()).is_none());
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_with_its_number() {
+        let text = "+14155550100\nnot a number\n+1415\n+14155550101,tomorrow\n+012345678\n";
+        let error = List::parse("x", Path::new("x.txt"), text.as_bytes()).unwrap_err();
+        let lines: Vec<u32> = error.bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5]);
+        assert_eq!(error.count, 4);
+        assert!(
+            error.to_string().contains("x.txt:4: expiry `tomorrow`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_header_is_skipped_only_on_the_first_line() {
+        assert!(List::parse("x", Path::new("x"), b"number,expires\n+14155550100\n").is_ok());
+        assert!(List::parse("x", Path::new("x"), b"+14155550100\nnumber\n").is_err());
+    }
+
+    #[test]
+    fn entries_expire_after_their_day_and_duplicates_keep_the_longest() {
+        let text = "+14155550100,2026-11-30\n+14155550101,2026-12-01\n+14155550102\n+14155550103,2026-01-01\n+14155550103,2027-01-01\n+14155550102,2026-01-01\n";
+        let list = List::parse("x", Path::new("x"), text.as_bytes()).unwrap();
+        assert!(
+            list.find(number("+14155550100"), now()).is_none(),
+            "expired yesterday"
+        );
+        assert_eq!(
+            list.find(number("+14155550101"), now()).unwrap().expires,
+            NaiveDate::from_ymd_opt(2026, 12, 1),
+            "holds through its last day"
+        );
+        assert!(
+            list.find(number("+14155550102"), now()).is_some(),
+            "one line never expires"
+        );
+        let twice = list.find(number("+14155550103"), now()).unwrap();
+        assert_eq!(
+            (twice.line, twice.expires),
+            (4, NaiveDate::from_ymd_opt(2027, 1, 1))
+        );
+    }
+
+    #[test]
+    fn numbers_across_buckets_are_found() {
+        // Digits whose high 32 bits differ: several buckets.
+        let numbers = [
+            "+14155550100",
+            "+8613800138000",
+            "+61412345678",
+            "+919876543210",
+            "+33612345678",
+        ];
+        let text = numbers.join("\n");
+        let list = List::parse("x", Path::new("x"), text.as_bytes()).unwrap();
+        assert!(list.buckets.len() > 1);
+        for (i, n) in numbers.iter().enumerate() {
+            assert_eq!(
+                list.find(number(n), now()).unwrap().line as usize,
+                i + 1,
+                "{n}"
+            );
+        }
+        assert!(list.find(number("+8613800138001"), now()).is_none());
+    }
+}
