@@ -305,16 +305,31 @@ pub fn gone_from_this_host(members: Vec<(String, String, i64)>) -> Vec<String> {
         .collect()
 }
 
-/// `id IN ('a', 'b')` over `ids` (quoted), or a condition that is false when there are none.
+/// `'a', 'b'`: `values` as SQL string literals (quotes doubled), for `IN (…)`.
+fn sql_list(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `id IN ('a', 'b')` over `ids`, or a condition that is false when there are none.
 pub fn ids_condition(ids: &[String]) -> String {
     if ids.is_empty() {
         return "1 = 0".to_string();
     }
-    let list: Vec<String> = ids
-        .iter()
-        .map(|id| format!("'{}'", id.replace('\'', "''")))
-        .collect();
-    format!("id IN ({})", list.join(", "))
+    format!("id IN ({})", sql_list(ids))
+}
+
+/// When a lead enqueued at `now` is first due (epoch ms): its `not_before`, never earlier
+/// than now.
+pub fn due_ms(raw: &RawLead, now: DateTime<Utc>) -> i64 {
+    let now = now.timestamp_millis();
+    raw.not_before
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or(now, |t| t.timestamp_millis().max(now))
 }
 
 /// Which leads a claim takes, by campaign: each account's dialing loop claims the leads of
@@ -331,21 +346,14 @@ pub enum Campaigns {
 impl Campaigns {
     /// The SQL condition on `leads.campaign` (values quoted; empty when `All`).
     pub fn condition(&self) -> String {
-        let list = |names: &[String]| {
-            names
-                .iter()
-                .map(|n| format!("'{}'", n.replace('\'', "''")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         match self {
             Campaigns::All => String::new(),
             Campaigns::Only(names) if names.is_empty() => " AND 1 = 0".to_string(),
-            Campaigns::Only(names) => format!(" AND campaign IN ({})", list(names)),
+            Campaigns::Only(names) => format!(" AND campaign IN ({})", sql_list(names)),
             Campaigns::Except(names) if names.is_empty() => String::new(),
             Campaigns::Except(names) => format!(
                 " AND (campaign IS NULL OR campaign NOT IN ({}))",
-                list(names)
+                sql_list(names)
             ),
         }
     }

@@ -130,6 +130,24 @@ pub(super) fn rest(row: &impl Columns) -> Option<crate::health::Rest> {
     })
 }
 
+/// Every lead state with how many leads are in it (0 for states no row names), from rows
+/// of `state` and `n`.
+pub(super) fn state_counts(rows: &[impl Columns]) -> Vec<(LeadState, u64)> {
+    let mut counts: Vec<(LeadState, u64)> = LeadState::ALL.iter().map(|s| (*s, 0)).collect();
+    for row in rows {
+        let state = row.text("state");
+        if let Some(entry) = counts.iter_mut().find(|(s, _)| s.as_str() == state) {
+            entry.1 = row.int("n") as u64;
+        }
+    }
+    counts
+}
+
+/// A row of `value` and `n` (a count by some column).
+pub(super) fn value_count(row: &impl Columns) -> (String, u64) {
+    (row.text("value"), row.int("n") as u64)
+}
+
 pub(super) fn audit(row: &impl Columns) -> AuditEntry {
     AuditEntry {
         at: time(row.int("at")),

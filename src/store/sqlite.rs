@@ -172,10 +172,7 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get("value"), row.get::<i64, _>("n") as u64))
-            .collect())
+        Ok(rows.iter().map(rows::value_count).collect())
     }
 
     /// Opens (creating if needed) `sqlite://PATH`, or `sqlite::memory:` for tests.
@@ -569,11 +566,7 @@ impl Store for SqliteStore {
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (id, raw) in chunk {
-                let due = raw
-                    .not_before
-                    .as_deref()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map_or(ms(now), |t| ms(t.with_timezone(&Utc)).max(ms(now)));
+                let due = super::due_ms(raw, now);
                 let payload = serde_json::to_string(raw).map_err(|e| StoreError::Corrupt {
                     lead: id.clone(),
                     reason: e.to_string(),
@@ -1054,13 +1047,6 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        let mut counts: Vec<(LeadState, u64)> = LeadState::ALL.iter().map(|s| (*s, 0)).collect();
-        for row in rows {
-            let state: String = row.get("state");
-            if let Some(entry) = counts.iter_mut().find(|(s, _)| s.as_str() == state) {
-                entry.1 = row.get::<i64, _>("n") as u64;
-            }
-        }
-        Ok(counts)
+        Ok(rows::state_counts(&rows))
     }
 }
