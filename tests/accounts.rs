@@ -59,6 +59,25 @@ campaigns:\n  ca: {{ agent: a, routes: [ {{ numbers: all }} ] }}\n  cb: {{ agent
         .expect("valid rules")
 }
 
+/// Account `slow` (key `key-a`, `slow_rate` calls/s, 5 live) and `fast` (key `key-b`,
+/// 20/s, 10 live), in that order.
+fn slow_and_fast(slow_base: &str, slow_rate: u32, fast_base: &str) -> Vec<AccountSetup> {
+    vec![
+        AccountSetup {
+            name: "slow".into(),
+            client: client(slow_base, "key-a"),
+            attempts_per_second: slow_rate,
+            concurrency: 5,
+        },
+        AccountSetup {
+            name: "fast".into(),
+            client: client(fast_base, "key-b"),
+            attempts_per_second: 20,
+            concurrency: 10,
+        },
+    ]
+}
+
 /// Calls per second over the run: (calls - 1) / (last - first).
 fn rate(times: &[DateTime<Utc>]) -> f64 {
     let first = times.iter().min().unwrap();
@@ -91,20 +110,7 @@ async fn each_account_is_paced_to_its_own_limit_and_neither_holds_up_the_other()
         }
     }
     store.enqueue(&leads, Utc::now()).await.unwrap();
-    let accounts = vec![
-        AccountSetup {
-            name: "slow".into(),
-            client: client(&slow_base, "key-a"),
-            attempts_per_second: 4,
-            concurrency: 5,
-        },
-        AccountSetup {
-            name: "fast".into(),
-            client: client(&fast_base, "key-b"),
-            attempts_per_second: 20,
-            concurrency: 10,
-        },
-    ];
+    let accounts = slow_and_fast(&slow_base, 4, &fast_base);
     let config = DaemonConfig {
         poll_interval: Duration::from_millis(20),
         idle_poll: Duration::from_millis(100),
@@ -170,20 +176,7 @@ async fn a_refused_key_pauses_only_its_account_and_its_leads_wait() {
         fast.start_local().await.unwrap(),
     );
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    let accounts = vec![
-        AccountSetup {
-            name: "slow".into(),
-            client: client(&slow_base, "key-a"),
-            attempts_per_second: 10,
-            concurrency: 5,
-        },
-        AccountSetup {
-            name: "fast".into(),
-            client: client(&fast_base, "key-b"),
-            attempts_per_second: 20,
-            concurrency: 10,
-        },
-    ];
+    let accounts = slow_and_fast(&slow_base, 10, &fast_base);
     let config = DaemonConfig {
         poll_interval: Duration::from_millis(20),
         idle_poll: Duration::from_millis(100),

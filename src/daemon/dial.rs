@@ -227,12 +227,13 @@ impl<S: Store> Shared<S> {
             return Ok(());
         }
         // Another daemon may have called these leads before (sticky numbers, lead windows).
-        let ids: Vec<String> = batch.iter().map(|l| l.id.clone()).collect();
-        let known = self
-            .store
-            .lead_attempts(&ids, now - usage_lookback(&self.rules.load()))
-            .await?;
-        {
+        // On a store no other daemon writes, every attempt is in this one's usage already.
+        if self.store.shared() {
+            let ids: Vec<String> = batch.iter().map(|l| l.id.clone()).collect();
+            let known = self
+                .store
+                .lead_attempts(&ids, now - usage_lookback(&self.rules.load()))
+                .await?;
             let mut pool = lock(&self.pool);
             for attempt in known {
                 if let Ok(number) = E164::parse(&attempt.from_number) {

@@ -34,6 +34,13 @@ impl Store for AnyStore {
         }
     }
 
+    fn shared(&self) -> bool {
+        match self {
+            AnyStore::Sqlite(s) => s.shared(),
+            AnyStore::Postgres(s) => s.shared(),
+        }
+    }
+
     fn member_id(&self) -> &str {
         match self {
             AnyStore::Sqlite(s) => s.member_id(),

@@ -416,6 +416,9 @@ pub struct FedAttempt {
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn engine(&self) -> &'static str;
+    /// Whether other daemons may write attempts to this store (PostgreSQL), so that what
+    /// this daemon knows of usage may be behind the ledger.
+    fn shared(&self) -> bool;
     /// This process's member id: claims and attempts it writes carry it.
     fn member_id(&self) -> &str;
     /// Registers this process as a daemon working the queue. On the embedded store (one

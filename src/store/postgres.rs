@@ -493,6 +493,10 @@ impl Store for PgStore {
         "postgres"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn member_id(&self) -> &str {
         &self.member
     }

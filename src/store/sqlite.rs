@@ -402,6 +402,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
     fn member_id(&self) -> &str {
         &self.member
     }
