@@ -134,6 +134,9 @@ impl<S: Store> Daemon<S> {
                                 let changes = crate::rules::diff(&running, &loaded.rules);
                                 let hash = loaded.rules.hash_text();
                                 {
+                                    // Whoever sees the new rules must not see the files
+                                    // still called broken: the status goes first.
+                                    lock(&self.shared.reload_status).disk_broken = false;
                                     let mut pool = lock(&self.shared.pool);
                                     for (model_id, numbers) in pools {
                                         pool.set_attached(&model_id, numbers);
