@@ -38,6 +38,12 @@ pub struct RawLead {
     pub not_before: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// When the lead gave consent to be called (RFC 3339, or a date `YYYY-MM-DD`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_at: Option<String>,
+    /// Where the consent was given (a form, a recording): kept in the proof of each call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_source: Option<String>,
 }
 
 impl RawLead {
@@ -67,6 +73,8 @@ impl RawLead {
             variables: self.variables,
             not_before: clean(self.not_before),
             labels: self.labels,
+            consent_at: clean(self.consent_at),
+            consent_source: clean(self.consent_source),
         }
     }
 }
@@ -94,6 +102,12 @@ pub struct Lead {
     /// States whose calling rules apply: the lead's `state` and its number's state(s), since a
     /// number's area code is presumed to mean a resident (FL, OK) even after a move.
     pub compliance_states: Vec<String>,
+    /// The lead's own `state` field, as given.
+    pub given_state: Option<String>,
+    /// The states its number's area code gives.
+    pub number_states: Vec<String>,
+    pub consent_at: Option<DateTime<Utc>>,
+    pub consent_source: Option<String>,
     /// Zones the lead may be in; a call needs the window open in all of them.
     #[serde(serialize_with = "zone_names")]
     pub zones: Vec<Tz>,
@@ -200,6 +214,21 @@ impl Lead {
                     })
                     .ok()
             });
+        let consent_at = raw
+            .consent_at
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .and_then(|t| {
+                parse_instant_or_date(t)
+                    .map_err(|()| {
+                        problems.push(format!(
+                            "`consent_at`: `{}` is neither an RFC 3339 time nor a date (YYYY-MM-DD)",
+                            crate::bounded(t, 60)
+                        ))
+                    })
+                    .ok()
+            });
         let Some(phone) = phone.filter(|_| problems.is_empty()) else {
             return Err(LeadError { problems });
         };
@@ -225,6 +254,11 @@ impl Lead {
                 variables: raw.variables,
                 not_before,
                 labels: raw.labels,
+                consent_at,
+                consent_source: raw
+                    .consent_source
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty()),
             },
             region,
         ))
@@ -246,6 +280,10 @@ impl Lead {
             None => (region.zones.clone(), false),
         };
         Lead {
+            given_state: fields.state.clone(),
+            number_states: region.states.clone(),
+            consent_at: fields.consent_at,
+            consent_source: fields.consent_source,
             key: fields.key,
             phone: fields.phone,
             name: fields.name,
@@ -278,6 +316,18 @@ struct LeadFields {
     variables: BTreeMap<String, String>,
     not_before: Option<DateTime<Utc>>,
     labels: BTreeMap<String, String>,
+    consent_at: Option<DateTime<Utc>>,
+    consent_source: Option<String>,
+}
+
+/// An RFC 3339 instant, or a date (its start in UTC).
+fn parse_instant_or_date(text: &str) -> Result<DateTime<Utc>, ()> {
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| ())
 }
 
 #[cfg(test)]

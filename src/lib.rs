@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod daemon;
 pub mod demo;

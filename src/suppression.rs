@@ -175,6 +175,102 @@ impl List {
                 count,
             });
         }
+        Ok(List::build(name, file, bytes, entries, any_expiry))
+    }
+
+    /// Reads a CSV with a header: the numbers from the column named `column`, each entry's
+    /// expiry (optional) from `expires_column`. Every bad row is reported with its line.
+    pub fn parse_csv(
+        name: &str,
+        file: &Path,
+        bytes: &[u8],
+        column: &str,
+        expires_column: Option<&str>,
+    ) -> Result<List, ListError> {
+        let fail = |line: u32, reason: String| ListError {
+            file: file.to_path_buf(),
+            bad: vec![BadLine { line, reason }],
+            count: 1,
+        };
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+        let headers = reader
+            .byte_headers()
+            .map_err(|e| fail(1, format!("not a CSV header: {e}")))?
+            .clone();
+        let index_of = |wanted: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim_ascii().eq_ignore_ascii_case(wanted.as_bytes()))
+        };
+        let number_at = index_of(column)
+            .ok_or_else(|| fail(1, format!("the header has no column `{column}`")))?;
+        let expires_at = match expires_column {
+            Some(wanted) => Some(
+                index_of(wanted)
+                    .ok_or_else(|| fail(1, format!("the header has no column `{wanted}`")))?,
+            ),
+            None => None,
+        };
+        let mut entries = Vec::with_capacity(bytes.len() / 16);
+        let (mut bad, mut count, mut any_expiry) = (Vec::new(), 0, false);
+        let mut record = csv::ByteRecord::new();
+        loop {
+            let line = u32::try_from(reader.position().line()).unwrap_or(u32::MAX);
+            let problem = match reader.read_byte_record(&mut record) {
+                Ok(false) => break,
+                Err(e) => Some(format!("not a CSV row: {e}")),
+                Ok(true) => {
+                    let number = record.get(number_at).unwrap_or_default().trim_ascii();
+                    let expiry = expires_at
+                        .and_then(|i| record.get(i))
+                        .map(<[u8]>::trim_ascii)
+                        .filter(|e| !e.is_empty());
+                    match (parse_digits(number), expiry) {
+                        (None, _) => Some(format!(
+                            "`{}` is not a phone number in E.164 (+ and 8 to 15 digits)",
+                            crate::bounded(&String::from_utf8_lossy(number), 30)
+                        )),
+                        (Some(digits), None) => {
+                            entries.push((digits, line, 0));
+                            None
+                        }
+                        (Some(digits), Some(text)) => {
+                            match parse_expiry(&String::from_utf8_lossy(text)) {
+                                Ok(days) => {
+                                    any_expiry = true;
+                                    entries.push((digits, line, days));
+                                    None
+                                }
+                                Err(reason) => Some(reason),
+                            }
+                        }
+                    }
+                }
+            };
+            if let Some(reason) = problem {
+                count += 1;
+                if bad.len() < BAD_LINES_KEPT {
+                    bad.push(BadLine { line, reason });
+                }
+            }
+        }
+        if count > 0 {
+            return Err(ListError {
+                file: file.to_path_buf(),
+                bad,
+                count,
+            });
+        }
+        Ok(List::build(name, file, bytes, entries, any_expiry))
+    }
+
+    fn build(
+        name: &str,
+        file: &Path,
+        bytes: &[u8],
+        mut entries: Vec<(u64, u32, u16)>,
+        any_expiry: bool,
+    ) -> List {
         // Sorted by number, then line: the first line of a number listed twice comes first.
         entries.sort_unstable_by_key(|&(digits, line, _)| (digits, line));
         let mut list = List {
@@ -213,7 +309,7 @@ impl List {
         }
         list.expiries = any_expiry.then_some(expiries);
         list.buckets.shrink_to_fit();
-        Ok(list)
+        list
     }
 
     pub fn name(&self) -> &str {

@@ -29,6 +29,8 @@ pub struct PoolState {
     rests: std::collections::BTreeMap<E164, crate::health::Rest>,
     /// The first use of each number ever (from the ledger), for warm-up.
     first_use: HashMap<E164, DateTime<Utc>>,
+    /// Entries of the suppression lists kept in the store (`callroute suppress`, opt-outs).
+    suppressed: HashMap<E164, Vec<crate::compliance::StoredEntry>>,
 }
 
 /// Recent uses of one caller ID, oldest first.
@@ -155,6 +157,44 @@ impl PoolState {
     /// Replaces the rests (expired ones may stay: they are ignored after `until`).
     pub fn set_rests(&mut self, rests: impl IntoIterator<Item = crate::health::Rest>) {
         self.rests = rests.into_iter().map(|r| (r.number, r)).collect();
+    }
+
+    /// Replaces the store-kept suppression entries.
+    pub fn set_suppressed(
+        &mut self,
+        entries: impl IntoIterator<Item = crate::compliance::StoredEntry>,
+    ) {
+        self.suppressed.clear();
+        for entry in entries {
+            self.add_suppressed(entry);
+        }
+    }
+
+    /// Adds (or replaces, same list) a store-kept suppression entry.
+    pub fn add_suppressed(&mut self, entry: crate::compliance::StoredEntry) {
+        let entries = self.suppressed.entry(entry.number).or_default();
+        entries.retain(|e| e.list != entry.list);
+        entries.push(entry);
+    }
+
+    /// Removes `number` from the store-kept list `list`.
+    pub fn remove_suppressed(&mut self, number: E164, list: &str) {
+        if let Some(entries) = self.suppressed.get_mut(&number) {
+            entries.retain(|e| e.list != list);
+            if entries.is_empty() {
+                self.suppressed.remove(&number);
+            }
+        }
+    }
+
+    /// The store-kept suppression entries of `number`.
+    pub fn suppressed(&self, number: E164) -> &[crate::compliance::StoredEntry] {
+        self.suppressed.get(&number).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many numbers the store-kept lists hold.
+    pub fn suppressed_count(&self) -> usize {
+        self.suppressed.len()
     }
 
     /// Why `number` rests at `now`, if it does.

@@ -51,7 +51,7 @@ fn rules(extra: &str) -> callroute::rules::RuleSet {
         .collect();
     let text = format!(
         "agents:\n  a: {{ model_id: m-a, account: slow }}\n  b: {{ model_id: m-b, account: fast }}\nnumbers:\n{numbers}\
-calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\n\
+calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\n\
 campaigns:\n  ca: {{ agent: a, routes: [ {{ numbers: all }} ] }}\n  cb: {{ agent: b, routes: [ {{ numbers: all }} ] }}\n{extra}"
     );
     compile_sources(&[(std::path::Path::new("rules.yaml"), &text)])

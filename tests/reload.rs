@@ -21,7 +21,7 @@ const NY: &str = "+12125550107";
 
 fn rules(number: &str, comment: &str) -> String {
     format!(
-        "# {comment}\nagents: {{ a: {{ model_id: m-1 }} }}\nlimits: {{ default: {{ per_minute: 1 }} }}\nnumbers:\n  \"{SF}\": {{}}\n  \"{NY}\": {{}}\ncalling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: [\"{number}\"]\n"
+        "# {comment}\nagents: {{ a: {{ model_id: m-1 }} }}\nlimits: {{ default: {{ per_minute: 1 }} }}\nnumbers:\n  \"{SF}\": {{}}\n  \"{NY}\": {{}}\ncalling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: [\"{number}\"]\n"
     )
 }
 

@@ -17,7 +17,7 @@ use callroute::store::{LeadState, Store};
 use callroute::synthflow::simulator::{CallBehaviour, SimConfig, SimWebhook, Simulator};
 use callroute::synthflow::webhook::sign;
 
-const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n";
+const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {

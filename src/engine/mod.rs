@@ -88,6 +88,12 @@ pub enum ReasonCode {
     NumbersResting,
     NoLocalNumber,
     NoAttachedNumber,
+    /// The number is on a suppression list that applies to the campaign.
+    Suppressed,
+    /// The campaign requires consent for this lead, and it has none.
+    ConsentMissing,
+    /// The lead's consent is older than the campaign accepts.
+    ConsentExpired,
 }
 
 /// The name a unit variant has in JSON (`area_code`, `outside_calling_hours`, ...), for
@@ -116,7 +122,13 @@ pub struct Trace {
     pub lead: String,
     pub now: Option<DateTime<Utc>>,
     pub campaign: Option<String>,
+    /// Suppression lists checked, with their versions and any entry found.
+    pub suppression: Vec<ListCheck>,
     pub routes: Vec<RouteCheck>,
+    /// The states whose laws bind the lead, and how they were chosen.
+    pub states: Option<StatesCheck>,
+    /// The lead's consent, when its campaign requires it.
+    pub consent: Option<String>,
     pub calling_hours: Option<HoursCheck>,
     pub lead_attempts: Vec<LimitHit>,
     pub sticky: Option<String>,
@@ -140,6 +152,10 @@ pub struct HoursCheck {
     pub states: Vec<String>,
     pub open_now: bool,
     pub next_open: Option<DateTime<Utc>>,
+    /// The laws, holidays and closures checked besides the rules' hours.
+    pub laws: Vec<String>,
+    /// What of those is closed now, and why (the law, the holiday, the closure).
+    pub closed_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -207,6 +223,9 @@ fn decide_traced(
         };
     };
     trace.campaign = Some(campaign.name.clone());
+    if let Some(rejected) = check_suppression(rules, campaign, lead, pool, now, trace) {
+        return rejected;
+    }
     let Some(route) = match_route(campaign, lead, trace) else {
         return Decision::Hold {
             reason: reason(
@@ -228,14 +247,34 @@ fn decide_traced(
             ),
         };
     }
-    let constraints = hours_constraints(&rules.calling_hours, lead);
+    let (states, how) = rules.compliance.binding_states(lead);
+    trace.states = Some(StatesCheck {
+        states: states.clone(),
+        how,
+    });
+    if let Some(rejected) = check_consent(campaign, lead, &states, now, trace) {
+        return rejected;
+    }
+    let laws = restrictions(rules, lead, &states);
+    let mut constraints = hours_constraints(&rules.calling_hours, lead, &states);
+    constraints.extend(restriction_constraints(&laws, &lead.zones));
     let earliest = lead.not_before.map_or(now, |t| t.max(now));
     let opens = next_open_all(&constraints, earliest);
+    let closed = if opens == Some(now) {
+        Vec::new()
+    } else {
+        closed_by(&laws, &lead.zones, earliest)
+    };
     trace.calling_hours = Some(HoursCheck {
         zones: lead.zones.iter().map(|z| z.name().to_string()).collect(),
-        states: lead.compliance_states.clone(),
+        states: states.clone(),
         open_now: opens == Some(now),
         next_open: opens,
+        laws: laws
+            .iter()
+            .map(|(state, r)| format!("{state}: {}", r.law.as_deref().unwrap_or("closed days")))
+            .collect(),
+        closed_by: closed.clone(),
     });
     let Some(opens) = opens else {
         return never_open();
@@ -250,10 +289,15 @@ fn decide_traced(
                 ),
             )
         } else {
+            let because = if closed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", closed.join("; "))
+            };
             (
                 ReasonCode::OutsideCallingHours,
                 format!(
-                    "outside calling hours in {}; next window opens {}",
+                    "outside calling hours in {}{because}; next window opens {}",
                     zone_list(&lead.zones),
                     rfc3339(opens)
                 ),
@@ -267,7 +311,7 @@ fn decide_traced(
 
     let history = pool.lead_history(&lead.key);
     if let Some(history) = history {
-        let hits: Vec<LimitHit> = attempt_rules(&rules.lead_attempts, lead)
+        let hits: Vec<LimitHit> = attempt_rules(&rules.lead_attempts, lead, &states)
             .iter()
             .flat_map(|rule| history.hits(rule, now))
             .collect();
@@ -335,12 +379,16 @@ fn match_route<'r>(campaign: &'r Campaign, lead: &Lead, trace: &mut Trace) -> Op
 }
 
 /// One (window, zone) pair per compliance state and zone: all must be open.
-fn hours_constraints(hours: &Layered<crate::rules::HoursRule>, lead: &Lead) -> Vec<(Window, Tz)> {
+fn hours_constraints(
+    hours: &Layered<crate::rules::HoursRule>,
+    lead: &Lead,
+    states: &[String],
+) -> Vec<(Window, Tz)> {
     let country = lead.country.as_deref();
-    let windows: Vec<Window> = if lead.compliance_states.is_empty() {
+    let windows: Vec<Window> = if states.is_empty() {
         vec![hours.resolve(country, None)]
     } else {
-        lead.compliance_states
+        states
             .iter()
             .map(|s| hours.resolve(country, Some(s)))
             .collect()
@@ -351,7 +399,11 @@ fn hours_constraints(hours: &Layered<crate::rules::HoursRule>, lead: &Lead) -> V
         .collect()
 }
 
-fn attempt_rules(layered: &Layered<AttemptRule>, lead: &Lead) -> Vec<AttemptRule> {
+fn attempt_rules(
+    layered: &Layered<AttemptRule>,
+    lead: &Lead,
+    states: &[String],
+) -> Vec<AttemptRule> {
     let resolve = |state: Option<&String>| {
         let mut rule = layered.default;
         let layers = [
@@ -365,13 +417,10 @@ fn attempt_rules(layered: &Layered<AttemptRule>, lead: &Lead) -> Vec<AttemptRule
         }
         rule
     };
-    if lead.compliance_states.is_empty() {
+    if states.is_empty() {
         vec![resolve(None)]
     } else {
-        lead.compliance_states
-            .iter()
-            .map(|s| resolve(Some(s)))
-            .collect()
+        states.iter().map(|s| resolve(Some(s))).collect()
     }
 }
 
@@ -383,8 +432,14 @@ fn zone_list(zones: &[Tz]) -> String {
         .join(" and ")
 }
 
+mod compliance;
 mod pick;
 mod strategy;
+
+pub use compliance::{ListCheck, StatesCheck};
+use compliance::{
+    check_consent, check_suppression, closed_by, restriction_constraints, restrictions,
+};
 
 use pick::pick_number;
 use strategy::choose;

@@ -614,6 +614,7 @@ impl Compiler {
             });
         }
         self.warn_unused_numbers(files, &number_ids, &campaigns);
+        let compliance = super::compliance::compile_compliance(&mut self.out, files, &campaigns);
         if self.out.iter().any(|d| d.severity == Severity::Error) {
             return None;
         }
@@ -627,6 +628,7 @@ impl Compiler {
             agent_numbers: HashMap::new(),
             health,
             default_health,
+            compliance,
             content_hash,
         };
         rules.index_agent_numbers();
@@ -980,6 +982,10 @@ impl Compiler {
                         routes.push(route);
                     }
                 }
+                let consent = raw
+                    .consent
+                    .as_ref()
+                    .and_then(|c| super::compliance::compile_consent(&mut r, c));
                 if let Some(agent) = agent {
                     campaigns.insert(
                         name.value.clone(),
@@ -991,6 +997,7 @@ impl Compiler {
                             prompt: raw.prompt.clone(),
                             greeting: raw.greeting.clone(),
                             routes,
+                            consent,
                         },
                     );
                 }

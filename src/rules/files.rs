@@ -66,13 +66,80 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
     diagnostics.0.extend(unreadable);
     diagnostics.sort();
     match rules {
-        Some(rules) if !diagnostics.has_errors() => Ok(Loaded {
-            rules,
-            warnings: diagnostics.0,
-            files,
-        }),
+        Some(mut rules) if !diagnostics.has_errors() => {
+            let problems = read_lists(&mut rules);
+            if !problems.is_empty() {
+                diagnostics.0.extend(problems);
+                diagnostics.sort();
+                return Err(diagnostics);
+            }
+            Ok(Loaded {
+                rules,
+                warnings: diagnostics.0,
+                files,
+            })
+        }
         _ => Err(diagnostics),
     }
+}
+
+/// Reads every suppression list file the rules name, and folds each list's version into the
+/// rules' content hash (a list edited is a rules change). Every bad line is an error at the
+/// list's definition.
+fn read_lists(rules: &mut super::RuleSet) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let mut hash = rules.content_hash;
+    for rule in &mut rules.compliance.lists {
+        let crate::compliance::ListSource::File {
+            path,
+            column,
+            expires_column,
+            list,
+        } = &mut rule.source
+        else {
+            continue;
+        };
+        let mut problem = |message: String| {
+            problems.push(Diagnostic {
+                severity: Severity::Error,
+                pos: rule.defined_at.clone(),
+                message,
+            })
+        };
+        let bytes = match std::fs::read(&*path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                problem(format!(
+                    "suppression list `{}`: cannot read {}: {e}",
+                    rule.name,
+                    path.display()
+                ));
+                continue;
+            }
+        };
+        let parsed = match column {
+            Some(column) => crate::suppression::List::parse_csv(
+                &rule.name,
+                path,
+                &bytes,
+                column,
+                expires_column.as_deref(),
+            ),
+            None => crate::suppression::List::parse(&rule.name, path, &bytes),
+        };
+        match parsed {
+            Ok(parsed) => {
+                hash = xxhash_rust::xxh3::xxh3_64_with_seed(&parsed.version().to_le_bytes(), hash);
+                *list = std::sync::Arc::new(parsed);
+            }
+            Err(e) => problem(format!(
+                "suppression list `{}` has {} bad lines (nothing of it is used):\n{e}",
+                rule.name, e.count
+            )),
+        }
+    }
+    rules.content_hash = hash;
+    problems
 }
 
 /// Reads one rules file; anything but a readable regular file (after following links) is

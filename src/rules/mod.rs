@@ -1,6 +1,7 @@
 //! The rules language: raw YAML types, validation, and the compiled `RuleSet`.
 
 mod compile;
+mod compliance;
 pub mod diag;
 mod files;
 mod model;

@@ -28,6 +28,8 @@ pub struct RuleSet {
     /// Each number's health policy, by `NumberId`.
     pub(crate) health: Vec<crate::health::Policy>,
     pub(crate) default_health: crate::health::Policy,
+    /// Suppression lists, opt-outs, state laws, holidays and closures.
+    pub compliance: crate::compliance::Compliance,
     /// xxh3 of the files' names and contents: equal hashes mean identical rules.
     pub content_hash: u64,
 }
@@ -311,6 +313,8 @@ pub struct Campaign {
     pub prompt: Option<String>,
     pub greeting: Option<String>,
     pub routes: Vec<Route>,
+    /// Leads of this campaign need consent (all, or those bound by some states).
+    pub consent: Option<crate::compliance::ConsentRule>,
 }
 
 #[derive(Debug, Clone)]

@@ -19,6 +19,74 @@ pub struct RawFile {
     pub lead_attempts: Option<RawOverrides<RawAttempts>>,
     pub campaigns: Option<SpannedMap<RawCampaign>>,
     pub health: Option<RawHealthRules>,
+    /// Named lists of numbers never to call.
+    pub suppression: Option<SpannedMap<RawSuppression>>,
+    /// Post-call outcomes that put the lead's number on a suppression list.
+    pub opt_out: Option<Spanned<RawOptOut>>,
+    /// Shipped holiday calendars to apply (`us-federal`, `state-restrictions`).
+    pub holidays: Option<Spanned<Vec<Spanned<String>>>>,
+    /// One-off closures of states (a state of emergency).
+    pub closures: Option<Vec<Spanned<RawClosure>>>,
+    /// Whether the shipped table of state calling-hour laws applies (default: true).
+    pub state_laws: Option<Spanned<bool>>,
+    /// Which states' laws bind a lead: `lead_and_number` (default), or `lead` (its
+    /// address's state, plus the states that presume residence from the area code).
+    pub lead_state: Option<Spanned<String>>,
+}
+
+/// A suppression list: a file of numbers, or (no `file`) a list kept in the store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuppression {
+    /// Relative to the rules directory.
+    pub file: Option<Spanned<String>>,
+    /// A CSV's column holding the numbers (by its header name); else one number a line.
+    pub column: Option<Spanned<String>>,
+    /// A CSV's column holding each entry's expiry date.
+    pub expires_column: Option<Spanned<String>>,
+    pub campaigns: Option<Spanned<OneOrMany>>,
+    pub brands: Option<Spanned<OneOrMany>>,
+}
+
+/// `opt_out:` which fields of a finished call mean "stop calling me", and the list it goes to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOptOut {
+    pub list: Option<Spanned<String>>,
+    pub when: Vec<Spanned<RawOutcomeMatch>>,
+}
+
+/// One field of the call record (a dotted path) and the values that match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutcomeMatch {
+    pub field: Spanned<String>,
+    pub equals: Spanned<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClosure {
+    pub states: Spanned<OneOrMany>,
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    pub reason: Spanned<String>,
+}
+
+/// A campaign's consent requirement.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsent {
+    /// `true` (every lead) or the states whose leads need it.
+    pub required: Spanned<RawRequired>,
+    pub max_age: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRequired {
+    Always(bool),
+    States(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +215,7 @@ pub struct RawCampaign {
     pub prompt: Option<String>,
     pub greeting: Option<String>,
     pub routes: Spanned<Vec<Spanned<RawRoute>>>,
+    pub consent: Option<Spanned<RawConsent>>,
 }
 
 #[derive(Debug, Deserialize)]

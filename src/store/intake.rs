@@ -224,6 +224,8 @@ const FIELDS: &[&str] = &[
     "timezone",
     "email",
     "not_before",
+    "consent_at",
+    "consent_source",
 ];
 
 fn columns_of(headers: &csv::StringRecord) -> Result<Vec<Column>, IntakeError> {
@@ -270,6 +272,8 @@ fn raw_from_record(columns: &[Column], record: &csv::StringRecord) -> RawLead {
             Column::Field("country") => &mut raw.country,
             Column::Field("timezone") => &mut raw.timezone,
             Column::Field("email") => &mut raw.email,
+            Column::Field("consent_at") => &mut raw.consent_at,
+            Column::Field("consent_source") => &mut raw.consent_source,
             Column::Field(_) => &mut raw.not_before,
             Column::Variable(name) => {
                 raw.variables.insert(name.clone(), value.to_string());

@@ -1,0 +1,428 @@
+//! Compiling the compliance sections of the rules: `suppression:`, `opt_out:`, `holidays:`,
+//! `closures:`, `state_laws:`, `lead_state:` and a campaign's `consent:`. Every mistake is
+//! reported where it is written; list files are read later, by `load_dir`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use serde_saphyr::Spanned;
+
+use super::diag::{Diagnostic, Reporter, SourcePos};
+use super::model::Campaign;
+use super::raw::{RawConsent, RawFile, RawRequired};
+use crate::compliance::{
+    Compliance, ConsentRule, HolidaysOrFederal, INTERNAL_LIST, LeadState, ListRule, ListSource,
+    OptOut, OutcomeMatch, StateRestriction, StatesOrAll, holiday_table, parse_weekday, state_laws,
+};
+
+fn reporter<'a>(file: &'a Path, out: &'a mut Vec<Diagnostic>) -> Reporter<'a> {
+    Reporter { file, out }
+}
+
+fn is_state_code(text: &str) -> bool {
+    text.len() == 2 && text.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn parse_date(r: &mut Reporter, text: &Spanned<String>, key: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text.value.trim(), "%Y-%m-%d")
+        .map_err(|_| {
+            r.error(
+                text,
+                format!(
+                    "`{key}: {}` is not a date (YYYY-MM-DD)",
+                    crate::bounded(&text.value, 30)
+                ),
+            )
+        })
+        .ok()
+}
+
+/// One value of a section that may be written in one file only.
+struct Once(Option<SourcePos>);
+
+impl Once {
+    fn claim<T>(&mut self, r: &mut Reporter, value: &Spanned<T>, key: &str) -> bool {
+        if let Some(first) = &self.0 {
+            r.error(value, format!("`{key}` is already defined at {first}"));
+            return false;
+        }
+        self.0 = Some(r.pos(value.referenced));
+        true
+    }
+}
+
+pub(super) fn compile_compliance(
+    out: &mut Vec<Diagnostic>,
+    files: &[(PathBuf, RawFile)],
+    campaigns: &BTreeMap<String, Campaign>,
+) -> Compliance {
+    let mut compliance = Compliance::default();
+    let mut list_names: BTreeMap<String, SourcePos> = BTreeMap::new();
+    let (mut opt_out_once, mut holidays_once, mut laws_once, mut lead_state_once) =
+        (Once(None), Once(None), Once(None), Once(None));
+    let mut opt_out_at = None;
+    let mut state_laws_on = true;
+    let mut calendars: Vec<String> = Vec::new();
+    let mut closures: Vec<(Vec<String>, NaiveDate, NaiveDate, String)> = Vec::new();
+    for (path, file) in files {
+        let mut r = reporter(path, out);
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (name, raw) in file.suppression.iter().flat_map(|m| &m.0) {
+            let list_name = name.value.trim();
+            if list_name.is_empty()
+                || !list_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                r.error(
+                    name,
+                    format!(
+                        "suppression list name `{}`: use letters, digits, `-` and `_`",
+                        crate::bounded(list_name, 40)
+                    ),
+                );
+                continue;
+            }
+            if let Some(first) = list_names.get(list_name) {
+                r.error(
+                    name,
+                    format!("suppression list `{list_name}` is already defined at {first}"),
+                );
+                continue;
+            }
+            list_names.insert(list_name.to_string(), r.pos(name.referenced));
+            let source = match &raw.file {
+                Some(file) if file.value.trim().is_empty() => {
+                    r.error(file, "`file:` is empty; name the list's file, or leave `file:` out for a list kept in the store");
+                    continue;
+                }
+                Some(file) => ListSource::File {
+                    path: base.join(file.value.trim()),
+                    column: raw.column.as_ref().map(|c| c.value.trim().to_string()),
+                    expires_column: raw
+                        .expires_column
+                        .as_ref()
+                        .map(|c| c.value.trim().to_string()),
+                    list: Arc::new(crate::suppression::List::default()),
+                },
+                None => {
+                    for key in [&raw.column, &raw.expires_column].into_iter().flatten() {
+                        r.error(key, "a list kept in the store has no columns; add `file:` or remove this key");
+                    }
+                    ListSource::Store
+                }
+            };
+            if raw.column.is_none()
+                && let Some(expires) = &raw.expires_column
+            {
+                r.error(
+                    expires,
+                    "`expires_column` needs `column` (a CSV with a header)",
+                );
+            }
+            let campaign_names = raw.campaigns.as_ref().map(|c| {
+                for name in &c.value.0 {
+                    if !campaigns.contains_key(name) {
+                        r.error(
+                            c,
+                            format!(
+                                "suppression list `{list_name}` names unknown campaign `{name}`"
+                            ),
+                        );
+                    }
+                }
+                c.value.0.clone()
+            });
+            compliance.lists.push(ListRule {
+                name: list_name.to_string(),
+                defined_at: r.pos(name.referenced),
+                source,
+                campaigns: campaign_names,
+                brands: raw.brands.as_ref().map(|b| b.value.0.clone()),
+            });
+        }
+        if let Some(raw) = &file.opt_out
+            && opt_out_once.claim(&mut r, raw, "opt_out")
+        {
+            let list = raw
+                .value
+                .list
+                .as_ref()
+                .map_or(INTERNAL_LIST.to_string(), |l| l.value.trim().to_string());
+            opt_out_at = raw
+                .value
+                .list
+                .as_ref()
+                .map(|l| (path.clone(), l.referenced));
+            if raw.value.when.is_empty() {
+                r.error(raw, "`opt_out.when` is empty: list the call-record fields that mean \"stop calling me\"");
+            }
+            let mut when = Vec::new();
+            for m in &raw.value.when {
+                let field: Vec<String> = m
+                    .value
+                    .field
+                    .value
+                    .split('.')
+                    .map(|p| p.trim().to_string())
+                    .collect();
+                if field.iter().any(String::is_empty) {
+                    r.error(
+                        &m.value.field,
+                        format!(
+                            "`field: {}` is not a dotted path like `collected_variables.do_not_call`",
+                            crate::bounded(&m.value.field.value, 60)
+                        ),
+                    );
+                    continue;
+                }
+                when.push(OutcomeMatch {
+                    field,
+                    equals: m.value.equals.value.0.clone(),
+                });
+            }
+            compliance.opt_out = Some(OptOut {
+                list,
+                defined_at: r.pos(raw.referenced).to_string(),
+                when,
+            });
+        }
+        if let Some(raw) = &file.holidays
+            && holidays_once.claim(&mut r, raw, "holidays")
+        {
+            let table = holiday_table();
+            for name in &raw.value {
+                if table.calendars.contains_key(name.value.trim()) {
+                    calendars.push(name.value.trim().to_string());
+                } else {
+                    r.error(
+                        name,
+                        format!(
+                            "unknown holiday calendar `{}` (shipped: {})",
+                            crate::bounded(&name.value, 40),
+                            table
+                                .calendars
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        for closure in file.closures.iter().flatten() {
+            let c = &closure.value;
+            let states = c.states.value.0.clone();
+            for state in &states {
+                if state != "all" && !is_state_code(state) {
+                    r.error(
+                        &c.states,
+                        format!(
+                            "closure state `{}` is not a two-letter code (or `all`)",
+                            crate::bounded(state, 20)
+                        ),
+                    );
+                }
+            }
+            let (from, to) = (
+                parse_date(&mut r, &c.from, "from"),
+                parse_date(&mut r, &c.to, "to"),
+            );
+            if c.reason.value.trim().is_empty() {
+                r.error(
+                    &c.reason,
+                    "a closure needs a `reason` (it is shown in every decision it closes)",
+                );
+            }
+            if let (Some(from), Some(to)) = (from, to) {
+                if to < from {
+                    r.error(
+                        &c.to,
+                        format!("closure ends ({to}) before it starts ({from})"),
+                    );
+                } else if (to - from).num_days() > 366 {
+                    r.error(&c.to, "a closure longer than a year would close its states for good; write a state override in `calling_hours` instead");
+                } else {
+                    closures.push((states, from, to, c.reason.value.trim().to_string()));
+                }
+            }
+        }
+        if let Some(raw) = &file.state_laws
+            && laws_once.claim(&mut r, raw, "state_laws")
+        {
+            state_laws_on = raw.value;
+        }
+        if let Some(raw) = &file.lead_state
+            && lead_state_once.claim(&mut r, raw, "lead_state")
+        {
+            match LeadState::parse(raw.value.trim()) {
+                Some(mode) => compliance.lead_state = mode,
+                None => r.error(
+                    raw,
+                    format!(
+                        "unknown `lead_state: {}` (use lead_and_number or lead)",
+                        crate::bounded(&raw.value, 30)
+                    ),
+                ),
+            }
+        }
+    }
+    if let Some(opt_out) = &compliance.opt_out
+        && compliance
+            .lists
+            .iter()
+            .any(|l| l.name == opt_out.list && matches!(l.source, ListSource::File { .. }))
+        && let Some((path, at)) = opt_out_at
+    {
+        reporter(&path, out).error_at(
+            at,
+            format!(
+                "opt-outs are kept in the store, but list `{}` is a file; name a list without `file:`",
+                opt_out.list
+            ),
+        );
+    }
+
+    if state_laws_on {
+        let laws = state_laws();
+        compliance
+            .tables
+            .push(format!("state-laws {}", laws.version));
+        for (state, law) in &laws.states {
+            let mut restriction = StateRestriction::open_all_day();
+            if let Some(days) = &law.days {
+                let listed: HashSet<u32> = days
+                    .iter()
+                    .filter_map(|d| parse_weekday(d))
+                    .map(|d| d.num_days_from_monday())
+                    .collect();
+                for (index, day) in restriction.window.days.iter_mut().enumerate() {
+                    if !listed.contains(&(index as u32)) {
+                        *day = None;
+                    }
+                }
+            }
+            let time = |t: &Option<String>| {
+                t.as_deref()
+                    .and_then(|t| chrono::NaiveTime::parse_from_str(t, "%H:%M").ok())
+            };
+            for (start, end) in restriction.window.days.iter_mut().flatten() {
+                *start = time(&law.start).unwrap_or(*start);
+                *end = time(&law.end).unwrap_or(*end);
+            }
+            restriction.law = Some(law.law.clone());
+            restriction.secondary = law.secondary;
+            restriction.presumes_residence = law.presumes_residence;
+            compliance.states.insert(state.clone(), restriction);
+        }
+    }
+    let table = holiday_table();
+    if !calendars.is_empty() {
+        compliance
+            .tables
+            .push(format!("holidays {}", table.version));
+    }
+    let close = |compliance: &mut Compliance, state: &str, date: NaiveDate, why: &str| {
+        let restriction = if state == "all" {
+            compliance
+                .everywhere
+                .get_or_insert_with(StateRestriction::open_all_day)
+        } else {
+            compliance
+                .states
+                .entry(state.to_string())
+                .or_insert_with(StateRestriction::open_all_day)
+        };
+        restriction.close(date, why);
+    };
+    for calendar in &calendars {
+        for entry in &table.calendars[calendar] {
+            let keys: Vec<&String> = match &entry.holidays {
+                HolidaysOrFederal::Keys(keys) => keys.iter().collect(),
+                HolidaysOrFederal::Keyword(_) => table.holidays.keys().collect(),
+            };
+            let states: Vec<String> = match &entry.states {
+                StatesOrAll::States(states) => states.clone(),
+                StatesOrAll::Keyword(_) => vec!["all".into()],
+            };
+            for key in keys {
+                let Some(holiday) = table.holidays.get(key) else {
+                    continue;
+                };
+                let why = format!(
+                    "{} ({}{}; holidays: {calendar})",
+                    holiday.name,
+                    entry.law,
+                    if entry.secondary {
+                        ", secondary source"
+                    } else {
+                        ""
+                    }
+                );
+                for year in crate::compliance::HOLIDAY_YEARS {
+                    for date in holiday.dates(year) {
+                        for state in &states {
+                            close(&mut compliance, state, date, &why);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (states, from, to, reason) in closures {
+        let why = format!("closure: {reason}");
+        for date in from.iter_days().take_while(|d| *d <= to) {
+            for state in &states {
+                close(&mut compliance, state, date, &why);
+            }
+        }
+    }
+    compliance
+}
+
+/// A campaign's `consent:`.
+pub(super) fn compile_consent(r: &mut Reporter, raw: &Spanned<RawConsent>) -> Option<ConsentRule> {
+    let states = match &raw.value.required.value {
+        RawRequired::Always(false) => return None,
+        RawRequired::Always(true) => None,
+        RawRequired::States(states) => {
+            for state in states {
+                if !is_state_code(state) {
+                    r.error(
+                        &raw.value.required,
+                        format!(
+                            "`required:` state `{}` is not a two-letter code",
+                            crate::bounded(state, 20)
+                        ),
+                    );
+                }
+            }
+            Some(states.clone())
+        }
+    };
+    let max_age = raw.value.max_age.as_ref().and_then(|text| {
+        match humantime::parse_duration(text.value.trim()) {
+            Ok(d) if !d.is_zero() && d.as_secs() <= 20 * 366 * 86_400 => {
+                chrono::Duration::from_std(d).ok()
+            }
+            _ => {
+                r.error(
+                    text,
+                    format!(
+                        "`max_age: {}` must be a duration from 1s to 20 years, e.g. 180d",
+                        crate::bounded(&text.value, 30)
+                    ),
+                );
+                None
+            }
+        }
+    });
+    Some(ConsentRule {
+        defined_at: r.pos(raw.referenced).to_string(),
+        states,
+        max_age,
+    })
+}
