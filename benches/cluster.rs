@@ -22,7 +22,10 @@ use callroute::rules::compile_sources;
 use callroute::store::intake;
 use callroute::store::postgres::PgStore;
 use callroute::store::sqlite::SqliteStore;
-use callroute::store::{AttemptGuard, NewAttempt, NumberUses, Store};
+use callroute::store::{AttemptGuard, NewAttempt, NumberUses, Store, SuppressionGuard};
+
+/// A proof as large as the daemon writes with each attempt (lists, laws, attempt counts).
+const PROOF: &str = r##"{"rules_hash":"9c1f0e5a7b3d2c11","decided_at":"2026-03-04T17:00:00.000Z","lead":{"id":"c1","phone":"+12122000001","campaign":"c","consent_at":null,"consent_source":null},"caller_id":{"number":"+12125550100","picked_by":"area_code","route":"#1"},"states":{"states":["NY"],"how":"its number's state NY"},"calling_window":{"zones":["America/New_York"],"states":["NY"],"open_now":true,"next_open":"2026-03-04T17:00:00.000Z","laws":[],"closed_by":[]},"consent":null,"attempts":[{"state":"NY","window":"per_24h","used":0,"limit":3}],"lists":[{"list":"dnc","version":"4f2a9b0c1d2e3f40","hit":null},{"list":"internal","version":"store","hit":null}],"tables":["state-laws 2026.1"]}"##;
 use callroute::synthflow::simulator::Simulator;
 
 mod common;
@@ -192,6 +195,8 @@ async fn commit_latencies(schema: &str, writers: usize, count: usize) -> Vec<u12
                     route: "r",
                     account: "default",
                     at: now,
+                    proof: Some(PROOF),
+                    to_number: lead.raw.phone.as_deref(),
                 };
                 let guard = AttemptGuard {
                     number_uses: Some(NumberUses {
@@ -200,6 +205,11 @@ async fn commit_latencies(schema: &str, writers: usize, count: usize) -> Vec<u12
                     }),
                     concurrency: Some(1_000_000),
                     per_second: Some(1_000_000),
+                    suppression: Some(SuppressionGuard {
+                        number: lead.raw.phone.clone().unwrap_or_default(),
+                        exempt: Vec::new(),
+                        now,
+                    }),
                 };
                 let started = Instant::now();
                 let _ = store.begin_attempt_checked(&attempt, &guard).await.unwrap();

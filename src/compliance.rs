@@ -364,6 +364,47 @@ impl OptOut {
     }
 }
 
+/// A call's outcome as one flat object the `opt_out` rule reads: the webhook's top level,
+/// its `call` object over it, and `collected_variables` reduced to `name: value` (the webhook
+/// nests each as `{value, collected}`, `GET /v2/calls` also under the agent's id).
+pub fn outcome_fields(record: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let mut fields = Map::new();
+    if let Some(top) = record.as_object() {
+        fields.extend(top.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    if let Some(call) = record.get("call").and_then(Value::as_object) {
+        fields.extend(call.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let value_of = |v: &Value| v.get("value").cloned();
+    let mut collected = Map::new();
+    let sources = [
+        record.get("collected_variables"),
+        record
+            .get("call")
+            .and_then(|c| c.get("collected_variables")),
+    ];
+    for source in sources.into_iter().flatten().filter_map(Value::as_object) {
+        for (name, value) in source {
+            match value_of(value) {
+                Some(v) => {
+                    collected.insert(name.clone(), v);
+                }
+                // `{ <agent_id>: { <var>: { value } } }`
+                None => {
+                    for (inner, v) in value.as_object().into_iter().flatten() {
+                        if let Some(v) = value_of(v) {
+                            collected.insert(inner.clone(), v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    fields.insert("collected_variables".into(), Value::Object(collected));
+    Value::Object(fields)
+}
+
 /// A campaign's consent requirement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsentRule {

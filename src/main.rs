@@ -136,6 +136,31 @@ enum Command {
         #[command(subcommand)]
         command: cli::pool::NumbersCommand,
     },
+    /// Suppression lists kept in the store: add, remove, check, import (audited).
+    Suppress {
+        #[arg(long, env = "CALLROUTE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: cli::compliance::SuppressCommand,
+    },
+    /// The proof of each call (rules hash, calling window and laws, attempt counts, lists
+    /// checked and their versions), by lead, by number or by time; CSV for a review.
+    Audit {
+        /// A lead id, or a number (`+…`: the caller ID or the lead's number).
+        subject: Option<String>,
+        #[arg(long, env = "CALLROUTE_CONFIG")]
+        config: Option<PathBuf>,
+        /// From this instant (RFC 3339) on.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Before this instant (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value_t = 10_000)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "text")]
+        format: cli::compliance::AuditFormat,
+    },
     /// Apply the store's pending schema migrations and exit (daemons also apply them at
     /// start, under a lock). A SQLite store is created or upgraded in place.
     Migrate {
@@ -312,6 +337,30 @@ fn main() -> ExitCode {
             Ok(config) => {
                 runtime().and_then(|rt| rt.block_on(cli::pool::numbers(&config, command)))
             }
+        },
+        Command::Suppress { config, command } => match load_config(config.as_deref()) {
+            Err(code) => Ok(code),
+            Ok(config) => match cli::pool::rules_of(&config) {
+                Err(code) => Ok(code),
+                Ok(rules) => runtime().and_then(|rt| {
+                    rt.block_on(cli::compliance::suppress(&config, &rules, command))
+                }),
+            },
+        },
+        Command::Audit {
+            subject,
+            config,
+            from,
+            to,
+            limit,
+            format,
+        } => match load_config(config.as_deref()) {
+            Err(code) => Ok(code),
+            Ok(config) => runtime().and_then(|rt| {
+                rt.block_on(cli::compliance::audit(
+                    &config, subject, from, to, limit, format,
+                ))
+            }),
         },
         Command::Status { config } => {
             runtime().and_then(|rt| rt.block_on(status(config.as_deref())))

@@ -334,6 +334,32 @@ impl List {
         self.version
     }
 
+    /// Every entry: the number's digits, its source line and its expiry.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u32, Option<NaiveDate>)> + '_ {
+        self.buckets
+            .iter()
+            .enumerate()
+            .flat_map(move |(b, &(high, start))| {
+                let end = self
+                    .buckets
+                    .get(b + 1)
+                    .map_or(self.lows.len(), |&(_, s)| s as usize);
+                (start as usize..end).map(move |i| {
+                    let expiry = self.expiries.as_ref().map_or(0, |e| e[i]);
+                    let expiry = (expiry > 0)
+                        .then(|| {
+                            EPOCH.checked_add_signed(chrono::Duration::days(i64::from(expiry)))
+                        })
+                        .flatten();
+                    (
+                        (u64::from(high) << 32) | u64::from(self.lows[i]),
+                        self.lines[i],
+                        expiry,
+                    )
+                })
+            })
+    }
+
     /// Heap bytes the list holds.
     pub fn heap_bytes(&self) -> usize {
         self.buckets.capacity() * std::mem::size_of::<(u32, u32)>()

@@ -192,6 +192,11 @@ impl PoolState {
         self.suppressed.get(&number).map_or(&[], Vec::as_slice)
     }
 
+    /// Every store-kept suppression entry.
+    pub fn suppressed_entries(&self) -> impl Iterator<Item = &crate::compliance::StoredEntry> {
+        self.suppressed.values().flatten()
+    }
+
     /// How many numbers the store-kept lists hold.
     pub fn suppressed_count(&self) -> usize {
         self.suppressed.len()
@@ -531,6 +536,11 @@ impl LeadHistory {
 
     pub fn last(&self) -> Option<(E164, DateTime<Utc>)> {
         self.last
+    }
+
+    /// Attempts at or after `since` (within what memory keeps: `RETENTION`).
+    pub fn count_since(&self, since: DateTime<Utc>) -> u32 {
+        self.attempts.iter().filter(|&&at| at >= since).count() as u32
     }
 
     /// Every attempt limit the lead has reached at `now`.

@@ -295,7 +295,7 @@ proptest! {
         prop_assume!(numbers.len() >= 3);
         let tiers = if tiered { "\n        local_presence: [area_code, state, any]" } else { "" };
         let yaml = format!(
-            "agents: {{ a: {{ model_id: m }} }}\nnumbers:\n{}campaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        sticky: 30d{tiers}\n",
+            "agents: {{ a: {{ model_id: m }} }}\nstate_laws: false\nnumbers:\n{}campaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        sticky: 30d{tiers}\n",
             numbers.iter().map(|n| format!("  \"{n}\": {{}}\n")).collect::<String>()
         );
         let rules = compile(&yaml);

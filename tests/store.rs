@@ -8,12 +8,13 @@ use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
 
+use callroute::compliance::StoredEntry;
 use callroute::lead::RawLead;
 use callroute::store::postgres::PgStore;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{
-    AttemptGuard, AttemptStatus, Begun, LeadState, MemberInfo, NewAttempt, NotPlaced, NumberUses,
-    Store,
+    AttemptGuard, AttemptQuery, AttemptStatus, AuditEntry, Begun, LeadState, MemberInfo,
+    NewAttempt, NotPlaced, NumberUses, Store, SuppressionGuard,
 };
 
 /// Handles on one store, as several processes would open it.
@@ -101,6 +102,7 @@ suite!(
     pacing_beats_are_shared_and_paused_together,
     a_commit_refuses_a_second_already_full,
     lead_ids_and_payloads_survive_copy_escaping,
+    store_kept_lists_are_audited_and_checked_at_commit,
 );
 
 fn info(host: &str) -> MemberInfo {
@@ -428,6 +430,8 @@ fn attempt<'a>(lead: &'a str, from: &'a str, at: DateTime<Utc>) -> NewAttempt<'a
         route: "r",
         account: "default",
         at,
+        proof: None,
+        to_number: None,
     }
 }
 
@@ -759,9 +763,134 @@ async fn concurrent_starts_on_an_empty_postgres_schema_migrate_it_once() {
             .fetch_all(&mut connection)
             .await
             .unwrap();
-    assert_eq!(versions, [1], "each migration applied once");
+    assert_eq!(versions, [1, 2], "each migration applied once");
     let again = PgStore::migrate_only(&common::pg_store_url(&schema))
         .await
         .unwrap();
     assert!(again.is_empty(), "nothing left to apply: {again:?}");
+}
+
+async fn store_kept_lists_are_audited_and_checked_at_commit(db: &impl Db) {
+    let store = db.handle().await;
+    let other = db.handle().await;
+    store.join(&info("a")).await.unwrap();
+    let leads: Vec<_> = (0..3)
+        .map(|i| (format!("l{i}"), raw(&format!("+1212555010{i}"))))
+        .collect();
+    store.enqueue(&leads, t0()).await.unwrap();
+    store.claim_due(t0(), 3).await.unwrap();
+    let before = store.suppression_version().await.unwrap();
+    let entry = |number: &str, list: &str, expires: Option<DateTime<Utc>>| StoredEntry {
+        number: number.parse().unwrap(),
+        list: list.into(),
+        reason: "said stop".into(),
+        added_by: "ops".into(),
+        added_at: t0(),
+        evidence: Some("call c-1".into()),
+        expires,
+    };
+    let audit = |action: &str| AuditEntry {
+        at: t0(),
+        actor: "ops".into(),
+        action: action.into(),
+        subject: "numbers".into(),
+        detail: "why".into(),
+    };
+    // Another process puts two numbers on lists; one entry has already expired.
+    let written = other
+        .suppress(
+            &[
+                entry("+12125550100", "internal", None),
+                entry("+12125550101", "client", None),
+                entry("+12125550102", "internal", Some(t0() - Duration::days(1))),
+            ],
+            &audit("suppress"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, 3);
+    assert_ne!(store.suppression_version().await.unwrap(), before);
+    let listed = store.suppressions(Some("+12125550100")).await.unwrap();
+    assert_eq!(listed, [entry("+12125550100", "internal", None)]);
+    assert_eq!(store.suppressions(None).await.unwrap().len(), 3);
+
+    let guard = |number: &str, exempt: &[&str]| AttemptGuard {
+        suppression: Some(SuppressionGuard {
+            number: number.into(),
+            exempt: exempt.iter().map(|s| s.to_string()).collect(),
+            now: t0(),
+        }),
+        ..AttemptGuard::default()
+    };
+    let to = |lead: &'static str, number: &'static str| NewAttempt {
+        to_number: Some(number),
+        proof: Some(r#"{"rules_hash":"00000000000000ab"}"#),
+        ..attempt(lead, "+14155550100", t0())
+    };
+    let refused = store
+        .begin_attempt_checked(&to("l0", "+12125550100"), &guard("+12125550100", &[]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused, Begun::Suppressed(entries) if entries[0].evidence.as_deref() == Some("call c-1")),
+        "{refused:?}"
+    );
+    // A list the rules scope away from this lead does not stop it; an expired entry neither.
+    for (lead, number) in [("l1", "+12125550101"), ("l2", "+12125550102")] {
+        let begun = store
+            .begin_attempt_checked(&to(lead, number), &guard(number, &["client"]))
+            .await
+            .unwrap();
+        assert!(matches!(begun, Begun::Written(_)), "{lead}: {begun:?}");
+    }
+    // Off the list again: the refused lead goes.
+    let removed = other
+        .unsuppress("internal", &["+12125550100".into()], &audit("unsuppress"))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let begun = store
+        .begin_attempt_checked(&to("l0", "+12125550100"), &guard("+12125550100", &[]))
+        .await
+        .unwrap();
+    assert!(matches!(begun, Begun::Written(_)), "{begun:?}");
+    let log = store.audit_log(10).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["unsuppress", "suppress"]);
+
+    // The ledger keeps each attempt's proof and the lead's number.
+    let by_number = store
+        .audited_attempts(&AttemptQuery {
+            number: Some("+12125550101".into()),
+            limit: 10,
+            ..AttemptQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_number.len(), 1);
+    assert_eq!(by_number[0].attempt.lead_id, "l1");
+    assert_eq!(
+        by_number[0].proof.as_ref().unwrap()["rules_hash"],
+        "00000000000000ab"
+    );
+    let by_caller_id = store
+        .audited_attempts(&AttemptQuery {
+            number: Some("+14155550100".into()),
+            from: Some(t0()),
+            to: Some(t0() + Duration::seconds(1)),
+            limit: 10,
+            ..AttemptQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_caller_id.len(), 3);
+    let by_lead = store
+        .audited_attempts(&AttemptQuery {
+            lead: Some("l0".into()),
+            limit: 10,
+            ..AttemptQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_lead.len(), 1);
 }

@@ -112,3 +112,112 @@ async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
     );
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_in_the_webhook_stops_the_next_redial() {
+    const OPTING_OUT: &str = "+12125550123";
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin_listener.local_addr().unwrap());
+    let sim = Simulator::new(SimConfig {
+        calls: CallBehaviour {
+            ring_ms: 50,
+            talk_ms: 100,
+            answer_rate: 1.0,
+            opt_outs: vec![OPTING_OUT.into()],
+            ..CallBehaviour::default()
+        },
+        webhook: Some(SimWebhook {
+            url: format!("{admin_url}/v1/webhooks/synthflow"),
+            secret: "whsec".into(),
+        }),
+        ..common::sim_config(&["+14155550100"])
+    });
+    let base = sim.start_local().await.unwrap();
+    let rules_text = format!(
+        "{RULES}opt_out:\n  when:\n    - {{ field: collected_variables.do_not_call, equals: [true, yes] }}\n"
+    );
+    let rules = Arc::new(
+        compile_sources(&[(Path::new("r.yaml"), rules_text.as_str())])
+            .0
+            .unwrap(),
+    );
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let lead = |id: &str, not_before: Option<String>| {
+        (
+            id.to_string(),
+            RawLead {
+                id: Some(id.into()),
+                phone: Some(OPTING_OUT.into()),
+                name: Some("A".into()),
+                campaign: Some("c".into()),
+                not_before,
+                ..RawLead::default()
+            },
+        )
+    };
+    // L2 is the same person, queued already, due once L1's call has ended.
+    let later = (Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    store
+        .enqueue(&[lead("L1", None), lead("L2", Some(later))], Utc::now())
+        .await
+        .unwrap();
+    // Status polls are an hour apart: only the webhook can say what the lead said.
+    let config = DaemonConfig {
+        poll_interval: Duration::from_secs(3600),
+        idle_poll: Duration::from_millis(100),
+        ..DaemonConfig::default()
+    };
+    let daemon = Arc::new(
+        Daemon::start(store, rules, common::client(&base), config)
+            .await
+            .unwrap(),
+    );
+    tokio::spawn(callroute::admin::serve(
+        admin_listener,
+        callroute::admin::router(
+            daemon.clone(),
+            Some("whsec".into()),
+            callroute::admin::Access::default(),
+        ),
+        callroute::admin::ServeLimits::default(),
+        std::future::pending(),
+    ));
+    let running = tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.run(tokio::time::sleep(Duration::from_secs(4))).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    let l2 = loop {
+        let l2 = daemon.store().lead("L2").await.unwrap().unwrap();
+        if l2.state == LeadState::Rejected || tokio::time::Instant::now() > deadline {
+            break l2;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let l1 = daemon.store().lead("L1").await.unwrap().unwrap();
+    let call_id = l1.call_id.clone().expect("L1 was called");
+    assert_eq!(l2.state, LeadState::Rejected, "{l2:?}");
+    assert_eq!(l2.reason_code.as_deref(), Some("suppressed"));
+    let reason = l2.reason.unwrap();
+    assert!(
+        reason.contains("`internal`") && reason.contains(&call_id),
+        "{reason}"
+    );
+    let entries = daemon.store().suppressions(Some(OPTING_OUT)).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].added_by, "opt-out");
+    assert!(entries[0].evidence.as_deref().unwrap().contains(&call_id));
+    let calls = sim
+        .log()
+        .iter()
+        .filter(|c| c.request.phone == OPTING_OUT)
+        .count();
+    assert_eq!(calls, 1, "called once, never again after the opt-out");
+    let audit = daemon.store().audit_log(10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "suppress" && e.subject == OPTING_OUT)
+    );
+    running.await.unwrap().unwrap();
+}

@@ -371,7 +371,11 @@ async fn webhook<S: Store>(
         }
     }
     let duration = crate::synthflow::webhook::call_duration(&payload);
-    match admin.daemon.call_ended(&call_id, &status, duration).await {
+    match admin
+        .daemon
+        .call_ended(&call_id, &status, duration, &payload)
+        .await
+    {
         Ok(recorded) => Json(json!({"recorded": recorded})).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

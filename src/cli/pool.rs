@@ -66,20 +66,20 @@ pub enum NumbersCommand {
 }
 
 /// The user the audit log names.
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "cli".to_string())
 }
 
-fn parse_numbers(numbers: &[String]) -> anyhow::Result<Vec<E164>> {
+pub(crate) fn parse_numbers(numbers: &[String]) -> anyhow::Result<Vec<E164>> {
     numbers
         .iter()
         .map(|n| E164::parse(n.trim()).map_err(|e| anyhow!("`{n}`: {e}")))
         .collect()
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
     AnyStore::open(&config.store).await.with_context(|| {
         format!(
             "opening the store {}",

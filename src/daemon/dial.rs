@@ -206,6 +206,9 @@ impl<S: Store> Shared<S> {
         // Another process wrote (e.g. `callroute numbers rest`): rests apply at once.
         if version.is_some_and(|v| self.store_changed_since_rests(v)) {
             self.reload_rests().await;
+            // `callroute suppress` or another daemon's opt-out: in the engine's view at
+            // once (the commit checks the store's lists anyway).
+            self.refresh_suppressions().await;
         }
         let now = self.config.clock.now();
         let campaigns = self.campaigns_of(index, &self.rules.load());
@@ -297,7 +300,7 @@ impl<S: Store> Shared<S> {
             Err(e) => {
                 let reason = format!("invalid lead: {e}");
                 self.store
-                    .reject(&stored.id, &reason, self.config.clock.now())
+                    .reject(&stored.id, "invalid_lead", &reason, self.config.clock.now())
                     .await?;
                 self.event(&stored.id, "reject", None, reason);
                 return Ok(());
@@ -372,8 +375,11 @@ impl<S: Store> Shared<S> {
                     number_uses,
                     concurrency: Some(account.concurrency),
                     per_second: Some(account.attempts_per_second),
+                    suppression: Some(Self::suppression_guard(&rules, &lead, now)),
                 };
                 let from = from_phone_number.to_string();
+                let to = lead.phone.to_string();
+                let proof = super::compliance::proof(&rules, &lead, &trace, &decision);
                 let attempt = crate::store::NewAttempt {
                     lead_id: &stored.id,
                     model_id,
@@ -381,6 +387,8 @@ impl<S: Store> Shared<S> {
                     route: route_name,
                     account: &account.name,
                     at: now,
+                    proof: Some(&proof),
+                    to_number: Some(&to),
                 };
                 let committing_since = tokio::time::Instant::now();
                 match self.store.begin_attempt_checked(&attempt, &guard).await? {
@@ -448,6 +456,18 @@ impl<S: Store> Shared<S> {
                         paced = false;
                         continue;
                     }
+                    crate::store::Begun::Suppressed(entries) => {
+                        // Listed since the decision (by `callroute suppress`, or another
+                        // daemon's opt-out): learn the entries and decide again, which
+                        // rejects the lead with the entry in its trace.
+                        metrics::counter!("callroute_decisions_retried_total", "why" => "suppressed")
+                            .increment(1);
+                        let mut pool = lock(&self.pool);
+                        for entry in entries {
+                            pool.add_suppressed(entry);
+                        }
+                        continue;
+                    }
                     crate::store::Begun::NotOwned => {
                         // This daemon's lease lapsed and another took the lead back: it is
                         // that daemon's now.
@@ -480,7 +500,10 @@ impl<S: Store> Shared<S> {
                     self.remember(&stored.id, "hold", None, reason.message);
                 }
                 Decision::Reject { reason } => {
-                    self.store.reject(&stored.id, &reason.message, now).await?;
+                    let code = crate::engine::variant_name(&reason.code);
+                    self.store
+                        .reject(&stored.id, &code, &reason.message, now)
+                        .await?;
                     self.remember(&stored.id, "reject", None, reason.message);
                 }
             }

@@ -5,18 +5,22 @@ use super::*;
 
 impl<S: Store> Daemon<S> {
     /// A post-call webhook says `call_id` ended with `status` after `duration`: record it
-    /// and free the call's slot. Returns false for a call that is not a live call of ours
-    /// (or not terminal).
+    /// and free the call's slot, and suppress the number if `body` says "stop calling me"
+    /// (the rules' `opt_out`). Returns false for a call that is not a live call of ours (or
+    /// not terminal).
     pub async fn call_ended(
         &self,
         call_id: &str,
         status: &str,
         duration: Option<std::time::Duration>,
+        body: &serde_json::Value,
     ) -> Result<bool, StoreError> {
         if !crate::synthflow::wire::is_terminal_status(status) {
             return Ok(false);
         }
         let recorded = self.shared.record_end(call_id, status, duration).await?;
+        // Even when a poll saw the end first: only the webhook may carry what was said.
+        self.shared.check_opt_out(call_id, body).await;
         if let Some(waiter) = lock(&self.shared.call_waiters).get(call_id) {
             waiter.notify_one();
         }
@@ -126,6 +130,7 @@ impl<S: Store> Shared<S> {
                                 .map(|_| ())
                         })
                         .await;
+                    self.check_opt_out(call_id, &record.to_get_json()).await;
                     if let Err(e) = recorded {
                         tracing::error!(
                             call_id,

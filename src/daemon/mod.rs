@@ -28,6 +28,7 @@ use crate::usage::PoolState;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
 
+mod compliance;
 mod dial;
 mod dispatch;
 mod follow;
@@ -300,6 +301,8 @@ struct Shared<S: Store> {
     health_judging: tokio::sync::Mutex<()>,
     /// The store's data version the rests were last read at, and when.
     rests_read: Mutex<(Option<u64>, Option<std::time::Instant>)>,
+    /// The version of the store-kept suppression lists last read.
+    suppression_read: std::sync::atomic::AtomicI64,
     /// Each number's slug, as the pools last read gave it (detach needs it).
     slugs: Mutex<HashMap<E164, String>>,
     /// The last `status::RECENT_DECISIONS` decisions acted on, newest last, with traces.
@@ -408,6 +411,7 @@ impl<S: Store> Daemon<S> {
                 histories: Mutex::new(HashMap::new()),
                 slugs: Mutex::new(HashMap::new()),
                 rests_read: Mutex::new((None, None)),
+                suppression_read: std::sync::atomic::AtomicI64::new(-1),
                 health_judging: tokio::sync::Mutex::new(()),
                 call_waiters: Mutex::new(HashMap::new()),
                 rules_dir: Mutex::new(None),
@@ -426,6 +430,7 @@ impl<S: Store> Daemon<S> {
             stop,
         };
         daemon.shared.load_health().await?;
+        daemon.shared.reload_suppressions().await?;
         match daemon.shared.refresh_pools().await {
             Ok(()) => {}
             // The key or an agent is wrong: configuration, which a restart will not fix.

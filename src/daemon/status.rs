@@ -17,6 +17,12 @@ pub struct StatusView {
     pub held: Vec<HeldView>,
     /// Deferred leads by the code of their reason, most first.
     pub deferred: Vec<HeldView>,
+    /// Rejected leads by the code of their reason (`suppressed`, `consent_missing`, ...).
+    #[serde(default)]
+    pub rejected: Vec<HeldView>,
+    /// The suppression lists the rules check, and the store's.
+    #[serde(default)]
+    pub suppression: Vec<ListView>,
     pub auth_failed: bool,
     /// Why dialing is paused because Synthflow cannot be read, if it is.
     pub api_problem: Option<String>,
@@ -39,6 +45,18 @@ pub struct StatusView {
     pub numbers: Vec<NumberView>,
     /// The last decisions acted on, newest first, each with its trace.
     pub decisions: Vec<DecisionView>,
+}
+
+/// A suppression list: where it comes from, how many entries, its version, whom it binds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListView {
+    pub name: String,
+    /// The file, or `store`.
+    pub source: String,
+    pub entries: usize,
+    pub version: String,
+    /// `every campaign`, or the campaigns and brands it is scoped to.
+    pub applies_to: String,
 }
 
 /// The account's limits and how much of them is in use.
@@ -238,6 +256,16 @@ impl fmt::Display for StatusView {
         for deferred in &self.deferred {
             writeln!(out, "deferred  {:>6}  {}", deferred.count, deferred.reason)?;
         }
+        for rejected in &self.rejected {
+            writeln!(out, "rejected  {:>6}  {}", rejected.count, rejected.reason)?;
+        }
+        for list in &self.suppression {
+            writeln!(
+                out,
+                "list      {:<16} {:>9} entries  {} (version {}); applies to {}",
+                list.name, list.entries, list.source, list.version, list.applies_to
+            )?;
+        }
         writeln!(
             out,
             "\n{:<14} {:>9}  {:<20} limits",
@@ -414,6 +442,8 @@ impl<S: Store> Daemon<S> {
         };
         let held = by_reason(self.shared.store.held_reasons().await?);
         let deferred = by_reason(self.shared.store.deferred_reasons().await?);
+        let rejected = by_reason(self.shared.store.rejected_reasons().await?);
+        let suppression = self.suppression_lists();
         let members = self.members().await.unwrap_or_default();
         let rules = self.shared.rules.load();
         let reload = lock(&self.shared.reload_status).clone();
@@ -435,6 +465,8 @@ impl<S: Store> Daemon<S> {
             queue,
             held,
             deferred,
+            rejected,
+            suppression,
             auth_failed: self.auth_failed(),
             api_problem: self.api_problem(),
             not_attached: self

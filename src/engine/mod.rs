@@ -131,6 +131,8 @@ pub struct Trace {
     pub consent: Option<String>,
     pub calling_hours: Option<HoursCheck>,
     pub lead_attempts: Vec<LimitHit>,
+    /// The lead's attempts in each capped window, as the caps were checked (for the proof).
+    pub attempt_counts: Vec<AttemptCount>,
     pub sticky: Option<String>,
     pub tiers: Vec<TierCheck>,
     pub excluded: Vec<Exclusion>,
@@ -156,6 +158,15 @@ pub struct HoursCheck {
     pub laws: Vec<String>,
     /// What of those is closed now, and why (the law, the holiday, the closure).
     pub closed_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptCount {
+    /// The state whose cap it is (None: the default or the country's).
+    pub state: Option<String>,
+    pub window: &'static str,
+    pub used: u32,
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -310,6 +321,28 @@ fn decide_traced(
     }
 
     let history = pool.lead_history(&lead.key);
+    for (index, rule) in attempt_rules(&rules.lead_attempts, lead, &states)
+        .iter()
+        .enumerate()
+    {
+        let state = states.get(index).cloned();
+        if let Some(limit) = rule.per_24h {
+            trace.attempt_counts.push(AttemptCount {
+                state: state.clone(),
+                window: "per_24h",
+                used: history.map_or(0, |h| h.count_since(now - chrono::Duration::hours(24))),
+                limit,
+            });
+        }
+        if let Some(limit) = rule.max_total {
+            trace.attempt_counts.push(AttemptCount {
+                state,
+                window: "max_total",
+                used: history.map_or(0, |h| h.total()),
+                limit,
+            });
+        }
+    }
     if let Some(history) = history {
         let hits: Vec<LimitHit> = attempt_rules(&rules.lead_attempts, lead, &states)
             .iter()

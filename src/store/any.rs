@@ -200,12 +200,20 @@ impl Store for AnyStore {
     async fn reject(
         &self,
         lead_id: &str,
+        code: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.reject(lead_id, reason, now).await,
-            AnyStore::Postgres(s) => s.reject(lead_id, reason, now).await,
+            AnyStore::Sqlite(s) => s.reject(lead_id, code, reason, now).await,
+            AnyStore::Postgres(s) => s.reject(lead_id, code, reason, now).await,
+        }
+    }
+
+    async fn rejected_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.rejected_reasons().await,
+            AnyStore::Postgres(s) => s.rejected_reasons().await,
         }
     }
 
@@ -311,6 +319,56 @@ impl Store for AnyStore {
         }
     }
 
+    async fn suppress(
+        &self,
+        entries: &[crate::compliance::StoredEntry],
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.suppress(entries, audit).await,
+            AnyStore::Postgres(s) => s.suppress(entries, audit).await,
+        }
+    }
+
+    async fn unsuppress(
+        &self,
+        list: &str,
+        numbers: &[String],
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.unsuppress(list, numbers, audit).await,
+            AnyStore::Postgres(s) => s.unsuppress(list, numbers, audit).await,
+        }
+    }
+
+    async fn suppressions(
+        &self,
+        number: Option<&str>,
+    ) -> Result<Vec<crate::compliance::StoredEntry>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.suppressions(number).await,
+            AnyStore::Postgres(s) => s.suppressions(number).await,
+        }
+    }
+
+    async fn suppression_version(&self) -> Result<i64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.suppression_version().await,
+            AnyStore::Postgres(s) => s.suppression_version().await,
+        }
+    }
+
+    async fn audited_attempts(
+        &self,
+        query: &super::AttemptQuery,
+    ) -> Result<Vec<super::AuditedAttempt>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.audited_attempts(query).await,
+            AnyStore::Postgres(s) => s.audited_attempts(query).await,
+        }
+    }
+
     async fn in_doubt(&self) -> Result<Vec<Attempt>, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.in_doubt().await,
@@ -336,6 +394,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.lead(lead_id).await,
             AnyStore::Postgres(s) => s.lead(lead_id).await,
+        }
+    }
+
+    async fn lead_of_call(&self, call_id: &str) -> Result<Option<StoredLead>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.lead_of_call(call_id).await,
+            AnyStore::Postgres(s) => s.lead_of_call(call_id).await,
         }
     }
 

@@ -225,6 +225,11 @@ pub struct NewAttempt<'a> {
     pub route: &'a str,
     pub account: &'a str,
     pub at: DateTime<Utc>,
+    /// What made the call lawful at that instant (JSON, see `daemon::proof`): kept with the
+    /// attempt for `callroute audit`.
+    pub proof: Option<&'a str>,
+    /// The lead's number (for `callroute audit NUMBER`).
+    pub to_number: Option<&'a str>,
 }
 
 /// What must still hold when the attempt is committed (checked in its transaction,
@@ -244,6 +249,36 @@ pub struct AttemptGuard {
     /// beats `reserve_pace` hands out keep to this; the check catches a daemon that woke
     /// late and would send in a bunch.
     pub per_second: Option<u32>,
+    /// The store-kept suppression lists: the attempt is written only if the number is on
+    /// none of them (but the `exempt` ones, which the rules scope away from this lead).
+    pub suppression: Option<SuppressionGuard>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SuppressionGuard {
+    pub number: String,
+    pub exempt: Vec<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// Which ledger rows `callroute audit` reads (every given filter applies).
+#[derive(Debug, Clone, Default)]
+pub struct AttemptQuery {
+    pub lead: Option<String>,
+    pub number: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+/// An attempt with its proof, as `callroute audit` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditedAttempt {
+    #[serde(flatten)]
+    pub attempt: Attempt,
+    /// The lead's number.
+    pub to_number: Option<String>,
+    pub proof: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +303,8 @@ pub enum Begun {
     /// Not written: the lead is no longer claimed by this member (its lease expired and
     /// another member took its claims back).
     NotOwned,
+    /// Not written: the number was put on a store-kept suppression list since the decision.
+    Suppressed(Vec<crate::compliance::StoredEntry>),
 }
 
 /// The ledger's uses of a number that `known_ms` does not account for (compared as
@@ -312,6 +349,14 @@ fn sql_list(values: &[String]) -> String {
         .map(|v| format!("'{}'", v.replace('\'', "''")))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// ` AND list NOT IN (…)` over the lists a suppression guard skips (nothing if none).
+fn lists_not_exempt(exempt: &[String]) -> String {
+    if exempt.is_empty() {
+        return String::new();
+    }
+    format!(" AND list NOT IN ({})", sql_list(exempt))
 }
 
 /// `id IN ('a', 'b')` over `ids`, or a condition that is false when there are none.
@@ -516,12 +561,19 @@ pub trait Store: Send + Sync + 'static {
     fn deferred_reasons(
         &self,
     ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+    /// The lead can never be called: `code` is the engine's reason code (`suppressed`,
+    /// `invalid_lead`, ...), counted by `rejected_reasons`.
     fn reject(
         &self,
         lead_id: &str,
+        code: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Rejected leads by reason code.
+    fn rejected_reasons(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
     /// Writes the ledger row and moves the lead from `claimed` to `dialing`, in one
     /// transaction, before the request is sent, if `guard` still holds at commit.
     fn begin_attempt_checked(
@@ -541,6 +593,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<i64, StoreError>> + Send {
         async move {
             let attempt = NewAttempt {
+                proof: None,
+                to_number: None,
                 lead_id,
                 model_id,
                 from_number,
@@ -617,6 +671,33 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+    /// Puts numbers on store-kept suppression lists (an entry already there is replaced),
+    /// and writes `audit` in the same transaction. Returns how many entries were written.
+    fn suppress(
+        &self,
+        entries: &[crate::compliance::StoredEntry],
+        audit: &AuditEntry,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Takes numbers off the store-kept list `list`, writing `audit` in the same
+    /// transaction. Returns how many were on it.
+    fn unsuppress(
+        &self,
+        list: &str,
+        numbers: &[String],
+        audit: &AuditEntry,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The store-kept suppression entries (of one number, or all).
+    fn suppressions(
+        &self,
+        number: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<crate::compliance::StoredEntry>, StoreError>> + Send;
+    /// A number that changes whenever a store-kept list does (polled by daemons).
+    fn suppression_version(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Ledger rows with their proofs, oldest first.
+    fn audited_attempts(
+        &self,
+        query: &AttemptQuery,
+    ) -> impl Future<Output = Result<Vec<AuditedAttempt>, StoreError>> + Send;
     /// Attempts still `sent`: the call may exist; reconcile before anything else.
     fn in_doubt(&self) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
     /// Placed calls whose outcome is not known yet.
@@ -629,6 +710,11 @@ pub trait Store: Send + Sync + 'static {
     fn lead(
         &self,
         lead_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredLead>, StoreError>> + Send;
+    /// The lead whose call `call_id` is (or was).
+    fn lead_of_call(
+        &self,
+        call_id: &str,
     ) -> impl Future<Output = Result<Option<StoredLead>, StoreError>> + Send;
     /// When the next queued or deferred lead of `campaigns` is due.
     fn next_due_for(

@@ -34,7 +34,8 @@ use super::{
 use crate::lead::RawLead;
 
 /// The schema, one migration a step; a store records the steps it has applied.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE leads (
     id TEXT PRIMARY KEY,
     payload TEXT NOT NULL,
@@ -127,7 +128,28 @@ CREATE TABLE account_pace (
     account TEXT PRIMARY KEY,
     next_us BIGINT NOT NULL
 );
-"];
+",
+    "
+-- Compliance (issue 11): store-kept suppression lists, and each attempt's proof.
+CREATE TABLE suppressions (
+    number TEXT NOT NULL,
+    list TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    added_at BIGINT NOT NULL,
+    evidence TEXT,
+    expires BIGINT,
+    PRIMARY KEY (number, list)
+);
+CREATE TABLE suppression_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+ALTER TABLE attempts ADD COLUMN proof TEXT;
+ALTER TABLE attempts ADD COLUMN to_number TEXT;
+CREATE INDEX attempts_by_to_number ON attempts (to_number);
+",
+];
 
 /// The server's clock in epoch ms: leases use one clock for every member.
 const SERVER_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -180,6 +202,35 @@ fn copy_escape(value: &str, out: &mut String) {
 }
 
 impl PgStore {
+    /// Counts a change of the store-kept lists and audits it, in the change's transaction.
+    async fn suppression_changed(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO suppression_version (id, version) VALUES (1, 1)
+             ON CONFLICT (id) DO UPDATE SET version = suppression_version.version + 1",
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        // Daemons listening read the lists again (their data version moves).
+        self.notify(tx, "s").await?;
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(ms(audit.at))
+        .bind(&audit.actor)
+        .bind(&audit.action)
+        .bind(&audit.subject)
+        .bind(&audit.detail)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
     /// Connects to `postgres://…`, applies pending migrations (under a lock: concurrent
     /// starts are safe) and starts listening for other members' writes.
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
@@ -814,11 +865,23 @@ impl Store for PgStore {
     async fn reject(
         &self,
         lead_id: &str,
+        code: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_state(lead_id, LeadState::Rejected, None, None, Some(reason), now)
-            .await
+        self.set_state(
+            lead_id,
+            LeadState::Rejected,
+            None,
+            Some(code),
+            Some(reason),
+            now,
+        )
+        .await
+    }
+
+    async fn rejected_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.count_by("reason_code", LeadState::Rejected).await
     }
 
     async fn begin_attempt_checked(
@@ -904,9 +967,24 @@ impl Store for PgStore {
                 });
             }
         }
+        if let Some(check) = &guard.suppression {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT * FROM suppressions WHERE number = $1 AND (expires IS NULL OR expires > $2){}",
+                super::lists_not_exempt(&check.exempt)
+            )))
+            .bind(&check.number)
+            .bind(ms(check.now))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            let entries: Vec<_> = rows.iter().filter_map(rows::stored_entry).collect();
+            if !entries.is_empty() {
+                return Ok(Begun::Suppressed(entries));
+            }
+        }
         let id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "INSERT INTO attempts (lead_id, model_id, from_number, route, account, owner, open, at, committed_us)
-             VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, {SERVER_NOW_US}) RETURNING id"
+            "INSERT INTO attempts (lead_id, model_id, from_number, route, account, owner, open, at, committed_us, proof, to_number)
+             VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, {SERVER_NOW_US}, $8, $9) RETURNING id"
         )))
         .bind(attempt.lead_id)
         .bind(attempt.model_id)
@@ -915,6 +993,8 @@ impl Store for PgStore {
         .bind(attempt.account)
         .bind(&*self.member)
         .bind(ms(attempt.at))
+        .bind(attempt.proof)
+        .bind(attempt.to_number)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
@@ -1131,6 +1211,110 @@ impl Store for PgStore {
         Ok(rows.iter().filter_map(rows::rest).collect())
     }
 
+    async fn suppress(
+        &self,
+        entries: &[crate::compliance::StoredEntry],
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut written = 0;
+        // Batches of 1,000 rows as arrays: an import of a million numbers is a thousand
+        // statements, not a million.
+        for chunk in entries.chunks(1000) {
+            let column = |f: &dyn Fn(&crate::compliance::StoredEntry) -> Option<String>| {
+                chunk.iter().map(f).collect::<Vec<Option<String>>>()
+            };
+            let ms_column = |f: &dyn Fn(&crate::compliance::StoredEntry) -> Option<i64>| {
+                chunk.iter().map(f).collect::<Vec<Option<i64>>>()
+            };
+            written += sqlx::query(
+                "INSERT INTO suppressions (number, list, reason, added_by, added_at, evidence, expires)
+                 SELECT DISTINCT ON (number, list) * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
+                   AS t(number, list, reason, added_by, added_at, evidence, expires)
+                 ON CONFLICT (number, list) DO UPDATE SET reason = excluded.reason, added_by = excluded.added_by,
+                 added_at = excluded.added_at, evidence = excluded.evidence, expires = excluded.expires",
+            )
+            .bind(column(&|e| Some(e.number.to_string())))
+            .bind(column(&|e| Some(e.list.clone())))
+            .bind(column(&|e| Some(e.reason.clone())))
+            .bind(column(&|e| Some(e.added_by.clone())))
+            .bind(ms_column(&|e| Some(ms(e.added_at))))
+            .bind(column(&|e| e.evidence.clone()))
+            .bind(ms_column(&|e| e.expires.map(ms)))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        }
+        self.suppression_changed(&mut tx, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(written)
+    }
+
+    async fn unsuppress(
+        &self,
+        list: &str,
+        numbers: &[String],
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let removed = sqlx::query("DELETE FROM suppressions WHERE list = $1 AND number = ANY($2)")
+            .bind(list)
+            .bind(numbers)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        self.suppression_changed(&mut tx, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(removed)
+    }
+
+    async fn suppressions(
+        &self,
+        number: Option<&str>,
+    ) -> Result<Vec<crate::compliance::StoredEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM suppressions WHERE $1::text IS NULL OR number = $1 ORDER BY number, list",
+        )
+        .bind(number)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().filter_map(rows::stored_entry).collect())
+    }
+
+    async fn suppression_version(&self) -> Result<i64, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM suppression_version WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn audited_attempts(
+        &self,
+        query: &crate::store::AttemptQuery,
+    ) -> Result<Vec<crate::store::AuditedAttempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.account, a.at, r.status, r.call_id, a.to_number, a.proof
+             FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id
+             WHERE ($1::text IS NULL OR a.lead_id = $1) AND ($2::text IS NULL OR a.from_number = $2 OR a.to_number = $2)
+               AND ($3::bigint IS NULL OR a.at >= $3) AND ($4::bigint IS NULL OR a.at < $4)
+             ORDER BY a.at, a.id LIMIT $5",
+        )
+        .bind(&query.lead)
+        .bind(&query.number)
+        .bind(query.from.map(ms))
+        .bind(query.to.map(ms))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(rows::audited_attempt).collect())
+    }
+
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
@@ -1186,6 +1370,17 @@ impl Store for PgStore {
             "SELECT {LEAD_COLUMNS} FROM leads WHERE id = $1"
         )))
         .bind(lead_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(rows::lead).transpose()
+    }
+
+    async fn lead_of_call(&self, call_id: &str) -> Result<Option<StoredLead>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE call_id = $1 LIMIT 1"
+        )))
+        .bind(call_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;

@@ -92,6 +92,29 @@ pub(super) fn attempt(row: &impl Columns) -> Attempt {
     }
 }
 
+pub(super) fn stored_entry(row: &impl Columns) -> Option<crate::compliance::StoredEntry> {
+    Some(crate::compliance::StoredEntry {
+        number: row.text("number").parse().ok()?,
+        list: row.text("list"),
+        reason: row.text("reason"),
+        added_by: row.text("added_by"),
+        added_at: time(row.int("added_at")),
+        evidence: row.maybe_text("evidence"),
+        expires: row.maybe_int("expires").map(time),
+    })
+}
+
+/// A ledger row with its proof (columns of `attempt` plus `to_number` and `proof`).
+pub(super) fn audited_attempt(row: &impl Columns) -> super::AuditedAttempt {
+    super::AuditedAttempt {
+        attempt: attempt(row),
+        to_number: row.maybe_text("to_number"),
+        proof: row
+            .maybe_text("proof")
+            .and_then(|p| serde_json::from_str(&p).ok()),
+    }
+}
+
 pub(super) fn member(row: &impl Columns) -> Member {
     Member {
         id: row.text("id"),

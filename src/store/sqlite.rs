@@ -97,6 +97,20 @@ CREATE TABLE IF NOT EXISTS audit (
     subject TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS suppressions (
+    number TEXT NOT NULL,
+    list TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    added_at INTEGER NOT NULL,
+    evidence TEXT,
+    expires INTEGER,
+    PRIMARY KEY (number, list)
+);
+CREATE TABLE IF NOT EXISTS suppression_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
 ";
 
 /// Rows per INSERT statement when enqueueing (6 parameters each, far below SQLite's limit).
@@ -207,6 +221,8 @@ impl SqliteStore {
                 .map_err(db)?;
         }
         add_column(&pool, "attempts", "owner", "TEXT").await?;
+        add_column(&pool, "attempts", "proof", "TEXT").await?;
+        add_column(&pool, "attempts", "to_number", "TEXT").await?;
         add_column(
             &pool,
             "attempts",
@@ -236,7 +252,8 @@ impl SqliteStore {
             "CREATE INDEX IF NOT EXISTS attempts_open ON attempts (account) WHERE open = 1;
              CREATE INDEX IF NOT EXISTS attempts_committed ON attempts (account, committed_us);
              CREATE INDEX IF NOT EXISTS attempts_by_lead ON attempts (lead_id, at);
-             CREATE INDEX IF NOT EXISTS attempts_by_number ON attempts (from_number, at);",
+             CREATE INDEX IF NOT EXISTS attempts_by_number ON attempts (from_number, at);
+             CREATE INDEX IF NOT EXISTS attempts_by_to_number ON attempts (to_number);",
         )
         .execute(&pool)
         .await
@@ -687,11 +704,23 @@ impl Store for SqliteStore {
     async fn reject(
         &self,
         lead_id: &str,
+        code: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_state(lead_id, LeadState::Rejected, None, None, Some(reason), now)
-            .await
+        self.set_state(
+            lead_id,
+            LeadState::Rejected,
+            None,
+            Some(code),
+            Some(reason),
+            now,
+        )
+        .await
+    }
+
+    async fn rejected_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.count_by("reason_code", LeadState::Rejected).await
     }
 
     async fn begin_attempt_checked(
@@ -755,8 +784,23 @@ impl Store for SqliteStore {
                 });
             }
         }
+        if let Some(check) = &guard.suppression {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT * FROM suppressions WHERE number = ? AND (expires IS NULL OR expires > ?){}",
+                super::lists_not_exempt(&check.exempt)
+            )))
+            .bind(&check.number)
+            .bind(ms(check.now))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            let entries: Vec<_> = rows.iter().filter_map(rows::stored_entry).collect();
+            if !entries.is_empty() {
+                return Ok(Begun::Suppressed(entries));
+            }
+        }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO attempts (lead_id, model_id, from_number, route, at, owner, account, open, committed_us) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) RETURNING id",
+            "INSERT INTO attempts (lead_id, model_id, from_number, route, at, owner, account, open, committed_us, proof, to_number) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) RETURNING id",
         )
         .bind(attempt.lead_id)
         .bind(attempt.model_id)
@@ -766,6 +810,8 @@ impl Store for SqliteStore {
         .bind(&*self.member)
         .bind(attempt.account)
         .bind(now_us)
+        .bind(attempt.proof)
+        .bind(attempt.to_number)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
@@ -966,6 +1012,110 @@ impl Store for SqliteStore {
         Ok(rows.iter().filter_map(rows::rest).collect())
     }
 
+    async fn suppress(
+        &self,
+        entries: &[crate::compliance::StoredEntry],
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut written = 0;
+        for entry in entries {
+            written += sqlx::query(
+                "INSERT INTO suppressions (number, list, reason, added_by, added_at, evidence, expires) VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (number, list) DO UPDATE SET reason = excluded.reason, added_by = excluded.added_by,
+                 added_at = excluded.added_at, evidence = excluded.evidence, expires = excluded.expires",
+            )
+            .bind(entry.number.to_string())
+            .bind(&entry.list)
+            .bind(&entry.reason)
+            .bind(&entry.added_by)
+            .bind(ms(entry.added_at))
+            .bind(&entry.evidence)
+            .bind(entry.expires.map(ms))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        }
+        suppression_changed(&mut tx, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(written)
+    }
+
+    async fn unsuppress(
+        &self,
+        list: &str,
+        numbers: &[String],
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut removed = 0;
+        for number in numbers {
+            removed += sqlx::query("DELETE FROM suppressions WHERE number = ? AND list = ?")
+                .bind(number)
+                .bind(list)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+        }
+        suppression_changed(&mut tx, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(removed)
+    }
+
+    async fn suppressions(
+        &self,
+        number: Option<&str>,
+    ) -> Result<Vec<crate::compliance::StoredEntry>, StoreError> {
+        let rows = match number {
+            Some(number) => {
+                sqlx::query("SELECT * FROM suppressions WHERE number = ? ORDER BY list")
+                    .bind(number)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM suppressions ORDER BY number, list")
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db)?;
+        Ok(rows.iter().filter_map(rows::stored_entry).collect())
+    }
+
+    async fn suppression_version(&self) -> Result<i64, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM suppression_version WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn audited_attempts(
+        &self,
+        query: &crate::store::AttemptQuery,
+    ) -> Result<Vec<crate::store::AuditedAttempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.account, a.at, r.status, r.call_id, a.to_number, a.proof
+             FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id
+             WHERE (?1 IS NULL OR a.lead_id = ?1) AND (?2 IS NULL OR a.from_number = ?2 OR a.to_number = ?2)
+               AND (?3 IS NULL OR a.at >= ?3) AND (?4 IS NULL OR a.at < ?4)
+             ORDER BY a.at, a.id LIMIT ?5",
+        )
+        .bind(&query.lead)
+        .bind(&query.number)
+        .bind(query.from.map(ms))
+        .bind(query.to.map(ms))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(rows::audited_attempt).collect())
+    }
+
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
@@ -1020,6 +1170,17 @@ impl Store for SqliteStore {
         row.as_ref().map(rows::lead).transpose()
     }
 
+    async fn lead_of_call(&self, call_id: &str) -> Result<Option<StoredLead>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, payload, state, due_at, attempts, call_id, reason, reason_code FROM leads WHERE call_id = ? LIMIT 1",
+        )
+        .bind(call_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(rows::lead).transpose()
+    }
+
     async fn next_due_for(
         &self,
         campaigns: &Campaigns,
@@ -1053,4 +1214,28 @@ impl Store for SqliteStore {
             .map_err(db)?;
         Ok(rows::state_counts(&rows))
     }
+}
+
+/// Counts a change of the store-kept lists and audits it, in the change's transaction.
+async fn suppression_changed(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    audit: &AuditEntry,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO suppression_version (id, version) VALUES (1, 1)
+         ON CONFLICT (id) DO UPDATE SET version = suppression_version.version + 1",
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    sqlx::query("INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)")
+        .bind(ms(audit.at))
+        .bind(&audit.actor)
+        .bind(&audit.action)
+        .bind(&audit.subject)
+        .bind(&audit.detail)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
 }

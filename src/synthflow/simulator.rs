@@ -92,6 +92,9 @@ pub struct CallBehaviour {
     pub answer_rate: f64,
     /// Per caller ID overrides of `answer_rate`.
     pub answer_rates: HashMap<String, f64>,
+    /// Leads' numbers that say "stop calling me" when they answer: their calls end with
+    /// the collected variable `do_not_call: true` (in `GET /v2/calls/{id}` and the webhook).
+    pub opt_outs: Vec<String>,
 }
 
 impl Default for CallBehaviour {
@@ -101,6 +104,7 @@ impl Default for CallBehaviour {
             talk_ms: 20_000,
             answer_rate: 0.6,
             answer_rates: HashMap::new(),
+            opt_outs: Vec::new(),
         }
     }
 }
@@ -132,6 +136,8 @@ pub struct SimCall {
     pub outcome: String,
     pub ring_ms: u64,
     pub talk_ms: u64,
+    /// The lead asked not to be called again (see `CallBehaviour::opt_outs`).
+    pub opted_out: bool,
 }
 
 impl SimCall {
@@ -173,6 +179,9 @@ impl SimCall {
                 self.talk_ms.div_ceil(1000) as i64
             } else {
                 0
+            }),
+            collected_variables: (terminal && self.answered && self.opted_out).then(|| {
+                json!({ self.request.model_id.clone(): { "do_not_call": { "value": true, "collected": true } } })
             }),
             status,
         }
@@ -426,8 +435,10 @@ async fn create_call(State(sim): State<Simulator>, headers: HeaderMap, body: Str
             state.calls.len() + 1,
             xxhash_rust::xxh3::xxh3_64(request.phone.as_bytes())
         );
+        let opted_out = state.config.calls.opt_outs.contains(&request.phone);
         let call = SimCall {
             call_id: call_id.clone(),
+            opted_out,
             request,
             accepted_at: now,
             answered,
@@ -634,6 +645,11 @@ async fn post_webhook(webhook: SimWebhook, call: SimCall) {
                  "timezone": "Europe/Berlin", "call_id": call.call_id, "duration": record.duration_s,
                  "start_time": call.accepted_at.to_rfc3339(), "transcript": ""},
         "executed_actions": {},
+        "collected_variables": if call.answered && call.opted_out {
+            json!({"do_not_call": {"value": true, "collected": true}})
+        } else {
+            json!({})
+        },
     });
     let signature = super::webhook::sign(&webhook.secret, &call.call_id);
     let result = reqwest::Client::new()

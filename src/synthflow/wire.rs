@@ -57,6 +57,8 @@ pub struct CallRecord {
     pub end_call_reason: Option<String>,
     pub error_message: Option<String>,
     pub duration_s: Option<i64>,
+    /// What the agent collected during the call (`{ <agent_id>: { <var>: { value, collected } } }`).
+    pub collected_variables: Option<Value>,
 }
 
 impl CallRecord {
@@ -83,6 +85,10 @@ impl CallRecord {
             end_call_reason: text(&["end_call_reason"]),
             error_message: text(&["error_message"]),
             duration_s: item.get("duration").and_then(Value::as_i64),
+            collected_variables: item
+                .get("collected_variables")
+                .filter(|v| !v.is_null())
+                .cloned(),
         })
     }
 
@@ -98,6 +104,7 @@ impl CallRecord {
             "error_message": self.error_message.clone().unwrap_or_default(),
             "duration": self.duration_s.unwrap_or(0),
             "type_of_call": "outbound",
+            "collected_variables": self.collected_variables,
         })
     }
 
