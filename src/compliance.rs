@@ -37,6 +37,8 @@ pub struct StateLaw {
     pub start: Option<String>,
     pub end: Option<String>,
     pub law: String,
+    /// At most this many calls to one lead in a rolling 24 h.
+    pub per_24h: Option<u32>,
     #[serde(default)]
     pub secondary: bool,
     #[serde(default)]
@@ -426,6 +428,8 @@ pub struct Compliance {
     pub everywhere: Option<StateRestriction>,
     /// Versions of the shipped tables in use (`state-laws 2026.1`, `holidays 2026.1`).
     pub tables: Vec<String>,
+    /// Whether the shipped state-law table applies (`state_laws:`, default true).
+    pub state_laws: bool,
 }
 
 impl Compliance {
@@ -558,5 +562,27 @@ mod tests {
         assert!(opt_out.matches(&record).is_some());
         let record = serde_json::json!({"disposition": "completed", "collected_variables": {"do_not_call": "no"}});
         assert_eq!(opt_out.matches(&record), None);
+    }
+
+    #[test]
+    fn outcome_fields_read_the_webhook_and_the_call_record_alike() {
+        // The webhook: `call` over the top level, variables as `{ value, collected }`.
+        let webhook = serde_json::json!({
+            "status": "completed",
+            "call": {"call_id": "c1", "end_call_reason": "do_not_call"},
+            "collected_variables": {"do_not_call": {"value": "yes", "collected": true}},
+        });
+        let fields = outcome_fields(&webhook);
+        assert_eq!(fields["end_call_reason"], "do_not_call");
+        assert_eq!(fields["collected_variables"]["do_not_call"], "yes");
+        // `GET /v2/calls/{id}`: variables under the agent's id.
+        let record = serde_json::json!({
+            "call_id": "c1",
+            "collected_variables": {"agent-1": {"do_not_call": {"value": true, "collected": true}}},
+        });
+        assert_eq!(
+            outcome_fields(&record)["collected_variables"]["do_not_call"],
+            true
+        );
     }
 }

@@ -100,6 +100,17 @@ pub fn to_text(decision: &Decision, trace: &Trace) -> String {
     if let Some(now) = trace.now {
         let _ = writeln!(out, "  at       {}", time(now));
     }
+    for list in &trace.suppression {
+        let verdict = match &list.hit {
+            Some(hit) => format!("LISTED: {hit}"),
+            None => "not listed".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  list     `{}` (version {}): {verdict}",
+            list.list, list.version
+        );
+    }
     for route in &trace.routes {
         let verdict = match route.mismatch {
             None => "matched".to_string(),
@@ -126,6 +137,30 @@ pub fn to_text(decision: &Decision, trace: &Trace) -> String {
             out,
             "  hours    {} ({states}): {status}",
             hours.zones.join(", ")
+        );
+        for law in &hours.laws {
+            let _ = writeln!(out, "  law      {law}");
+        }
+        for closed in &hours.closed_by {
+            let _ = writeln!(out, "  closed   {closed}");
+        }
+    }
+    if let Some(states) = &trace.states {
+        let _ = writeln!(out, "  states   bound by {}", states.how);
+    }
+    if let Some(consent) = &trace.consent {
+        let _ = writeln!(out, "  consent  {consent}");
+    }
+    for count in &trace.attempt_counts {
+        let state = count
+            .state
+            .as_ref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  attempts {} {}/{}{state}",
+            count.window, count.used, count.limit
         );
     }
     for hit in &trace.lead_attempts {

@@ -117,7 +117,15 @@ fn describe() {
     );
     describe_counter!(
         "callroute_decisions_retried_total",
-        "Decisions made again because the store refused the commit (why: stale_usage, account_busy, pace)."
+        "Decisions made again because the store refused the commit (why: stale_usage, account_busy, pace, suppressed)."
+    );
+    describe_counter!(
+        "callroute_opt_outs_total",
+        "Numbers put on a suppression list because a call's outcome matched the rules' opt_out."
+    );
+    describe_gauge!(
+        "callroute_suppression_entries",
+        "Entries of the suppression lists kept in the store."
     );
     describe_counter!(
         "callroute_sends_late_total",

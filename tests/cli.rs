@@ -493,3 +493,201 @@ fn explain_replays_a_rest_with_why_and_until_when() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected NUMBER@UNTIL"));
 }
+
+/// A configuration naming a scratch copy of the rules (with a list file) and a SQLite store.
+fn compliance_scratch(name: &str) -> (ScratchRules, PathBuf) {
+    let scratch = ScratchRules::new(name);
+    std::fs::write(
+        scratch.0.join("zz-lists.yaml"),
+        "suppression:\n  litigators: { file: litigators.txt }\n",
+    )
+    .unwrap();
+    std::fs::write(scratch.0.join("litigators.txt"), "+13125550111\n").unwrap();
+    let config = scratch.0.join("callroute.conf"); // not *.yaml: not a rules file
+    std::fs::write(
+        &config,
+        format!(
+            "rules: {}\nstore: sqlite://{}\n",
+            scratch.0.display(),
+            scratch.0.join("q.db").display()
+        ),
+    )
+    .unwrap();
+    (scratch, config)
+}
+
+#[test]
+fn suppress_adds_checks_removes_and_imports_with_an_audit_trail() {
+    let (scratch, config) = compliance_scratch("suppress");
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["suppress", "--config", config];
+        all.extend_from_slice(args);
+        callroute(&all)
+    };
+    let out = run(&["add", "+12125550123", "--reason", "asked by phone"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["check", "+12125550123", "+13125550111", "+14155550100"]);
+    assert_eq!(out.status.code(), Some(2), "listed numbers exit 2");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("+12125550123: store list `internal`") && text.contains("asked by phone"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+13125550111: list `litigators`") && text.contains("litigators.txt:1"),
+        "{text}"
+    );
+    assert!(text.contains("+14155550100: on no list"), "{text}");
+
+    // A file list belongs to its file: `suppress add` refuses to write to it.
+    let out = run(&[
+        "add",
+        "+12125550124",
+        "--list",
+        "litigators",
+        "--reason",
+        "x",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("litigators.txt"));
+
+    let out = run(&["remove", "+12125550123", "--reason", "consent given again"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 of 1"));
+    assert_eq!(run(&["check", "+12125550123"]).status.code(), Some(0));
+
+    // An import with a bad line imports nothing and names the line.
+    let file = scratch.0.join("import.csv");
+    std::fs::write(&file, "phone,until\n+12125550130,\nnope,\n").unwrap();
+    let out = run(&[
+        "import",
+        file.to_str().unwrap(),
+        "--column",
+        "phone",
+        "--expires-column",
+        "until",
+        "--list",
+        "client",
+        "--reason",
+        "client's list",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("import.csv:3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        &file,
+        "phone,until\n+12125550130,\n+12125550131,2030-01-01\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "import",
+        file.to_str().unwrap(),
+        "--column",
+        "phone",
+        "--expires-column",
+        "until",
+        "--list",
+        "client",
+        "--reason",
+        "client's list",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 numbers"));
+    let out = run(&["check", "+12125550131"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("store list `client`"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn audit_prints_each_calls_proof_and_exports_csv() {
+    use callroute::store::Store;
+    let (_scratch, config) = compliance_scratch("audit");
+    let db = config.parent().unwrap().join("q.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store =
+            callroute::store::sqlite::SqliteStore::open(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+        let lead = callroute::lead::RawLead {
+            id: Some("L1".into()),
+            phone: Some("+13055550123".into()),
+            name: Some("N".into()),
+            campaign: Some("spring".into()),
+            ..Default::default()
+        };
+        let now = chrono::Utc::now();
+        store.enqueue(&[("L1".into(), lead)], now).await.unwrap();
+        store.claim_due(now, 1).await.unwrap();
+        let proof = r#"{"rules_hash":"00000000000000ab","states":{"states":["FL"],"how":"its number's state FL"},"calling_window":{"zones":["America/New_York"],"open_now":true,"laws":["FL: Florida Telephone Solicitation Act (2021)"]},"attempts":[{"state":"FL","window":"per_24h","used":0,"limit":3}],"lists":[{"list":"litigators","version":"00000000000000cd","hit":null}],"tables":["state-laws 2026.1"]}"#;
+        store
+            .begin_attempt_checked(
+                &callroute::store::NewAttempt {
+                lead_id: "L1",
+                model_id: "m",
+                from_number: "+13055550105",
+                route: "local",
+                account: "default",
+                at: now,
+                proof: Some(proof),
+                to_number: Some("+13055550123"),
+            },
+                &callroute::store::AttemptGuard::default(),
+            )
+            .await
+            .unwrap();
+    });
+    let config = config.to_str().unwrap();
+    let out = callroute(&["audit", "L1", "--config", config]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for expected in [
+        "lead L1 (+13055550123) from +13055550105",
+        "00000000000000ab",
+        "Florida Telephone Solicitation Act",
+        "per_24h 0/3 (FL)",
+        "litigators 00000000000000cd",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    let out = callroute(&[
+        "audit",
+        "+13055550123",
+        "--config",
+        config,
+        "--format",
+        "csv",
+    ]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("at,lead_id,to_number,from_number")
+    );
+    let row = lines.next().expect("one row");
+    assert!(
+        row.contains(",L1,+13055550123,+13055550105,local,sent,"),
+        "{row}"
+    );
+    assert!(lines.next().is_none());
+    let out = callroute(&["audit", "+19995550000", "--config", config]);
+    assert!(!out.status.success() || String::from_utf8_lossy(&out.stdout).contains("no attempts"));
+}

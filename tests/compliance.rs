@@ -514,3 +514,36 @@ fn the_rules_choose_which_state_binds_a_lead_and_the_trace_says_which() {
     assert_eq!(states.states, ["CA", "FL"]);
     assert!(states.how.contains("presumed"), "{}", states.how);
 }
+
+#[test]
+fn the_law_caps_calls_to_a_florida_lead_at_three_a_day() {
+    let dir = Dir::new("law-caps", &[("rules.yaml", BASE)]);
+    let rules = dir.rules();
+    let mut pool = pool(&rules);
+    let caller_id = "+14155550100".parse().unwrap();
+    let florida = phone_lead("+13055550123", "sales");
+    let new_york = phone_lead("+12125550123", "sales");
+    for hour in 0..3 {
+        let at = at("2026-03-04T09:00:00-05:00") + chrono::Duration::hours(hour);
+        pool.record(caller_id, &florida, at);
+        pool.record(caller_id, &new_york, at);
+    }
+    let (decision, trace) = run(&rules, &pool, &florida, WEDNESDAY_NOON_ET);
+    assert_eq!(code(&decision), Some(ReasonCode::LeadAttemptLimit));
+    let Decision::Defer { until, .. } = decision else {
+        panic!("a deferral")
+    };
+    // The first of the three leaves the rolling 24 h (plus the limits' safety margin).
+    let frees = at("2026-03-05T09:00:00-05:00");
+    assert!(
+        until >= frees && until <= frees + chrono::Duration::milliseconds(250),
+        "{until}"
+    );
+    let count = &trace.attempt_counts[0];
+    assert_eq!((count.window, count.used, count.limit), ("per_24h", 3, 3));
+    let (decision, _) = run(&rules, &pool, &new_york, WEDNESDAY_NOON_ET);
+    assert!(
+        matches!(decision, Decision::Dial { .. }),
+        "no cap in New York"
+    );
+}

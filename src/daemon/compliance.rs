@@ -132,7 +132,6 @@ impl<S: Store> Shared<S> {
                 tracing::warn!(
                     lead = %lead.id,
                     call_id,
-                    number = %number,
                     list = %entry.list,
                     %matched,
                     "opt-out: the number is suppressed from now on"

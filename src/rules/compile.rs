@@ -593,7 +593,7 @@ impl Compiler {
             );
         }
         self.check_hours_layers(files, &calling_hours);
-        let (lead_attempts, _) = compile_layered(
+        let (mut lead_attempts, _) = compile_layered(
             &mut self.out,
             files,
             "lead_attempts",
@@ -615,6 +615,7 @@ impl Compiler {
         }
         self.warn_unused_numbers(files, &number_ids, &campaigns);
         let compliance = super::compliance::compile_compliance(&mut self.out, files, &campaigns);
+        super::compliance::apply_attempt_laws(&compliance, &mut lead_attempts);
         if self.out.iter().any(|d| d.severity == Severity::Error) {
             return None;
         }

@@ -286,6 +286,7 @@ pub(super) fn compile_compliance(
         );
     }
 
+    compliance.state_laws = state_laws_on;
     if state_laws_on {
         let laws = state_laws();
         compliance
@@ -384,6 +385,28 @@ pub(super) fn compile_compliance(
 }
 
 /// A campaign's `consent:`.
+/// The law table's attempt caps (FL, OK, MD: 3 calls in 24 h) as `lead_attempts` state
+/// layers: the stricter of the law and what the rules would give that state wins.
+pub(super) fn apply_attempt_laws(
+    compliance: &Compliance,
+    attempts: &mut super::model::Layered<super::model::AttemptRule>,
+) {
+    if !compliance.state_laws {
+        return;
+    }
+    for (state, law) in &state_laws().states {
+        let Some(cap) = law.per_24h else { continue };
+        let inherited = attempts
+            .countries
+            .get("US")
+            .and_then(|c| c.per_24h)
+            .or(attempts.default.per_24h);
+        let layer = attempts.states.entry(state.clone()).or_default();
+        let current = layer.per_24h.or(inherited);
+        layer.per_24h = Some(current.map_or(cap, |c| c.min(cap)));
+    }
+}
+
 pub(super) fn compile_consent(r: &mut Reporter, raw: &Spanned<RawConsent>) -> Option<ConsentRule> {
     let states = match &raw.value.required.value {
         RawRequired::Always(false) => return None,
