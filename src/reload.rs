@@ -107,14 +107,14 @@ pub async fn watch<S: Store>(
     let mut ticker = tokio::time::interval(config.backstop);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate
-    let mut last_seen = Fingerprint::of(&dir);
+    let mut last_seen = Fingerprint::of(&dir, &daemon.list_files());
     tokio::pin!(shutdown);
     loop {
         let trigger = tokio::select! {
             () = &mut shutdown => return,
             Some(()) = rx.recv() => "file change",
             _ = ticker.tick() => {
-                if Fingerprint::of(&dir) == last_seen {
+                if Fingerprint::of(&dir, &daemon.list_files()) == last_seen {
                     continue;
                 }
                 "metadata check"
@@ -131,7 +131,7 @@ pub async fn watch<S: Store>(
             continue;
         }
         watched = arm(&mut debouncer, &dir, watched);
-        last_seen = Fingerprint::of(&dir);
+        last_seen = Fingerprint::of(&dir, &daemon.list_files());
         match daemon.reload(trigger).await {
             ReloadOutcome::Failed { .. } => {
                 tracing::debug!("waiting for the next change of the rules files");
@@ -187,17 +187,19 @@ async fn settle<S: Store>(
     }
 }
 
-/// What the backstop compares: the directory's target and, per rule file, its name, size,
-/// modification time and inode. Cheap (no contents read), and any save changes it.
+/// What the backstop compares: the directory's target and, per rule file and per list file
+/// the running rules read, its name, size, modification time and inode. Cheap (no contents
+/// read), and any save changes it. (List files outside the directory are seen only here.)
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Fingerprint(Option<PathBuf>, Vec<(PathBuf, u64, i64, i64, u64)>);
 
 impl Fingerprint {
-    fn of(dir: &Path) -> Fingerprint {
+    fn of(dir: &Path, lists: &[PathBuf]) -> Fingerprint {
         use std::os::unix::fs::MetadataExt;
         let files = crate::rules::rule_files(dir)
             .unwrap_or_default()
             .into_iter()
+            .chain(lists.iter().cloned())
             .map(|path| match std::fs::metadata(&path) {
                 Ok(m) => (path, m.len(), m.mtime(), m.mtime_nsec(), m.ino()),
                 Err(_) => (path, 0, 0, 0, 0),
@@ -242,18 +244,33 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("rules.yaml");
         std::fs::write(&file, "a: 1\n").unwrap();
-        let first = Fingerprint::of(&dir);
+        let first = Fingerprint::of(&dir, &[]);
         let _ = std::fs::read_to_string(&file).unwrap();
-        assert_eq!(Fingerprint::of(&dir), first, "a read is not a change");
+        assert_eq!(Fingerprint::of(&dir, &[]), first, "a read is not a change");
         // Same size, same name: a save still moves the modification time.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&file, "a: 2\n").unwrap();
-        let written = Fingerprint::of(&dir);
+        let written = Fingerprint::of(&dir, &[]);
         assert_ne!(written, first);
         // Saved by rename: a new inode.
         std::fs::write(dir.join(".rules.yaml.tmp"), "a: 2\n").unwrap();
         std::fs::rename(dir.join(".rules.yaml.tmp"), &file).unwrap();
-        assert_ne!(Fingerprint::of(&dir), written);
+        assert_ne!(Fingerprint::of(&dir, &[]), written);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_backstop_sees_a_list_file_outside_the_rules_directory() {
+        let dir = std::env::temp_dir().join(format!("callroute-fp-lists-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("rules")).unwrap();
+        std::fs::write(dir.join("rules/rules.yaml"), "a: 1\n").unwrap();
+        let list = dir.join("dnc.txt");
+        std::fs::write(&list, "+12125550100\n").unwrap();
+        let lists = [list.clone()];
+        let first = Fingerprint::of(&dir.join("rules"), &lists);
+        std::fs::write(&list, "+12125550100\n+12125550101\n").unwrap();
+        assert_ne!(Fingerprint::of(&dir.join("rules"), &lists), first);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

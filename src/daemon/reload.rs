@@ -63,6 +63,21 @@ impl<S: Store> Daemon<S> {
         lock(&self.shared.rules_files).clone()
     }
 
+    /// The suppression list files the running rules read.
+    pub fn list_files(&self) -> Vec<PathBuf> {
+        self.shared
+            .rules
+            .load()
+            .compliance
+            .lists
+            .iter()
+            .filter_map(|l| match &l.source {
+                crate::compliance::ListSource::File { path, .. } => Some(path.clone()),
+                crate::compliance::ListSource::Store => None,
+            })
+            .collect()
+    }
+
     /// The content hash of the running rules.
     pub fn rules_hash(&self) -> u64 {
         self.shared.rules.load().content_hash

@@ -83,10 +83,50 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
     }
 }
 
-/// Reads every suppression list file the rules name, and folds each list's version into the
-/// rules' content hash (a list edited is a rules change). Every bad line is an error at the
-/// list's definition.
+/// What identifies a list file's contents without reading it: a reload that does not touch
+/// a list reuses the one already read (50 million numbers take seconds to read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListKey {
+    name: String,
+    len: u64,
+    modified_ns: i128,
+    inode: u64,
+    column: Option<String>,
+    expires_column: Option<String>,
+}
+
+/// Lists read by the last load, by path.
+static LIST_CACHE: std::sync::Mutex<
+    Vec<(PathBuf, ListKey, std::sync::Arc<crate::suppression::List>)>,
+> = std::sync::Mutex::new(Vec::new());
+
+fn list_key(
+    name: &str,
+    path: &Path,
+    column: &Option<String>,
+    expires_column: &Option<String>,
+) -> Option<ListKey> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some(ListKey {
+        name: name.to_string(),
+        len: metadata.len(),
+        modified_ns: i128::from(metadata.mtime()) * 1_000_000_000
+            + i128::from(metadata.mtime_nsec()),
+        inode: metadata.ino(),
+        column: column.clone(),
+        expires_column: expires_column.clone(),
+    })
+}
+
+/// Reads every suppression list file the rules name (reusing a list whose file has not
+/// changed since the last load), and folds each list's version into the rules' content hash
+/// (a list edited is a rules change). Every bad line is an error at the list's definition.
 fn read_lists(rules: &mut super::RuleSet) -> Vec<Diagnostic> {
+    let mut cache = LIST_CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut kept = Vec::new();
     let mut problems = Vec::new();
     let mut hash = rules.content_hash;
     for rule in &mut rules.compliance.lists {
@@ -106,6 +146,15 @@ fn read_lists(rules: &mut super::RuleSet) -> Vec<Diagnostic> {
                 message,
             })
         };
+        let key = list_key(&rule.name, path, column, expires_column);
+        if let Some(key) = &key
+            && let Some((_, _, cached)) = cache.iter().find(|(p, k, _)| p == path && k == key)
+        {
+            hash = xxhash_rust::xxh3::xxh3_64_with_seed(&cached.version().to_le_bytes(), hash);
+            *list = cached.clone();
+            kept.push((path.clone(), key.clone(), cached.clone()));
+            continue;
+        }
         let bytes = match std::fs::read(&*path) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -131,6 +180,9 @@ fn read_lists(rules: &mut super::RuleSet) -> Vec<Diagnostic> {
             Ok(parsed) => {
                 hash = xxhash_rust::xxh3::xxh3_64_with_seed(&parsed.version().to_le_bytes(), hash);
                 *list = std::sync::Arc::new(parsed);
+                if let Some(key) = key {
+                    kept.push((path.clone(), key, list.clone()));
+                }
             }
             Err(e) => problem(format!(
                 "suppression list `{}` has {} bad lines (nothing of it is used):\n{e}",
@@ -139,6 +191,8 @@ fn read_lists(rules: &mut super::RuleSet) -> Vec<Diagnostic> {
         }
     }
     rules.content_hash = hash;
+    // Only the lists of this load stay cached: a list the rules dropped is freed with them.
+    *cache = kept;
     problems
 }
 
