@@ -67,6 +67,29 @@ pub struct ListError {
     pub count: usize,
 }
 
+impl ListError {
+    fn new(file: &Path) -> ListError {
+        ListError {
+            file: file.to_path_buf(),
+            bad: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Counts a bad line; the first `BAD_LINES_KEPT` are kept with their reasons.
+    fn note(&mut self, line: u32, reason: String) {
+        self.count += 1;
+        if self.bad.len() < BAD_LINES_KEPT {
+            self.bad.push(BadLine { line, reason });
+        }
+    }
+
+    /// `Ok` when no line was bad.
+    fn into_result(self) -> Result<(), ListError> {
+        if self.count == 0 { Ok(()) } else { Err(self) }
+    }
+}
+
 fn describe(file: &Path, bad: &[BadLine], count: usize) -> String {
     let mut text = bad
         .iter()
@@ -116,8 +139,7 @@ impl List {
     /// is reported, with its number.
     pub fn parse(name: &str, file: &Path, bytes: &[u8]) -> Result<List, ListError> {
         let mut entries: Vec<(u64, u32, u16)> = Vec::with_capacity(bytes.len() / 13);
-        let mut bad = Vec::new();
-        let mut count = 0;
+        let mut problems = ListError::new(file);
         let mut any_expiry = false;
         for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
@@ -138,16 +160,13 @@ impl List {
                 if index == 0 && !number.iter().any(u8::is_ascii_digit) {
                     continue;
                 }
-                count += 1;
-                if bad.len() < BAD_LINES_KEPT {
-                    bad.push(BadLine {
-                        line,
-                        reason: format!(
-                            "`{}` is not a phone number in E.164 (+ and 8 to 15 digits)",
-                            crate::bounded(&String::from_utf8_lossy(number), 30)
-                        ),
-                    });
-                }
+                problems.note(
+                    line,
+                    format!(
+                        "`{}` is not a phone number in E.164 (+ and 8 to 15 digits)",
+                        crate::bounded(&String::from_utf8_lossy(number), 30)
+                    ),
+                );
                 continue;
             };
             let expiry = match expiry.filter(|e| !e.is_empty()) {
@@ -158,23 +177,14 @@ impl List {
                         days
                     }
                     Err(reason) => {
-                        count += 1;
-                        if bad.len() < BAD_LINES_KEPT {
-                            bad.push(BadLine { line, reason });
-                        }
+                        problems.note(line, reason);
                         continue;
                     }
                 },
             };
             entries.push((digits, line, expiry));
         }
-        if count > 0 {
-            return Err(ListError {
-                file: file.to_path_buf(),
-                bad,
-                count,
-            });
-        }
+        problems.into_result()?;
         Ok(List::build(name, file, bytes, entries, any_expiry))
     }
 
@@ -187,10 +197,10 @@ impl List {
         column: &str,
         expires_column: Option<&str>,
     ) -> Result<List, ListError> {
-        let fail = |line: u32, reason: String| ListError {
-            file: file.to_path_buf(),
-            bad: vec![BadLine { line, reason }],
-            count: 1,
+        let fail = |line: u32, reason: String| {
+            let mut error = ListError::new(file);
+            error.note(line, reason);
+            error
         };
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
         let headers = reader
@@ -212,7 +222,7 @@ impl List {
             None => None,
         };
         let mut entries = Vec::with_capacity(bytes.len() / 16);
-        let (mut bad, mut count, mut any_expiry) = (Vec::new(), 0, false);
+        let (mut problems, mut any_expiry) = (ListError::new(file), false);
         let mut record = csv::ByteRecord::new();
         loop {
             let line = u32::try_from(reader.position().line()).unwrap_or(u32::MAX);
@@ -248,19 +258,10 @@ impl List {
                 }
             };
             if let Some(reason) = problem {
-                count += 1;
-                if bad.len() < BAD_LINES_KEPT {
-                    bad.push(BadLine { line, reason });
-                }
+                problems.note(line, reason);
             }
         }
-        if count > 0 {
-            return Err(ListError {
-                file: file.to_path_buf(),
-                bad,
-                count,
-            });
-        }
+        problems.into_result()?;
         Ok(List::build(name, file, bytes, entries, any_expiry))
     }
 

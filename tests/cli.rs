@@ -494,15 +494,10 @@ fn explain_replays_a_rest_with_why_and_until_when() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected NUMBER@UNTIL"));
 }
 
-/// A configuration naming a scratch copy of the rules (with a list file) and a SQLite store.
+/// A configuration naming a scratch copy of the example rules (whose `litigators` list is
+/// a file) and a SQLite store.
 fn compliance_scratch(name: &str) -> (ScratchRules, PathBuf) {
     let scratch = ScratchRules::new(name);
-    std::fs::write(
-        scratch.0.join("zz-lists.yaml"),
-        "suppression:\n  litigators: { file: litigators.txt }\n",
-    )
-    .unwrap();
-    std::fs::write(scratch.0.join("litigators.txt"), "+13125550111\n").unwrap();
     let config = scratch.0.join("callroute.conf"); // not *.yaml: not a rules file
     std::fs::write(
         &config,
@@ -540,7 +535,7 @@ fn suppress_adds_checks_removes_and_imports_with_an_audit_trail() {
         "{text}"
     );
     assert!(
-        text.contains("+13125550111: list `litigators`") && text.contains("litigators.txt:1"),
+        text.contains("+13125550111: list `litigators`") && text.contains("litigators.txt:2"),
         "{text}"
     );
     assert!(text.contains("+14155550100: on no list"), "{text}");
@@ -564,18 +559,21 @@ fn suppress_adds_checks_removes_and_imports_with_an_audit_trail() {
     // An import with a bad line imports nothing and names the line.
     let file = scratch.0.join("import.csv");
     std::fs::write(&file, "phone,until\n+12125550130,\nnope,\n").unwrap();
-    let out = run(&[
-        "import",
-        file.to_str().unwrap(),
-        "--column",
-        "phone",
-        "--expires-column",
-        "until",
-        "--list",
-        "client",
-        "--reason",
-        "client's list",
-    ]);
+    let import = || {
+        run(&[
+            "import",
+            file.to_str().unwrap(),
+            "--column",
+            "phone",
+            "--expires-column",
+            "until",
+            "--list",
+            "client",
+            "--reason",
+            "client's list",
+        ])
+    };
+    let out = import();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("import.csv:3"),
@@ -587,18 +585,7 @@ fn suppress_adds_checks_removes_and_imports_with_an_audit_trail() {
         "phone,until\n+12125550130,\n+12125550131,2030-01-01\n",
     )
     .unwrap();
-    let out = run(&[
-        "import",
-        file.to_str().unwrap(),
-        "--column",
-        "phone",
-        "--expires-column",
-        "until",
-        "--list",
-        "client",
-        "--reason",
-        "client's list",
-    ]);
+    let out = import();
     assert_eq!(
         out.status.code(),
         Some(0),

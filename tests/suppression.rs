@@ -70,6 +70,15 @@ async fn daemon(dir: &Path, store: SqliteStore) -> (Arc<Daemon<SqliteStore>>, Si
     (daemon, sim)
 }
 
+/// Waits for the simulator's first call (the other leads then wait out the 2 s gap).
+async fn first_call(sim: &Simulator) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sim.log().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no first call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn until_finished(daemon: &Daemon<SqliteStore>, ids: &[&str]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -110,11 +119,7 @@ async fn a_list_edited_while_dialing_stops_the_numbers_added_to_it() {
         }
     });
     // The first lead is dialed at once; the others wait out the caller ID's 2 s gap.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while sim.log().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "no first call");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    first_call(&sim).await;
     std::fs::write(dir.join("dnc.txt"), "# do not call\n+12125550103\n").unwrap();
     let outcome = daemon.reload("test").await;
     assert!(
@@ -199,11 +204,7 @@ async fn a_number_put_on_the_store_list_after_its_lead_was_queued_is_never_calle
                 .await
         }
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while sim.log().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "no first call");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    first_call(&sim).await;
     // Another process (as `callroute suppress add` is) writes to the same store.
     let other = SqliteStore::open(&format!("sqlite://{}", file.display()))
         .await

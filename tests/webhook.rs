@@ -19,17 +19,18 @@ use callroute::synthflow::webhook::sign;
 
 const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
+/// The simulator (posting its webhook, signed with `whsec`, to the daemon's admin listener)
+/// and a daemon on `rules` with `leads` queued, whose status polls are an hour apart: only
+/// the webhook can end its calls in time. Returns the daemon, the simulator and the admin URL.
+async fn daemon_with_webhook(
+    calls: CallBehaviour,
+    rules: &str,
+    leads: &[(String, RawLead)],
+) -> (Arc<Daemon<SqliteStore>>, Simulator, String) {
     let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_url = format!("http://{}", admin_listener.local_addr().unwrap());
     let sim = Simulator::new(SimConfig {
-        calls: CallBehaviour {
-            ring_ms: 50,
-            talk_ms: 100,
-            answer_rate: 1.0,
-            ..CallBehaviour::default()
-        },
+        calls,
         webhook: Some(SimWebhook {
             url: format!("{admin_url}/v1/webhooks/synthflow"),
             secret: "whsec".into(),
@@ -37,28 +38,19 @@ async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
         ..common::sim_config(&["+14155550100"])
     });
     let base = sim.start_local().await.unwrap();
-
-    let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
+    let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), rules)]).0.unwrap());
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    let lead = RawLead {
-        id: Some("L1".into()),
-        phone: Some("+12125550123".into()),
-        name: Some("A".into()),
-        campaign: Some("c".into()),
-        ..RawLead::default()
-    };
-    store
-        .enqueue(&[("L1".into(), lead)], Utc::now())
-        .await
-        .unwrap();
-    let client = common::client(&base);
-    // Status polls are an hour apart: only the webhook can end the call in time.
+    store.enqueue(leads, Utc::now()).await.unwrap();
     let config = DaemonConfig {
         poll_interval: Duration::from_secs(3600),
         idle_poll: Duration::from_millis(100),
         ..DaemonConfig::default()
     };
-    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    let daemon = Arc::new(
+        Daemon::start(store, rules, common::client(&base), config)
+            .await
+            .unwrap(),
+    );
     tokio::spawn(callroute::admin::serve(
         admin_listener,
         callroute::admin::router(
@@ -69,6 +61,25 @@ async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
         callroute::admin::ServeLimits::default(),
         std::future::pending(),
     ));
+    (daemon, sim, admin_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
+    let lead = RawLead {
+        id: Some("L1".into()),
+        phone: Some("+12125550123".into()),
+        name: Some("A".into()),
+        campaign: Some("c".into()),
+        ..RawLead::default()
+    };
+    let calls = CallBehaviour {
+        ring_ms: 50,
+        talk_ms: 100,
+        answer_rate: 1.0,
+        ..CallBehaviour::default()
+    };
+    let (daemon, _sim, admin_url) = daemon_with_webhook(calls, RULES, &[("L1".into(), lead)]).await;
     let running = tokio::spawn({
         let daemon = daemon.clone();
         async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }
@@ -116,32 +127,9 @@ async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opt_out_in_the_webhook_stops_the_next_redial() {
     const OPTING_OUT: &str = "+12125550123";
-    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_url = format!("http://{}", admin_listener.local_addr().unwrap());
-    let sim = Simulator::new(SimConfig {
-        calls: CallBehaviour {
-            ring_ms: 50,
-            talk_ms: 100,
-            answer_rate: 1.0,
-            opt_outs: vec![OPTING_OUT.into()],
-            ..CallBehaviour::default()
-        },
-        webhook: Some(SimWebhook {
-            url: format!("{admin_url}/v1/webhooks/synthflow"),
-            secret: "whsec".into(),
-        }),
-        ..common::sim_config(&["+14155550100"])
-    });
-    let base = sim.start_local().await.unwrap();
-    let rules_text = format!(
+    let rules = format!(
         "{RULES}opt_out:\n  when:\n    - {{ field: collected_variables.do_not_call, equals: [true, yes] }}\n"
     );
-    let rules = Arc::new(
-        compile_sources(&[(Path::new("r.yaml"), rules_text.as_str())])
-            .0
-            .unwrap(),
-    );
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     let lead = |id: &str, not_before: Option<String>| {
         (
             id.to_string(),
@@ -157,31 +145,15 @@ async fn an_opt_out_in_the_webhook_stops_the_next_redial() {
     };
     // L2 is the same person, queued already, due once L1's call has ended.
     let later = (Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
-    store
-        .enqueue(&[lead("L1", None), lead("L2", Some(later))], Utc::now())
-        .await
-        .unwrap();
-    // Status polls are an hour apart: only the webhook can say what the lead said.
-    let config = DaemonConfig {
-        poll_interval: Duration::from_secs(3600),
-        idle_poll: Duration::from_millis(100),
-        ..DaemonConfig::default()
+    let calls = CallBehaviour {
+        ring_ms: 50,
+        talk_ms: 100,
+        answer_rate: 1.0,
+        opt_outs: vec![OPTING_OUT.into()],
+        ..CallBehaviour::default()
     };
-    let daemon = Arc::new(
-        Daemon::start(store, rules, common::client(&base), config)
-            .await
-            .unwrap(),
-    );
-    tokio::spawn(callroute::admin::serve(
-        admin_listener,
-        callroute::admin::router(
-            daemon.clone(),
-            Some("whsec".into()),
-            callroute::admin::Access::default(),
-        ),
-        callroute::admin::ServeLimits::default(),
-        std::future::pending(),
-    ));
+    let (daemon, sim, _) =
+        daemon_with_webhook(calls, &rules, &[lead("L1", None), lead("L2", Some(later))]).await;
     let running = tokio::spawn({
         let daemon = daemon.clone();
         async move { daemon.run(tokio::time::sleep(Duration::from_secs(4))).await }
