@@ -223,8 +223,8 @@ impl StateRestriction {
     }
 
     pub fn close(&mut self, date: NaiveDate, why: &str) {
-        if !self.window.blackout_dates.contains(&date) {
-            self.window.blackout_dates.push(date);
+        if let Err(at) = self.window.blackout_dates.binary_search(&date) {
+            self.window.blackout_dates.insert(at, date);
         }
         self.closed
             .entry(date)

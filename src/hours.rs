@@ -14,6 +14,7 @@ use crate::rules::{HoursRule, Layered};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Window {
     pub days: [Option<(NaiveTime, NaiveTime)>; 7],
+    /// Sorted (a holiday calendar adds hundreds: looked up by binary search).
     pub blackout_dates: Vec<NaiveDate>,
 }
 
@@ -47,9 +48,12 @@ impl Layered<HoursRule> {
         for (&day, &hours) in &merged.by_day {
             days[day as usize] = Some(hours);
         }
+        let mut blackout_dates = merged.blackout_dates;
+        blackout_dates.sort_unstable();
+        blackout_dates.dedup();
         Window {
             days,
-            blackout_dates: merged.blackout_dates,
+            blackout_dates,
         }
     }
 }
@@ -62,7 +66,7 @@ impl Window {
 
     fn open_on_wall_clock(&self, local: NaiveDateTime) -> bool {
         let date = local.date();
-        if self.blackout_dates.contains(&date) {
+        if self.is_blacked_out(date) {
             return false;
         }
         match self.days[date.weekday().num_days_from_monday() as usize] {
@@ -83,7 +87,7 @@ impl Window {
         let today = from.with_timezone(&zone).date_naive();
         (0..=HORIZON_DAYS)
             .filter_map(|offset| today.checked_add_signed(Duration::days(offset)))
-            .filter(|date| !self.blackout_dates.contains(date))
+            .filter(|&date| !self.is_blacked_out(date))
             .find_map(|date| {
                 let (start, _) = self.days[date.weekday().num_days_from_monday() as usize]?;
                 let mut candidates = instants_of(zone, date.and_time(start));
@@ -93,6 +97,10 @@ impl Window {
                     .filter(|&opens| opens > from && self.is_open(zone, opens))
                     .min()
             })
+    }
+
+    fn is_blacked_out(&self, date: NaiveDate) -> bool {
+        self.blackout_dates.binary_search(&date).is_ok()
     }
 
     /// When the window that is open at `at` closes (for traces and tests).
