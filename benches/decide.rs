@@ -113,5 +113,40 @@ fn bench_compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decide, bench_compile);
+/// The same decision with every compliance step at work: the law table, both holiday
+/// calendars, a closure, and three suppression lists (1,000,000 numbers in a file, a CSV
+/// column, the store's), for a lead in Alabama (a law, holidays, a list to check).
+fn bench_compliance(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("callroute-bench-decide-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rules.yaml"), rules_text(1_000)).unwrap();
+    std::fs::write(
+        dir.join("compliance.yaml"),
+        "suppression:\n  internal: {}\n  dnc: { file: dnc.txt }\n  client: { file: client.csv, column: phone, brands: [b0] }\nholidays: [us-federal, state-restrictions]\nclosures:\n  - { states: [LA], from: 2026-08-29, to: 2026-09-01, reason: storm }\n",
+    )
+    .unwrap();
+    let mut list = String::with_capacity(14_000_000);
+    for i in 0..1_000_000u64 {
+        let _ = writeln!(list, "+1312{:07}", i * 7 % 10_000_000);
+    }
+    std::fs::write(dir.join("dnc.txt"), list).unwrap();
+    std::fs::write(dir.join("client.csv"), "phone\n+12025550100\n").unwrap();
+    let rules = callroute::rules::load_dir(&dir).unwrap().rules;
+    let mut pool = PoolState::new(1);
+    pool.attach_all(&rules);
+    let now: DateTime<Utc> = "2026-03-04T18:00:00Z".parse().unwrap();
+    let lead =
+        Lead::from_json(r#"{"phone":"+12055550123","name":"L","campaign":"c","brand":"b0"}"#)
+            .unwrap();
+    let (decision, trace) = decide(&rules, &lead, &pool, now);
+    assert!(matches!(decision, Decision::Dial { .. }), "{decision:?}");
+    assert_eq!(trace.suppression.len(), 3);
+    c.bench_function("decide_compliance/pool/1000", |b| {
+        b.iter(|| decide(&rules, &lead, &pool, now));
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench_decide, bench_compliance, bench_compile);
 criterion_main!(benches);
