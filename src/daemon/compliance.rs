@@ -63,7 +63,8 @@ impl<S: Store> Shared<S> {
 
     /// A call ended with `fields` (the webhook's body or the call record): if the rules'
     /// `opt_out` matches them, the lead's number goes on the opt-out list at once, with the
-    /// call id as evidence. Written until the store takes it: an opt-out is never lost.
+    /// call id as evidence. Written until the store takes it, or until the daemon stops
+    /// (logged as an error; a webhook sent again writes it then).
     pub(super) async fn check_opt_out(&self, call_id: &str, fields: &Value) {
         let rules = self.rules.load_full();
         let Some(opt_out) = &rules.compliance.opt_out else {
@@ -116,7 +117,9 @@ impl<S: Store> Shared<S> {
                 entry.evidence.as_deref().unwrap_or_default()
             ),
         };
-        lock(&self.pool).add_suppressed(entry.clone());
+        // Into the engine's view once the store has it: a webhook sent again (after a
+        // request cut while the store was away) then writes it again, rather than being
+        // taken for one already recorded.
         let written = self
             .until_recorded("an opt-out", || async {
                 self.store
@@ -127,6 +130,7 @@ impl<S: Store> Shared<S> {
             .await;
         match written {
             Ok(()) => {
+                lock(&self.pool).add_suppressed(entry.clone());
                 metrics::counter!("callroute_opt_outs_total", "list" => entry.list.clone())
                     .increment(1);
                 tracing::warn!(
