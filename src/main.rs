@@ -340,12 +340,18 @@ fn main() -> ExitCode {
         },
         Command::Suppress { config, command } => match load_config(config.as_deref()) {
             Err(code) => Ok(code),
-            Ok(config) => match cli::pool::rules_of(&config) {
-                Err(code) => Ok(code),
-                Ok(rules) => runtime().and_then(|rt| {
-                    rt.block_on(cli::compliance::suppress(&config, &rules, command))
-                }),
-            },
+            Ok(config) => {
+                // A number must go on the store's list even while the rules are broken.
+                let rules = cli::pool::rules_of(&config).ok();
+                if rules.is_none() {
+                    eprintln!(
+                        "the rules do not load (above): the lists in their files are not checked"
+                    );
+                }
+                runtime().and_then(|rt| {
+                    rt.block_on(cli::compliance::suppress(&config, rules.as_ref(), command))
+                })
+            }
         },
         Command::Audit {
             subject,

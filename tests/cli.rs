@@ -599,6 +599,17 @@ fn suppress_adds_checks_removes_and_imports_with_an_audit_trail() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+
+    // Broken rules never stop a number going on the store's list.
+    std::fs::write(scratch.0.join("zz-broken.yaml"), "campaigns: [\n").unwrap();
+    let out = run(&[
+        "add",
+        "+12125550140",
+        "--reason",
+        "asked while the rules were broken",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not checked"));
 }
 
 #[test]

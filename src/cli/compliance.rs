@@ -65,7 +65,7 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
-fn check_list_name(rules: &RuleSet, list: &str) -> anyhow::Result<()> {
+fn check_list_name(rules: Option<&RuleSet>, list: &str) -> anyhow::Result<()> {
     if list.is_empty()
         || !list
             .bytes()
@@ -75,7 +75,10 @@ fn check_list_name(rules: &RuleSet, list: &str) -> anyhow::Result<()> {
             "list name `{list}`: use letters, digits, `-` and `_`"
         ));
     }
-    if let Some(rule) = rules.compliance.lists.iter().find(|l| l.name == list)
+    if let Some(rule) = rules
+        .into_iter()
+        .flat_map(|r| &r.compliance.lists)
+        .find(|l| l.name == list)
         && let ListSource::File { path, .. } = &rule.source
     {
         return Err(anyhow!(
@@ -88,7 +91,7 @@ fn check_list_name(rules: &RuleSet, list: &str) -> anyhow::Result<()> {
 
 pub async fn suppress(
     config: &Config,
-    rules: &RuleSet,
+    rules: Option<&RuleSet>,
     command: SuppressCommand,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(config).await?;
@@ -171,7 +174,7 @@ pub async fn suppress(
                     ));
                     listed |= !expired;
                 }
-                for rule in &rules.compliance.lists {
+                for rule in rules.into_iter().flat_map(|r| &r.compliance.lists) {
                     if let ListSource::File { list, .. } = &rule.source
                         && let Some(hit) = list.find(number, now)
                     {
