@@ -410,38 +410,33 @@ fn text_of(row: &AuditedAttempt) -> String {
         text.push_str("\n    no proof kept (an attempt from before callroute kept proofs)");
         return text;
     }
-    let line = |label: &str, value: String| {
-        if value.is_empty() {
-            String::new()
-        } else {
-            format!("\n    {label:<10} {value}")
-        }
-    };
-    text.push_str(&line("rules", proof_text(proof, &["rules_hash"])));
-    text.push_str(&line(
-        "states",
-        format!(
-            "{} ({})",
-            proof_text(proof, &["states", "states"]),
-            proof_text(proof, &["states", "how"])
+    let lines = [
+        ("rules", proof_text(proof, &["rules_hash"])),
+        (
+            "states",
+            format!(
+                "{} ({})",
+                proof_text(proof, &["states", "states"]),
+                proof_text(proof, &["states", "how"])
+            ),
         ),
-    ));
-    text.push_str(&line(
-        "window",
-        format!(
-            "open {} in {}",
-            proof_text(proof, &["calling_window", "open_now"]),
-            proof_text(proof, &["calling_window", "zones"])
+        (
+            "window",
+            format!(
+                "open {} in {}",
+                proof_text(proof, &["calling_window", "open_now"]),
+                proof_text(proof, &["calling_window", "zones"])
+            ),
         ),
-    ));
-    text.push_str(&line(
-        "laws",
-        proof_text(proof, &["calling_window", "laws"]),
-    ));
-    text.push_str(&line("attempts", attempts_text(proof)));
-    text.push_str(&line("consent", proof_text(proof, &["consent"])));
-    text.push_str(&line("lists", lists_text(proof)));
-    text.push_str(&line("tables", proof_text(proof, &["tables"])));
+        ("laws", proof_text(proof, &["calling_window", "laws"])),
+        ("attempts", attempts_text(proof)),
+        ("consent", proof_text(proof, &["consent"])),
+        ("lists", lists_text(proof)),
+        ("tables", proof_text(proof, &["tables"])),
+    ];
+    for (label, value) in lines.iter().filter(|(_, v)| !v.is_empty()) {
+        text.push_str(&format!("\n    {label:<10} {value}"));
+    }
     text
 }
 
