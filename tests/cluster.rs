@@ -336,10 +336,34 @@ async fn kill_9_of_a_member_is_taken_over_within_the_lease() {
         // The oldest live daemon dies mid-run; survivors carry on.
         let victim = round % cluster.daemons.len();
         let pid = cluster.daemons[victim].id();
+        // A member, not a process still starting (a loaded machine may take seconds to
+        // start one): only a member that joined has a lease to take over.
+        let mut db = cluster.db().await;
+        let started = Instant::now();
+        loop {
+            let joined: Option<i64> = sqlx::query_scalar("SELECT pid FROM members WHERE pid = $1")
+                .bind(i64::from(pid))
+                .fetch_optional(&mut db)
+                .await
+                .unwrap();
+            if joined.is_some() {
+                if started.elapsed() > Duration::from_millis(100) {
+                    eprintln!(
+                        "round {round}: waited {:?} for pid {pid} to join",
+                        started.elapsed()
+                    );
+                }
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "daemon {pid} never joined"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         cluster.daemons[victim].kill().unwrap(); // SIGKILL
         cluster.daemons[victim].wait().unwrap();
         let killed_at = Instant::now();
-        let mut db = cluster.db().await;
         let taken_over = loop {
             let taken: Option<String> = sqlx::query_scalar(
                 "SELECT taken_over_by FROM members WHERE pid = $1 AND taken_over_by IS NOT NULL",
