@@ -547,3 +547,24 @@ fn the_law_caps_calls_to_a_florida_lead_at_three_a_day() {
         "no cap in New York"
     );
 }
+
+#[test]
+fn a_list_for_a_brand_nobody_has_is_warned_about() {
+    let dir = Dir::new(
+        "brand-typo",
+        &[
+            ("rules.yaml", BASE),
+            (
+                "lists.yaml",
+                "suppression:\n  client: { brands: [acmee] }\n  ours: { brands: [acme] }\n",
+            ),
+        ],
+    );
+    let loaded = load_dir(&dir.0).unwrap();
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("lists.yaml:2:") && warnings[0].contains("brand `acmee`"),
+        "{warnings:?}"
+    );
+}

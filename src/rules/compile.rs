@@ -614,7 +614,8 @@ impl Compiler {
             });
         }
         self.warn_unused_numbers(files, &number_ids, &campaigns);
-        let compliance = super::compliance::compile_compliance(&mut self.out, files, &campaigns);
+        let compliance =
+            super::compliance::compile_compliance(&mut self.out, files, &campaigns, &numbers);
         super::compliance::apply_attempt_laws(&compliance, &mut lead_attempts);
         if self.out.iter().any(|d| d.severity == Severity::Error) {
             return None;

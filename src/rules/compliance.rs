@@ -57,7 +57,15 @@ pub(super) fn compile_compliance(
     out: &mut Vec<Diagnostic>,
     files: &[(PathBuf, RawFile)],
     campaigns: &BTreeMap<String, Campaign>,
+    numbers: &[super::model::NumberInfo],
 ) -> Compliance {
+    // Brands the rules know of (leads may name others): a list scoped to a brand no number
+    // or campaign has is most likely a typo, and would bind no lead of the rules' brands.
+    let known_brands: HashSet<&str> = numbers
+        .iter()
+        .filter_map(|n| n.brand.as_deref())
+        .chain(campaigns.values().filter_map(|c| c.brand.as_deref()))
+        .collect();
     let mut compliance = Compliance::default();
     let mut list_names: BTreeMap<String, SourcePos> = BTreeMap::new();
     let (mut opt_out_once, mut holidays_once, mut laws_once, mut lead_state_once) =
@@ -114,13 +122,26 @@ pub(super) fn compile_compliance(
                     ListSource::Store
                 }
             };
-            if raw.column.is_none()
+            if raw.file.is_some()
+                && raw.column.is_none()
                 && let Some(expires) = &raw.expires_column
             {
                 r.error(
                     expires,
                     "`expires_column` needs `column` (a CSV with a header)",
                 );
+            }
+            if let Some(brands) = &raw.brands {
+                for brand in &brands.value.0 {
+                    if !known_brands.contains(brand.as_str()) {
+                        r.warn(
+                            brands,
+                            format!(
+                                "suppression list `{list_name}` is for brand `{brand}`, which no number or campaign has: only leads that name it are checked against this list"
+                            ),
+                        );
+                    }
+                }
             }
             let campaign_names = raw.campaigns.as_ref().map(|c| {
                 for name in &c.value.0 {
