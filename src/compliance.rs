@@ -199,7 +199,6 @@ pub struct StateRestriction {
     /// The law behind the hours (None: only closed days).
     pub law: Option<String>,
     pub secondary: bool,
-    pub presumes_residence: bool,
     /// Why each closed day is closed.
     pub closed: BTreeMap<NaiveDate, String>,
 }
@@ -217,7 +216,6 @@ impl StateRestriction {
             },
             law: None,
             secondary: false,
-            presumes_residence: false,
             closed: BTreeMap::new(),
         }
     }
@@ -325,6 +323,15 @@ pub struct StoredEntry {
     pub added_at: chrono::DateTime<chrono::Utc>,
     pub evidence: Option<String>,
     pub expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A suppression list's name: letters, digits, `-` and `_` (it is a metric label value and
+/// a word in every refusal).
+pub fn is_list_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The list opt-outs go to when the rules do not say.
@@ -440,11 +447,11 @@ impl Compliance {
                 let mut states = vec![given.clone()];
                 let mut presumed = Vec::new();
                 for state in &lead.number_states {
-                    let presumes = self.states.get(state).is_some_and(|r| r.presumes_residence)
-                        || state_laws()
-                            .states
-                            .get(state)
-                            .is_some_and(|l| l.presumes_residence);
+                    // A presumption of residence is law whether or not the hours table applies.
+                    let presumes = state_laws()
+                        .states
+                        .get(state)
+                        .is_some_and(|l| l.presumes_residence);
                     if presumes && !states.contains(state) {
                         states.push(state.clone());
                         presumed.push(state.as_str());

@@ -66,11 +66,7 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
 }
 
 fn check_list_name(rules: Option<&RuleSet>, list: &str) -> anyhow::Result<()> {
-    if list.is_empty()
-        || !list
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !callroute::compliance::is_list_name(list) {
         return Err(anyhow!(
             "list name `{list}`: use letters, digits, `-` and `_`"
         ));

@@ -43,11 +43,9 @@ impl<S: Store> Shared<S> {
         lead: &Lead,
         now: DateTime<Utc>,
     ) -> SuppressionGuard {
-        let campaign = rules.campaign(&lead.campaign);
-        let brand = lead
-            .brand
-            .as_deref()
-            .or(campaign.and_then(|c| c.brand.as_deref()));
+        let brand = rules
+            .campaign(&lead.campaign)
+            .map_or(lead.brand.as_deref(), |c| c.brand_of(lead));
         SuppressionGuard {
             number: lead.phone.to_string(),
             exempt: rules

@@ -37,27 +37,17 @@ pub(super) fn check_suppression(
     now: DateTime<Utc>,
     trace: &mut Trace,
 ) -> Option<Decision> {
-    let brand = lead.brand.as_deref().or(campaign.brand.as_deref());
-    let mut hits = Vec::new();
-    for rule in &rules.compliance.lists {
-        if !rule.applies(&campaign.name, brand) {
-            continue;
-        }
-        let hit = match &rule.source {
-            ListSource::File { list, .. } => list.find(lead.phone, now).map(|hit| {
+    let brand = campaign.brand_of(lead);
+    let lists = &rules.compliance.lists;
+    for rule in lists.iter().filter(|r| r.applies(&campaign.name, brand)) {
+        if let ListSource::File { list, .. } = &rule.source {
+            let hit = list.find(lead.phone, now).map(|hit| {
                 let expires = hit
                     .expires
                     .map(|d| format!(", until {d}"))
                     .unwrap_or_default();
                 format!("{}:{}{expires}", hit.file.display(), hit.line)
-            }),
-            // Checked below, with the store lists the rules do not name.
-            ListSource::Store => None,
-        };
-        if let Some(hit) = &hit {
-            hits.push((rule.name.clone(), hit.clone()));
-        }
-        if matches!(rule.source, ListSource::File { .. }) {
+            });
             trace.suppression.push(ListCheck {
                 list: rule.name.clone(),
                 version: rule.version(),
@@ -67,47 +57,44 @@ pub(super) fn check_suppression(
     }
     // Store-kept lists: named in the rules (with their scope), or not (then they apply to
     // every campaign: an opt-out binds the whole business until someone scopes it).
-    let mut store_lists: Vec<&str> = rules
-        .compliance
-        .lists
+    let mut store_checks: std::collections::BTreeMap<&str, Option<String>> = lists
         .iter()
         .filter(|r| matches!(r.source, ListSource::Store) && r.applies(&campaign.name, brand))
-        .map(|r| r.name.as_str())
+        .map(|r| (r.name.as_str(), None))
         .collect();
     for entry in pool.suppressed(lead.phone) {
-        let declared = rules.compliance.lists.iter().find(|r| r.name == entry.list);
-        if declared.is_some_and(|r| !r.applies(&campaign.name, brand))
-            || entry.expires.is_some_and(|e| e <= now)
-        {
+        let scoped_away = lists
+            .iter()
+            .any(|r| r.name == entry.list && !r.applies(&campaign.name, brand));
+        if scoped_away || entry.expires.is_some_and(|e| e <= now) {
             continue;
-        }
-        if !store_lists.contains(&entry.list.as_str()) {
-            store_lists.push(&entry.list);
         }
         let evidence = entry
             .evidence
             .as_ref()
             .map(|e| format!(", evidence {e}"))
             .unwrap_or_default();
-        hits.push((
-            entry.list.clone(),
-            format!(
+        store_checks.insert(
+            &entry.list,
+            Some(format!(
                 "added {} by {}: {}{evidence}",
                 crate::format_instant(entry.added_at),
                 entry.added_by,
                 entry.reason
-            ),
-        ));
+            )),
+        );
     }
-    store_lists.sort_unstable();
-    for list in store_lists {
-        trace.suppression.push(ListCheck {
+    trace
+        .suppression
+        .extend(store_checks.into_iter().map(|(list, hit)| ListCheck {
             list: list.to_string(),
             version: "store".into(),
-            hit: hits.iter().find(|(l, _)| l == list).map(|(_, h)| h.clone()),
-        });
-    }
-    let (list, entry) = hits.into_iter().next()?;
+            hit,
+        }));
+    let (list, entry) = trace
+        .suppression
+        .iter()
+        .find_map(|check| Some((&check.list, check.hit.as_ref()?)))?;
     Some(Decision::Reject {
         reason: reason(
             ReasonCode::Suppressed,
@@ -173,19 +160,8 @@ pub(super) fn check_consent(
     }
 }
 
-/// The restrictions (state laws, holidays, closures) that bind a lead, each as windows in
-/// the lead's zones, with a label saying what they are.
-pub(super) fn restrictions<'r>(
-    rules: &'r RuleSet,
-    lead: &Lead,
-    states: &'r [String],
-) -> Vec<(&'r str, &'r StateRestriction)> {
-    rules
-        .compliance
-        .restrictions(lead.country.as_deref(), states)
-        .collect()
-}
-
+/// The restrictions (state laws, holidays, closures), each as a window in every one of the
+/// lead's zones.
 pub(super) fn restriction_constraints(
     restrictions: &[(&str, &StateRestriction)],
     zones: &[Tz],

@@ -266,7 +266,10 @@ fn decide_traced(
     if let Some(rejected) = check_consent(campaign, lead, &states, now, trace) {
         return rejected;
     }
-    let laws = restrictions(rules, lead, &states);
+    let laws: Vec<_> = rules
+        .compliance
+        .restrictions(lead.country.as_deref(), &states)
+        .collect();
     let mut constraints = hours_constraints(&rules.calling_hours, lead, &states);
     constraints.extend(restriction_constraints(&laws, &lead.zones));
     let earliest = lead.not_before.map_or(now, |t| t.max(now));
@@ -388,7 +391,7 @@ fn never_open() -> Decision {
 
 fn match_route<'r>(campaign: &'r Campaign, lead: &Lead, trace: &mut Trace) -> Option<&'r Route> {
     let facts = Facts {
-        brand: lead.brand.as_deref().or(campaign.brand.as_deref()),
+        brand: campaign.brand_of(lead),
         country: lead.country.as_deref(),
         states: &lead.states,
         area_code: lead.area_code,
@@ -470,9 +473,7 @@ mod pick;
 mod strategy;
 
 pub use compliance::{ListCheck, StatesCheck};
-use compliance::{
-    check_consent, check_suppression, closed_by, restriction_constraints, restrictions,
-};
+use compliance::{check_consent, check_suppression, closed_by, restriction_constraints};
 
 use pick::pick_number;
 use strategy::choose;

@@ -14,7 +14,8 @@ use super::model::Campaign;
 use super::raw::{RawConsent, RawFile, RawRequired};
 use crate::compliance::{
     Compliance, ConsentRule, HolidaysOrFederal, INTERNAL_LIST, LeadState, ListRule, ListSource,
-    OptOut, OutcomeMatch, StateRestriction, StatesOrAll, holiday_table, parse_weekday, state_laws,
+    OptOut, OutcomeMatch, StateRestriction, StatesOrAll, holiday_table, is_list_name,
+    parse_weekday, state_laws,
 };
 
 fn reporter<'a>(file: &'a Path, out: &'a mut Vec<Diagnostic>) -> Reporter<'a> {
@@ -79,11 +80,7 @@ pub(super) fn compile_compliance(
         let base = path.parent().unwrap_or(Path::new("."));
         for (name, raw) in file.suppression.iter().flat_map(|m| &m.0) {
             let list_name = name.value.trim();
-            if list_name.is_empty()
-                || !list_name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            if !is_list_name(list_name) {
                 r.error(
                     name,
                     format!(
@@ -337,7 +334,6 @@ pub(super) fn compile_compliance(
             }
             restriction.law = Some(law.law.clone());
             restriction.secondary = law.secondary;
-            restriction.presumes_residence = law.presumes_residence;
             compliance.states.insert(state.clone(), restriction);
         }
     }

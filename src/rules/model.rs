@@ -317,6 +317,13 @@ pub struct Campaign {
     pub consent: Option<crate::compliance::ConsentRule>,
 }
 
+impl Campaign {
+    /// A lead's brand: its own, else the campaign's (routes match it, lists are scoped by it).
+    pub fn brand_of<'a>(&'a self, lead: &'a crate::lead::Lead) -> Option<&'a str> {
+        lead.brand.as_deref().or(self.brand.as_deref())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Shared with every trace that mentions the route, so tracing costs no copies.

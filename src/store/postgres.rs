@@ -217,18 +217,7 @@ impl PgStore {
         .map_err(db)?;
         // Daemons listening read the lists again (their data version moves).
         self.notify(tx, "s").await?;
-        sqlx::query(
-            "INSERT INTO audit (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(ms(audit.at))
-        .bind(&audit.actor)
-        .bind(&audit.action)
-        .bind(&audit.subject)
-        .bind(&audit.detail)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-        Ok(())
+        insert_audit(&mut **tx, audit).await
     }
 
     /// Connects to `postgres://…`, applies pending migrations (under a lock: concurrent
@@ -1316,18 +1305,7 @@ impl Store for PgStore {
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(ms(entry.at))
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.subject)
-        .bind(&entry.detail)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        insert_audit(&self.pool, entry).await
     }
 
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
@@ -1412,6 +1390,25 @@ impl Store for PgStore {
     async fn data_version(&self) -> Result<u64, StoreError> {
         Ok(self.version.load(Ordering::SeqCst))
     }
+}
+
+/// Appends `entry` to the audit log, on the pool or in a transaction.
+async fn insert_audit<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(ms(entry.at))
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.subject)
+    .bind(&entry.detail)
+    .execute(executor)
+    .await
+    .map_err(db)?;
+    Ok(())
 }
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {

@@ -1068,19 +1068,12 @@ impl Store for SqliteStore {
         &self,
         number: Option<&str>,
     ) -> Result<Vec<crate::compliance::StoredEntry>, StoreError> {
-        let rows = match number {
-            Some(number) => {
-                sqlx::query("SELECT * FROM suppressions WHERE number = ? ORDER BY list")
-                    .bind(number)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-            None => {
-                sqlx::query("SELECT * FROM suppressions ORDER BY number, list")
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
+        let rows = sqlx::query(
+            "SELECT * FROM suppressions WHERE ?1 IS NULL OR number = ?1 ORDER BY number, list",
+        )
+        .bind(number)
+        .fetch_all(&self.pool)
+        .await
         .map_err(db)?;
         Ok(rows.iter().filter_map(rows::stored_entry).collect())
     }
@@ -1117,18 +1110,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(ms(entry.at))
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.subject)
-        .bind(&entry.detail)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        insert_audit(&self.pool, entry).await
     }
 
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
@@ -1228,13 +1210,21 @@ async fn suppression_changed(
     .execute(&mut **tx)
     .await
     .map_err(db)?;
+    insert_audit(&mut **tx, audit).await
+}
+
+/// Appends `entry` to the audit log, on the pool or in a transaction.
+async fn insert_audit<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)")
-        .bind(ms(audit.at))
-        .bind(&audit.actor)
-        .bind(&audit.action)
-        .bind(&audit.subject)
-        .bind(&audit.detail)
-        .execute(&mut **tx)
+        .bind(ms(entry.at))
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.subject)
+        .bind(&entry.detail)
+        .execute(executor)
         .await
         .map_err(db)?;
     Ok(())
