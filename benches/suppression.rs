@@ -47,7 +47,13 @@ fn main() {
     let bytes = std::fs::read(&file).unwrap();
     let read = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let list = List::parse("dnc", Path::new("dnc.txt"), &bytes).unwrap();
+    let list = List::parse(
+        "dnc",
+        Path::new("dnc.txt"),
+        &bytes,
+        callroute::suppression::National::NANP,
+    )
+    .unwrap();
     let parsed = started.elapsed().as_secs_f64();
     drop(bytes);
     let bytes_per_number = list.heap_bytes() as f64 / list.len() as f64;

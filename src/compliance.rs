@@ -274,6 +274,8 @@ pub enum ListSource {
         path: PathBuf,
         column: Option<String>,
         expires_column: Option<String>,
+        /// How numbers without `+` are read.
+        national: crate::suppression::National,
         list: Arc<List>,
     },
     /// Kept in the store (`callroute suppress`, opt-outs).

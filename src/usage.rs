@@ -31,6 +31,9 @@ pub struct PoolState {
     first_use: HashMap<E164, DateTime<Utc>>,
     /// Entries of the suppression lists kept in the store (`callroute suppress`, opt-outs).
     suppressed: HashMap<E164, Vec<crate::compliance::StoredEntry>>,
+    /// Recent calls to each person's number, whatever lead id they were made under: the
+    /// laws' caps (FL, OK, MD: 3 in 24 h) count calls to the person, not to a row.
+    called: HashMap<E164, VecDeque<DateTime<Utc>>>,
 }
 
 /// Recent uses of one caller ID, oldest first.
@@ -251,12 +254,24 @@ impl PoolState {
 
     /// Accounts for a call to `lead` from `number` placed at `at`.
     pub fn record(&mut self, number: E164, lead: &Lead, at: DateTime<Utc>) {
-        self.record_for_key(number, &lead.key, at);
+        self.record_for_key(number, &lead.key, Some(lead.phone), at);
     }
 
-    /// `record` for a lead known only by its key (rebuilding usage from the ledger).
-    pub fn record_for_key(&mut self, number: E164, lead_key: &str, at: DateTime<Utc>) {
+    /// `record` for a lead known only by its key and, when the ledger has it, the number
+    /// called (rebuilding usage from the ledger).
+    pub fn record_for_key(
+        &mut self,
+        number: E164,
+        lead_key: &str,
+        called: Option<E164>,
+        at: DateTime<Utc>,
+    ) {
         self.note_first_use(number, at);
+        if let Some(called) = called {
+            let calls = self.called.entry(called).or_default();
+            insert_sorted(calls, at);
+            prune(calls, at);
+        }
         let usage = self.numbers.entry(number).or_default();
         insert_sorted(&mut usage.uses, at);
         usage.last_used = usage.last_used.max(Some(at));
@@ -273,7 +288,13 @@ impl PoolState {
 
     /// Records a use another daemon made, unless it is known (the same lead at the same
     /// millisecond: the ledger keeps milliseconds). Returns whether it was new.
-    pub fn learn(&mut self, number: E164, lead_key: &str, at: DateTime<Utc>) -> bool {
+    pub fn learn(
+        &mut self,
+        number: E164,
+        lead_key: &str,
+        called: Option<E164>,
+        at: DateTime<Utc>,
+    ) -> bool {
         let ms = at.timestamp_millis();
         if self
             .leads
@@ -282,7 +303,7 @@ impl PoolState {
         {
             return false;
         }
-        self.record_for_key(number, lead_key, at);
+        self.record_for_key(number, lead_key, called, at);
         true
     }
 
@@ -302,7 +323,18 @@ impl PoolState {
 
     /// Takes back a call recorded at `at` that turned out not to be placed (a 429, a refused
     /// connection, or a lookup that proved it absent), so it does not count against limits.
-    pub fn forget(&mut self, number: E164, lead_key: &str, at: DateTime<Utc>) {
+    pub fn forget(
+        &mut self,
+        number: E164,
+        lead_key: &str,
+        called: Option<E164>,
+        at: DateTime<Utc>,
+    ) {
+        if let Some(calls) = called.and_then(|c| self.called.get_mut(&c))
+            && let Some(index) = calls.iter().position(|&t| t == at)
+        {
+            calls.remove(index);
+        }
         if let Some(usage) = self.numbers.get_mut(&number) {
             if let Some(index) = usage.uses.iter().position(|&t| t == at) {
                 usage.uses.remove(index);
@@ -339,6 +371,8 @@ impl PoolState {
     /// assignments expired, and their lifetime count comes back from the store
     /// (`note_total_attempts`) if they are ever decided again. Keeps memory bounded.
     pub fn forget_leads_idle_since(&mut self, cutoff: DateTime<Utc>) {
+        self.called
+            .retain(|_, calls| calls.back().is_some_and(|&at| at >= cutoff));
         self.leads.retain(|_, history| {
             history.last.is_some_and(|(_, at)| at >= cutoff)
                 || history.attempts.back().is_some_and(|&at| at >= cutoff)
@@ -347,6 +381,27 @@ impl PoolState {
 
     pub fn lead_history(&self, lead_key: &str) -> Option<&LeadHistory> {
         self.leads.get(lead_key)
+    }
+
+    /// Calls to the person's number `called` at or after `since`, under any lead id.
+    pub fn calls_to_since(&self, called: E164, since: DateTime<Utc>) -> u32 {
+        self.called.get(&called).map_or(0, |calls| {
+            (calls.len() - calls.partition_point(|&t| t < since)) as u32
+        })
+    }
+
+    /// The rolling 24 h cap `limit` on calls to the person's number `called`, if reached.
+    pub fn person_24h_hit(
+        &self,
+        called: E164,
+        limit: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Option<LimitHit> {
+        let calls = self.called.get(&called)?;
+        rolling(calls, LimitWindow::Per24h, Duration::hours(24), limit, now).map(|mut hit| {
+            hit.limit = format!("{} (calls to {called}, any lead)", hit.limit);
+            hit
+        })
     }
 }
 
@@ -642,7 +697,7 @@ mod tests {
         let lead = lead();
         pool.record(number, &lead, t(0));
         pool.record(number, &lead, t(1));
-        pool.forget(number, &lead.key, t(1));
+        pool.forget(number, &lead.key, Some(lead.phone), t(1));
         let usage = pool.number_usage(number).unwrap();
         assert_eq!(usage.uses_24h(t(2)), 1);
         assert_eq!(usage.last_used(), Some(t(0)));

@@ -103,6 +103,7 @@ suite!(
     a_commit_refuses_a_second_already_full,
     lead_ids_and_payloads_survive_copy_escaping,
     store_kept_lists_are_audited_and_checked_at_commit,
+    earlier_calls_to_a_person_are_found_under_any_lead_id,
 );
 
 fn info(host: &str) -> MemberInfo {
@@ -893,4 +894,52 @@ async fn store_kept_lists_are_audited_and_checked_at_commit(db: &impl Db) {
         .await
         .unwrap();
     assert_eq!(by_lead.len(), 1);
+}
+
+/// The laws' caps count calls to the person: a daemon deciding lead `row-4` must learn the
+/// calls another member made to the same number under `row-1`..`row-3`.
+async fn earlier_calls_to_a_person_are_found_under_any_lead_id(db: &impl Db) {
+    let store = db.handle().await;
+    store.join(&info("a")).await.unwrap();
+    let person = "+13055550123";
+    let rows: Vec<(String, RawLead)> = (1..=4)
+        .map(|i| (format!("row-{i}"), raw(person)))
+        .chain([("other".to_string(), raw("+13055550124"))])
+        .collect();
+    store.enqueue(&rows, t0()).await.unwrap();
+    assert_eq!(store.claim_due(t0(), 10).await.unwrap().len(), 5);
+    for (i, id) in ["row-1", "row-2", "row-3", "other"].iter().enumerate() {
+        let to = if *id == "other" {
+            "+13055550124"
+        } else {
+            person
+        };
+        let new = NewAttempt {
+            to_number: Some(to),
+            ..attempt(id, "+13055550100", t0() + Duration::minutes(i as i64))
+        };
+        let begun = store
+            .begin_attempt_checked(&new, &AttemptGuard::default())
+            .await
+            .unwrap();
+        assert!(matches!(begun, Begun::Written(_)), "{id}: {begun:?}");
+    }
+    let found = store
+        .lead_attempts(
+            &["row-4".to_string()],
+            &[person.to_string()],
+            t0() - Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = found.iter().map(|a| a.lead_id.as_str()).collect();
+    assert_eq!(ids, ["row-1", "row-2", "row-3"]);
+    assert!(found.iter().all(|a| a.to_number.as_deref() == Some(person)));
+    // The ledger read at start carries the person's number too.
+    let since = store
+        .attempts_since(t0() - Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 4);
+    assert_eq!(since[3].to_number.as_deref(), Some("+13055550124"));
 }

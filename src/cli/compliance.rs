@@ -58,11 +58,11 @@ pub enum SuppressCommand {
         column: Option<String>,
         #[arg(long)]
         expires_column: Option<String>,
+        /// The country whose national numbers the file writes without `+` (US: 10 digits,
+        /// or 1 and 10 digits).
+        #[arg(long, default_value = "US")]
+        country: String,
     },
-}
-
-fn day_start(day: NaiveDate) -> DateTime<Utc> {
-    day.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
 fn check_list_name(rules: Option<&RuleSet>, list: &str) -> anyhow::Result<()> {
@@ -110,7 +110,7 @@ pub async fn suppress(
                     added_by: by.clone(),
                     added_at: now,
                     evidence: None,
-                    expires: expires.map(day_start),
+                    expires: expires.map(callroute::suppression::lapses_at),
                 })
                 .collect();
             let audit = AuditEntry {
@@ -200,8 +200,11 @@ pub async fn suppress(
             reason,
             column,
             expires_column,
+            country,
         } => {
             check_list_name(rules, &list)?;
+            let national = callroute::suppression::National::of(&country)
+                .ok_or_else(|| anyhow!("--country {country}: not a country the number data knows (an ISO code such as US, CA, GB)"))?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let parsed = match &column {
@@ -211,8 +214,9 @@ pub async fn suppress(
                     &bytes,
                     column,
                     expires_column.as_deref(),
+                    national,
                 ),
-                None => callroute::suppression::List::parse(&list, &file, &bytes),
+                None => callroute::suppression::List::parse(&list, &file, &bytes, national),
             };
             let parsed = match parsed {
                 Ok(parsed) => parsed,
@@ -233,7 +237,7 @@ pub async fn suppress(
                         added_by: by.clone(),
                         added_at: now,
                         evidence: Some(format!("{}:{line}", file.display())),
-                        expires: expires.map(day_start),
+                        expires: expires.map(callroute::suppression::lapses_at),
                     }),
                     Err(e) => invalid.push(format!("{}:{line}: +{digits}: {e}", file.display())),
                 }

@@ -233,14 +233,24 @@ impl<S: Store> Shared<S> {
         // On a store no other daemon writes, every attempt is in this one's usage already.
         if self.store.shared() {
             let ids: Vec<String> = batch.iter().map(|l| l.id.clone()).collect();
+            let phones: Vec<String> = batch
+                .iter()
+                .filter_map(|l| E164::parse(l.raw.phone.as_deref()?.trim()).ok())
+                .map(|p| p.to_string())
+                .collect();
             let known = self
                 .store
-                .lead_attempts(&ids, now - usage_lookback(&self.rules.load()))
+                .lead_attempts(&ids, &phones, now - usage_lookback(&self.rules.load()))
                 .await?;
             let mut pool = lock(&self.pool);
             for attempt in known {
                 if let Ok(number) = E164::parse(&attempt.from_number) {
-                    pool.learn(number, &attempt.lead_id, attempt.at);
+                    pool.learn(
+                        number,
+                        &attempt.lead_id,
+                        called_of(&attempt.to_number),
+                        attempt.at,
+                    );
                 }
             }
         }
@@ -424,7 +434,12 @@ impl<S: Store> Shared<S> {
                         let mut pool = lock(&self.pool);
                         for attempt in unknown {
                             if let Ok(number) = E164::parse(&attempt.from_number) {
-                                pool.learn(number, &attempt.lead_id, attempt.at);
+                                pool.learn(
+                                    number,
+                                    &attempt.lead_id,
+                                    called_of(&attempt.to_number),
+                                    attempt.at,
+                                );
                             }
                         }
                         continue;

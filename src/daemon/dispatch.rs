@@ -30,7 +30,7 @@ impl<S: Store> Shared<S> {
             // attempt did not happen; the lead goes again on a beat of its own.
             metrics::counter!("callroute_sends_late_total").increment(1);
             self.retries.sent_late.fetch_add(1, Ordering::Relaxed);
-            lock(&self.pool).forget(from, &lead.key, at);
+            lock(&self.pool).forget(from, &lead.key, Some(lead.phone), at);
             let now = self.config.clock.now();
             let next = NotPlaced::Retry {
                 due_at: now,
@@ -245,6 +245,7 @@ impl<S: Store> Shared<S> {
                     at,
                     status: crate::store::AttemptStatus::Sent,
                     call_id: None,
+                    to_number: Some(lead.phone.to_string()),
                 };
                 self.clone()
                     .reconcile(attempt, Some(request.phone.clone()))
@@ -252,7 +253,7 @@ impl<S: Store> Shared<S> {
                 return Ok(());
             }
         };
-        lock(&self.pool).forget(from, &lead.key, at);
+        lock(&self.pool).forget(from, &lead.key, Some(lead.phone), at);
         self.until_recorded("an attempt not placed", || {
             self.store.attempt_not_placed(attempt_id, &next, now)
         })
@@ -329,7 +330,12 @@ impl<S: Store> Shared<S> {
                         }
                         None => {
                             if let Ok(number) = E164::parse(&attempt.from_number) {
-                                lock(&self.pool).forget(number, &attempt.lead_id, attempt.at);
+                                lock(&self.pool).forget(
+                                    number,
+                                    &attempt.lead_id,
+                                    called_of(&attempt.to_number),
+                                    attempt.at,
+                                );
                             }
                             let next = NotPlaced::Retry { due_at: now, reason: "no answer to the request, and no such call exists: sending again".into() };
                             self.event(

@@ -121,9 +121,9 @@ impl<S: Store> Shared<S> {
                     };
                     let mut pool = lock(&self.pool);
                     if fed.undone {
-                        pool.forget(number, &fed.lead_id, fed.at);
+                        pool.forget(number, &fed.lead_id, called_of(&fed.to_number), fed.at);
                     } else {
-                        pool.learn(number, &fed.lead_id, fed.at);
+                        pool.learn(number, &fed.lead_id, called_of(&fed.to_number), fed.at);
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {

@@ -48,6 +48,11 @@ pub use status::{
 /// How far back usage matters: the longest limit window (a local day: up to 25 h), or the
 /// longest sticky TTL. Usage is rebuilt from this far back at start, and leads idle for
 /// longer are forgotten from memory.
+/// The person's number of a ledger row (None for rows written before it was kept).
+fn called_of(to_number: &Option<String>) -> Option<E164> {
+    to_number.as_deref().and_then(|t| E164::parse(t).ok())
+}
+
 fn usage_lookback(rules: &RuleSet) -> chrono::Duration {
     let longest_sticky = rules
         .campaigns()
@@ -374,7 +379,12 @@ impl<S: Store> Daemon<S> {
                 .or_insert(attempt.at);
             *last = (*last).max(attempt.at);
             if let Ok(number) = E164::parse(&attempt.from_number) {
-                pool.record_for_key(number, &attempt.lead_id, attempt.at);
+                pool.record_for_key(
+                    number,
+                    &attempt.lead_id,
+                    called_of(&attempt.to_number),
+                    attempt.at,
+                );
             }
         }
         // The pace carries over a restart: the account still counts the attempts the last

@@ -333,7 +333,10 @@ fn decide_traced(
             trace.attempt_counts.push(AttemptCount {
                 state: state.clone(),
                 window: "per_24h",
-                used: history.map_or(0, |h| h.count_since(now - chrono::Duration::hours(24))),
+                // Calls to the person under any lead id (they include this lead's).
+                used: history
+                    .map_or(0, |h| h.count_since(now - chrono::Duration::hours(24)))
+                    .max(pool.calls_to_since(lead.phone, now - chrono::Duration::hours(24))),
                 limit,
             });
         }
@@ -346,11 +349,25 @@ fn decide_traced(
             });
         }
     }
-    if let Some(history) = history {
-        let hits: Vec<LimitHit> = attempt_rules(&rules.lead_attempts, lead, &states)
-            .iter()
-            .flat_map(|rule| history.hits(rule, now))
-            .collect();
+    {
+        let mut hits: Vec<LimitHit> = Vec::new();
+        for rule in attempt_rules(&rules.lead_attempts, lead, &states) {
+            let mut rule_hits = history.map(|h| h.hits(&rule, now)).unwrap_or_default();
+            // A 24 h cap counts calls to the person, whatever lead id they were made under
+            // (the law counts calls to a person: rows of one list, or two lists, are one
+            // person); the later-freeing of the two counts binds.
+            if let Some(person) = pool.person_24h_hit(lead.phone, rule.per_24h, now) {
+                match rule_hits
+                    .iter_mut()
+                    .find(|h| h.window == crate::usage::LimitWindow::Per24h)
+                {
+                    Some(own) if own.frees_at >= person.frees_at => {}
+                    Some(own) => *own = person,
+                    None => rule_hits.push(person),
+                }
+            }
+            hits.extend(rule_hits);
+        }
         if !hits.is_empty() {
             trace.lead_attempts = hits.clone();
             let summary = hits
@@ -837,6 +854,44 @@ campaigns:
             "{decision:?}"
         );
         assert_eq!(trace.lead_attempts.len(), 1);
+    }
+
+    #[test]
+    fn a_24h_cap_counts_calls_to_the_person_under_any_lead_id() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        let mut now = at("2026-03-04T09:00:00-05:00");
+        // Three rows of one list, one Florida person.
+        for row in 1..=3 {
+            let mut fl = lead("+13055550123", "local");
+            fl.key = format!("row-{row}");
+            let (decision, _) = decide(&rules, &fl, &pool, now);
+            let (number, _) = dialed(&decision);
+            pool.record(E164::parse(&number).unwrap(), &fl, now);
+            now += chrono::Duration::hours(1);
+        }
+        let mut fourth = lead("+13055550123", "local");
+        fourth.key = "row-4".into();
+        let (decision, trace) = decide(&rules, &fourth, &pool, now);
+        assert!(
+            matches!(&decision, Decision::Defer { until, reason }
+            if reason.code == ReasonCode::LeadAttemptLimit && *until == at("2026-03-05T09:00:00.250-05:00")),
+            "{decision:?}"
+        );
+        assert!(
+            trace
+                .attempt_counts
+                .iter()
+                .any(|c| c.window == "per_24h" && c.used == 3),
+            "{:?}",
+            trace.attempt_counts
+        );
+        // Another person is not held back by it.
+        let other = lead("+13055550124", "local");
+        assert!(matches!(
+            decide(&rules, &other, &pool, now).0,
+            Decision::Dial { .. }
+        ));
     }
 
     #[test]

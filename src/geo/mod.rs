@@ -120,6 +120,31 @@ pub fn is_known_country(code: &str) -> bool {
         .any(|(_, regions)| regions.iter().any(|(region, ..)| *region == code))
 }
 
+/// The country calling code of an ISO region (`US` → 1, `GB` → 44).
+pub fn calling_code(region: &str) -> Option<u16> {
+    generated::NUMBERING
+        .iter()
+        .find(|(_, regions)| regions.iter().any(|(r, ..)| *r == region))
+        .map(|&(code, _)| code)
+}
+
+/// Whether the E.164 digits `digits` can be a valid number. A geographic NANP number is
+/// checked by its area code and exchange (fast: suppression lists hold tens of millions of
+/// them); anything else by libphonenumber's patterns.
+pub fn is_valid_digits(digits: u64) -> bool {
+    if (10_000_000_000..20_000_000_000).contains(&digits) {
+        let npa = ((digits / 10_000_000) % 1000) as u16;
+        let exchange_lead = (digits / 1_000_000) % 10;
+        if generated::NANP_AREA_CODES
+            .binary_search_by_key(&npa, |&(code, _, _)| code)
+            .is_ok()
+        {
+            return exchange_lead >= 2;
+        }
+    }
+    numbering::region_of_digits(&digits.to_string()).is_ok()
+}
+
 /// Every NANP area code the generated table knows, with its region and state(s).
 pub fn nanp_area_codes() -> impl Iterator<Item = (u16, &'static str, &'static str)> {
     generated::NANP_AREA_CODES.iter().copied()

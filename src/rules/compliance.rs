@@ -104,6 +104,24 @@ pub(super) fn compile_compliance(
                     continue;
                 }
                 Some(file) => ListSource::File {
+                    national: match &raw.country {
+                        None => crate::suppression::National::NANP,
+                        Some(country) => {
+                            match crate::suppression::National::of(country.value.trim()) {
+                                Some(national) => national,
+                                None => {
+                                    r.error(
+                                    country,
+                                    format!(
+                                        "`country: {}` is not a country the number data knows (an ISO code such as US, CA, GB)",
+                                        crate::bounded(&country.value, 20)
+                                    ),
+                                );
+                                    crate::suppression::National::NANP
+                                }
+                            }
+                        }
+                    },
                     path: base.join(file.value.trim()),
                     column: raw.column.as_ref().map(|c| c.value.trim().to_string()),
                     expires_column: raw
@@ -113,7 +131,10 @@ pub(super) fn compile_compliance(
                     list: Arc::new(crate::suppression::List::default()),
                 },
                 None => {
-                    for key in [&raw.column, &raw.expires_column].into_iter().flatten() {
+                    for key in [&raw.column, &raw.expires_column, &raw.country]
+                        .into_iter()
+                        .flatten()
+                    {
                         r.error(key, "a list kept in the store has no columns; add `file:` or remove this key");
                     }
                     ListSource::Store

@@ -67,7 +67,9 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
     diagnostics.sort();
     match rules {
         Some(mut rules) if !diagnostics.has_errors() => {
-            let problems = read_lists(&mut rules);
+            let (problems, list_warnings) = read_lists(&mut rules);
+            diagnostics.0.extend(list_warnings);
+            diagnostics.sort();
             if !problems.is_empty() {
                 diagnostics.0.extend(problems);
                 diagnostics.sort();
@@ -93,6 +95,7 @@ struct ListKey {
     inode: u64,
     column: Option<String>,
     expires_column: Option<String>,
+    national: crate::suppression::National,
 }
 
 /// Lists read by the last load, by path.
@@ -105,6 +108,7 @@ fn list_key(
     path: &Path,
     column: &Option<String>,
     expires_column: &Option<String>,
+    national: crate::suppression::National,
 ) -> Option<ListKey> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).ok()?;
@@ -116,28 +120,51 @@ fn list_key(
         inode: metadata.ino(),
         column: column.clone(),
         expires_column: expires_column.clone(),
+        national,
     })
 }
 
 /// Reads every suppression list file the rules name (reusing a list whose file has not
 /// changed since the last load), and folds each list's version into the rules' content hash
 /// (a list edited is a rules change). Every bad line is an error at the list's definition.
-fn read_lists(rules: &mut super::RuleSet) -> Vec<Diagnostic> {
+fn read_lists(rules: &mut super::RuleSet) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
     let mut cache = LIST_CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut kept = Vec::new();
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let mut hash = rules.content_hash;
     for rule in &mut rules.compliance.lists {
         let crate::compliance::ListSource::File {
             path,
             column,
             expires_column,
+            national,
             list,
         } = &mut rule.source
         else {
             continue;
+        };
+        let warn_invalid = |list: &crate::suppression::List, warnings: &mut Vec<Diagnostic>| {
+            let (count, first) = list.invalid();
+            if count == 0 {
+                return;
+            }
+            let examples = first
+                .iter()
+                .take(5)
+                .map(|(line, digits)| format!("{}:{line}: +{digits}", path.display()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            warnings.push(Diagnostic {
+                severity: Severity::Warning,
+                pos: rule.defined_at.clone(),
+                message: format!(
+                    "suppression list `{}`: {count} entries match no valid phone number (kept, but check the file's country and format), e.g. {examples}",
+                    rule.name
+                ),
+            });
         };
         let mut problem = |message: String| {
             problems.push(Diagnostic {
@@ -146,12 +173,13 @@ fn read_lists(rules: &mut super::RuleSet) -> Vec<Diagnostic> {
                 message,
             })
         };
-        let key = list_key(&rule.name, path, column, expires_column);
+        let key = list_key(&rule.name, path, column, expires_column, *national);
         if let Some(key) = &key
             && let Some((_, _, cached)) = cache.iter().find(|(p, k, _)| p == path && k == key)
         {
             hash = xxhash_rust::xxh3::xxh3_64_with_seed(&cached.version().to_le_bytes(), hash);
             *list = cached.clone();
+            warn_invalid(cached, &mut warnings);
             kept.push((path.clone(), key.clone(), cached.clone()));
             continue;
         }
@@ -173,12 +201,14 @@ fn read_lists(rules: &mut super::RuleSet) -> Vec<Diagnostic> {
                 &bytes,
                 column,
                 expires_column.as_deref(),
+                *national,
             ),
-            None => crate::suppression::List::parse(&rule.name, path, &bytes),
+            None => crate::suppression::List::parse(&rule.name, path, &bytes, *national),
         };
         match parsed {
             Ok(parsed) => {
                 hash = xxhash_rust::xxh3::xxh3_64_with_seed(&parsed.version().to_le_bytes(), hash);
+                warn_invalid(&parsed, &mut warnings);
                 *list = std::sync::Arc::new(parsed);
                 if let Some(key) = key {
                     kept.push((path.clone(), key, list.clone()));
@@ -193,7 +223,7 @@ fn read_lists(rules: &mut super::RuleSet) -> Vec<Diagnostic> {
     rules.content_hash = hash;
     // Only the lists of this load stay cached: a list the rules dropped is freed with them.
     *cache = kept;
-    problems
+    (problems, warnings)
 }
 
 /// Reads one rules file; anything but a readable regular file (after following links) is

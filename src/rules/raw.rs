@@ -44,6 +44,9 @@ pub struct RawSuppression {
     pub column: Option<Spanned<String>>,
     /// A CSV's column holding each entry's expiry date.
     pub expires_column: Option<Spanned<String>>,
+    /// The country whose national numbers the file writes without `+` (default `US`: 10
+    /// digits, or `1` and 10 digits).
+    pub country: Option<Spanned<String>>,
     pub campaigns: Option<Spanned<OneOrMany>>,
     pub brands: Option<Spanned<OneOrMany>>,
 }

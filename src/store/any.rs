@@ -104,11 +104,12 @@ impl Store for AnyStore {
     async fn lead_attempts(
         &self,
         lead_ids: &[String],
+        phones: &[String],
         since: DateTime<Utc>,
     ) -> Result<Vec<Attempt>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.lead_attempts(lead_ids, since).await,
-            AnyStore::Postgres(s) => s.lead_attempts(lead_ids, since).await,
+            AnyStore::Sqlite(s) => s.lead_attempts(lead_ids, phones, since).await,
+            AnyStore::Postgres(s) => s.lead_attempts(lead_ids, phones, since).await,
         }
     }
 

@@ -143,6 +143,8 @@ pub struct Attempt {
     pub at: DateTime<Utc>,
     pub status: AttemptStatus,
     pub call_id: Option<String>,
+    /// The number called (the person's), when the ledger has it.
+    pub to_number: Option<String>,
 }
 
 /// A call that ended, as number health counts it.
@@ -451,6 +453,8 @@ pub struct Beat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FedAttempt {
     pub from_number: String,
+    /// The number called (the person's): the laws' attempt caps count calls to it.
+    pub to_number: Option<String>,
     pub lead_id: String,
     pub at: DateTime<Utc>,
     /// The attempt placed no call: it no longer counts.
@@ -495,11 +499,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The account's open attempts (in doubt or live), across members.
     fn open_calls(&self, account: &str) -> impl Future<Output = Result<u32, StoreError>> + Send;
-    /// Attempts on these leads since `since` that may have placed a call (another member may
-    /// have called them: sticky numbers and lead windows need them).
+    /// Attempts on these leads, or to these numbers (other leads of the same person), since
+    /// `since` that may have placed a call (another member may have called them: sticky
+    /// numbers, lead windows and the laws' caps per person need them).
     fn lead_attempts(
         &self,
         lead_ids: &[String],
+        phones: &[String],
         since: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
     /// Other members' attempts as they happen (and their undoing), when the store can tell.

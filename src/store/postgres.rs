@@ -157,7 +157,7 @@ const SERVER_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint
 /// rounded up to whole milliseconds would cost 8 % of the rate).
 const SERVER_NOW_US: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
 
-const ATTEMPT_SELECT: &str = "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.account, a.at, r.status, r.call_id
+const ATTEMPT_SELECT: &str = "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.account, a.at, r.status, r.call_id, a.to_number
      FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id";
 
 const LEAD_COLUMNS: &str = "id, payload, state, due_at, attempts, call_id, reason, reason_code";
@@ -456,10 +456,10 @@ async fn server_now(tx: &mut sqlx::PgConnection) -> Result<i64, StoreError> {
         .map_err(db)
 }
 
-/// `a|OWNER|AT|UNDONE|FROM|LEAD` (the lead id last: it may hold `|`); own attempts are
-/// skipped.
+/// `a|OWNER|AT|UNDONE|FROM|TO|LEAD` (the lead id last: it may hold `|`; TO empty when
+/// unknown); own attempts are skipped.
 fn parse_fed(payload: &str, member: &str) -> Option<FedAttempt> {
-    let mut parts = payload.splitn(6, '|');
+    let mut parts = payload.splitn(7, '|');
     if parts.next()? != "a" || parts.next()? == member {
         return None;
     }
@@ -467,6 +467,7 @@ fn parse_fed(payload: &str, member: &str) -> Option<FedAttempt> {
     let undone = parts.next()? == "1";
     Some(FedAttempt {
         from_number: parts.next()?.to_string(),
+        to_number: Some(parts.next()?.to_string()).filter(|t| !t.is_empty()),
         lead_id: parts.next()?.to_string(),
         at,
         undone,
@@ -671,13 +672,15 @@ impl Store for PgStore {
     async fn lead_attempts(
         &self,
         lead_ids: &[String],
+        phones: &[String],
         since: DateTime<Utc>,
     ) -> Result<Vec<Attempt>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{ATTEMPT_SELECT} WHERE a.lead_id = ANY($1) AND a.at >= $2 AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at"
+            "{ATTEMPT_SELECT} WHERE (a.lead_id = ANY($1) OR a.to_number = ANY($3)) AND a.at >= $2 AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at"
         )))
         .bind(lead_ids)
         .bind(ms(since))
+        .bind(phones)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -988,10 +991,11 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         let payload = format!(
-            "a|{}|{}|0|{}|{}",
+            "a|{}|{}|0|{}|{}|{}",
             self.member,
             ms(attempt.at),
             attempt.from_number,
+            attempt.to_number.unwrap_or_default(),
             attempt.lead_id
         );
         self.notify(&mut tx, &payload).await?;
@@ -1047,12 +1051,13 @@ impl Store for PgStore {
             now,
         )
         .await?;
-        let row =
-            sqlx::query("UPDATE attempts SET open = FALSE WHERE id = $1 RETURNING from_number, at")
-                .bind(attempt_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+        let row = sqlx::query(
+            "UPDATE attempts SET open = FALSE WHERE id = $1 RETURNING from_number, at, to_number",
+        )
+        .bind(attempt_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
         // An attempt that placed no call is not an attempt on the lead.
         sqlx::query("UPDATE leads SET state = $1, owner = NULL, due_at = COALESCE($2, due_at), reason = $3, reason_code = NULL, attempts = GREATEST(attempts - 1, 0), updated_at = $4 WHERE id = $5")
             .bind(state.as_str())
@@ -1064,10 +1069,12 @@ impl Store for PgStore {
             .await
             .map_err(db)?;
         let payload = format!(
-            "a|{}|{}|1|{}|{}",
+            "a|{}|{}|1|{}|{}|{}",
             self.member,
             row.get::<i64, _>("at"),
             row.get::<String, _>("from_number"),
+            row.get::<Option<String>, _>("to_number")
+                .unwrap_or_default(),
             lead_id
         );
         self.notify(&mut tx, &payload).await?;
@@ -1494,12 +1501,19 @@ mod tests {
 
     #[test]
     fn fed_attempts_are_parsed_and_own_ones_skipped() {
-        let fed = parse_fed("a|m2|1700000000000|1|+14155550100|lead|with|bars", "m1").unwrap();
+        let fed = parse_fed(
+            "a|m2|1700000000000|1|+14155550100|+13055550123|lead|with|bars",
+            "m1",
+        )
+        .unwrap();
         assert_eq!(fed.lead_id, "lead|with|bars");
         assert_eq!(fed.from_number, "+14155550100");
+        assert_eq!(fed.to_number.as_deref(), Some("+13055550123"));
+        let unknown = parse_fed("a|m2|1700000000000|0|+14155550100||l", "m1").unwrap();
+        assert_eq!((unknown.to_number, unknown.lead_id.as_str()), (None, "l"));
         assert!(fed.undone);
         assert_eq!(fed.at.timestamp_millis(), 1_700_000_000_000);
-        assert!(parse_fed("a|m1|1700000000000|0|+14155550100|x", "m1").is_none());
+        assert!(parse_fed("a|m1|1700000000000|0|+14155550100||x", "m1").is_none());
         assert!(parse_fed("q", "m1").is_none());
     }
 }

@@ -89,6 +89,7 @@ pub(super) fn attempt(row: &impl Columns) -> Attempt {
             .and_then(AttemptStatus::parse)
             .unwrap_or(AttemptStatus::Sent),
         call_id: row.maybe_text("call_id"),
+        to_number: row.maybe_text("to_number"),
     }
 }
 

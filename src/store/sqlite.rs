@@ -411,7 +411,7 @@ async fn append_result(
 }
 
 const ATTEMPT_SELECT: &str =
-    "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.account, a.at, r.status, r.call_id
+    "SELECT a.id, a.lead_id, a.model_id, a.from_number, a.route, a.account, a.at, r.status, r.call_id, a.to_number
      FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id";
 
 impl Store for SqliteStore {
@@ -547,25 +547,34 @@ impl Store for SqliteStore {
     async fn lead_attempts(
         &self,
         lead_ids: &[String],
+        phones: &[String],
         since: DateTime<Utc>,
     ) -> Result<Vec<Attempt>, StoreError> {
         let mut found = Vec::new();
-        for chunk in lead_ids.chunks(ENQUEUE_CHUNK) {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let sql = format!(
-                "{ATTEMPT_SELECT} WHERE a.lead_id IN ({placeholders}) AND a.at >= ? AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at"
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(id);
+        let mut seen = std::collections::HashSet::new();
+        for (column, values) in [("lead_id", lead_ids), ("to_number", phones)] {
+            for chunk in values.chunks(ENQUEUE_CHUNK) {
+                let placeholders = vec!["?"; chunk.len()].join(", ");
+                let sql = format!(
+                    "{ATTEMPT_SELECT} WHERE a.{column} IN ({placeholders}) AND a.at >= ? AND (r.status IS NULL OR r.status != 'not_placed') ORDER BY a.at"
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                let rows = query
+                    .bind(ms(since))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?;
+                found.extend(
+                    rows.iter()
+                        .map(rows::attempt)
+                        .filter(|a: &Attempt| seen.insert(a.id)),
+                );
             }
-            let rows = query
-                .bind(ms(since))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-            found.extend(rows.iter().map(rows::attempt));
         }
+        found.sort_by_key(|a| a.at);
         Ok(found)
     }
 
