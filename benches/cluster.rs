@@ -61,7 +61,7 @@ fn rules(limits: &str) -> Arc<callroute::rules::RuleSet> {
         .map(|n| format!("  \"{n}\": {{}}\n"))
         .collect();
     let text = format!(
-        "agents: {{ a: {{ model_id: {MODEL} }} }}\n{limits}numbers:\n{numbers}calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n"
+        "agents: {{ a: {{ model_id: {MODEL} }} }}\n{limits}numbers:\n{numbers}calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n"
     );
     Arc::new(
         compile_sources(&[(std::path::Path::new("bench.yaml"), text.as_str())])

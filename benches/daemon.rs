@@ -40,7 +40,7 @@ async fn daemon_run(
         .map(|n| format!("  \"{n}\": {{}}\n"))
         .collect();
     let rules = format!(
-        "agents: {{ a: {{ model_id: {MODEL} }} }}\nnumbers:\n{numbers}calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, state, any]\n"
+        "agents: {{ a: {{ model_id: {MODEL} }} }}\nnumbers:\n{numbers}calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n        local_presence: [area_code, state, any]\n"
     );
     let rules = Arc::new(
         compile_sources(&[(std::path::Path::new("bench.yaml"), rules.as_str())])

@@ -167,7 +167,24 @@ impl Lead {
             }
         };
         let state = upper_code("state", &raw.state, &mut problems);
+        // A state no number belongs to would bind no law and match no route: a typo.
+        let state = state.filter(|code| {
+            let known = crate::geo::is_known_state(code);
+            if !known {
+                problems.push(format!(
+                    "`state`: `{code}` is not a US state or Canadian province (two-letter postal code)"
+                ));
+            }
+            known
+        });
         let country = upper_code("country", &raw.country, &mut problems);
+        let country = country.filter(|code| {
+            let known = crate::geo::is_known_country(code);
+            if !known {
+                problems.push(format!("`country`: `{code}` is not an ISO country code"));
+            }
+            known
+        });
         let timezone = raw
             .timezone
             .as_deref()

@@ -52,7 +52,7 @@ fn rules(extra: &str) -> callroute::rules::RuleSet {
     let text = format!(
         "agents:\n  a: {{ model_id: m-a, account: slow }}\n  b: {{ model_id: m-b, account: fast }}\nnumbers:\n{numbers}\
 calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\n\
-campaigns:\n  ca: {{ agent: a, routes: [ {{ numbers: all }} ] }}\n  cb: {{ agent: b, routes: [ {{ numbers: all }} ] }}\n{extra}"
+campaigns:\n  ca: {{ agent: a, purpose: informational, routes: [ {{ numbers: all }} ] }}\n  cb: {{ agent: b, purpose: informational, routes: [ {{ numbers: all }} ] }}\n{extra}"
     );
     compile_sources(&[(std::path::Path::new("rules.yaml"), &text)])
         .0
@@ -317,7 +317,7 @@ async fn the_status_lists_every_member_and_warns_when_their_rules_differ() {
                 .await
                 .unwrap();
         let text = format!(
-            "agents: {{ a: {{ model_id: m-a }} }}\nnumbers: {{ \"+14155550100\": {{}} }}\ncampaigns: {{ ca: {{ agent: a, routes: [ {{ numbers: all }} ] }} }}\n{extra}"
+            "agents: {{ a: {{ model_id: m-a }} }}\nnumbers: {{ \"+14155550100\": {{}} }}\ncampaigns: {{ ca: {{ agent: a, purpose: informational, routes: [ {{ numbers: all }} ] }} }}\n{extra}"
         );
         let rules = compile_sources(&[(std::path::Path::new("rules.yaml"), &text)])
             .0

@@ -12,7 +12,7 @@ use callroute::store::sqlite::SqliteStore;
 use callroute::store::{LeadState, Store};
 use callroute::synthflow::simulator::Simulator;
 
-const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, any]\n";
+const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n        local_presence: [area_code, any]\n";
 
 /// `GET /v1/status` with the admin token.
 async fn get_status(admin: &str) -> serde_json::Value {

@@ -17,7 +17,7 @@ use callroute::synthflow::simulator::Simulator;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 // The simulator's calls last a second: count them as answered, not as short hang-ups.
-const RULES: &str = "agents: { a: { model_id: m-1 } }\nhealth: { default: { short_call: 1s } }\nlimits: { default: { per_minute: 1, per_hour: 30, per_24h: 200 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\nsuppression:\n  internal: {}\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, any]\n";
+const RULES: &str = "agents: { a: { model_id: m-1 } }\nhealth: { default: { short_call: 1s } }\nlimits: { default: { per_minute: 1, per_hour: 30, per_24h: 200 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\nsuppression:\n  internal: {}\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n        local_presence: [area_code, any]\n";
 /// The console refreshes this often.
 const REFRESH: Duration = Duration::from_secs(3);
 

@@ -106,7 +106,7 @@ fn set_up(name: &str, schema: &str, base: &str, leads: usize, lease: &str) -> Cl
         format!(
             "agents: {{ a: {{ model_id: m-1 }} }}\nlimits: {{ default: {{ per_minute: {PER_MINUTE}, min_gap: {MIN_GAP_MS}ms }} }}\nnumbers:\n{listed}\
 calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\n\
-campaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n"
+campaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n"
         ),
     )
     .unwrap();

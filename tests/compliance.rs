@@ -335,6 +335,29 @@ fn consent_rules_reject_leads_without_consent_or_with_consent_too_old() {
         .to_string()
         .contains("`consent_at`")
     );
+    // Consent dated after the decision is not consent.
+    let future = lead(
+        r#"{"phone":"+13055550123","name":"N","campaign":"sales","consent_at":"2026-03-05T00:00:00Z"}"#,
+    );
+    let (decision, _) = run(&rules, &pool, &future, now);
+    assert_eq!(
+        code(&decision),
+        Some(ReasonCode::ConsentInvalid),
+        "{decision:?}"
+    );
+    assert!(message(&decision).contains("in the future"), "{decision:?}");
+    // A state code no number has binds nobody: refused, in the lead and in the rules.
+    let error =
+        Lead::from_json(r#"{"phone":"+13055550123","name":"N","campaign":"sales","state":"ZZ"}"#)
+            .unwrap_err()
+            .to_string();
+    assert!(error.contains("`state`: `ZZ`"), "{error}");
+    let unknown = BASE.replace(
+        "sales: { agent: a, brand: acme, routes: [ { numbers: all } ] }",
+        "sales: { agent: a, brand: acme, routes: [ { numbers: all } ], consent: { required: [FL, ZZ] } }",
+    );
+    let errors = Dir::new("consent-zz", &[("rules.yaml", &unknown)]).errors();
+    assert!(errors.contains("state `ZZ` is not a US state"), "{errors}");
 }
 
 #[test]
@@ -364,7 +387,7 @@ fn state_laws_narrow_the_rules_hours_and_are_named_in_the_decision() {
     let (decision, _) = run(&rules, &pool, &phone_lead("+12055550123", "sales"), sunday);
     let text = message(&decision);
     assert!(
-        text.contains("no calls on Sun") && text.contains("secondary"),
+        text.contains("no calls on Sun") && text.contains("not confirmed"),
         "{text}"
     );
 
@@ -458,7 +481,8 @@ fn a_closure_closes_its_states_for_its_days_with_its_reason() {
     let Decision::Defer { until, .. } = decision else {
         panic!("a deferral")
     };
-    assert_eq!(until, at("2026-09-01T00:00:00-05:00"));
+    // The day after the closure, when Louisiana's law (and the federal window) opens.
+    assert_eq!(until, at("2026-09-01T08:00:00-05:00"));
     let (decision, _) = run(&rules, &pool, &phone_lead("+17135550123", "sales"), during);
     assert!(matches!(decision, Decision::Dial { .. }), "Texas is open");
 
@@ -473,7 +497,7 @@ fn a_closure_closes_its_states_for_its_days_with_its_reason() {
     );
     let errors = bad.errors();
     for expected in [
-        "`Louisiana` is not a two-letter code",
+        "`Louisiana` is not a US state or Canadian province code",
         "ends (2026-08-28) before it starts",
         "needs a `reason`",
         "unknown holiday calendar `easter`",
@@ -561,10 +585,75 @@ fn a_list_for_a_brand_nobody_has_is_warned_about() {
         ],
     );
     let loaded = load_dir(&dir.0).unwrap();
-    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let warnings: Vec<String> = loaded
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .filter(|w| w.contains("suppression list"))
+        .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("lists.yaml:2:") && warnings[0].contains("brand `acmee`"),
         "{warnings:?}"
     );
+}
+
+/// The cases the statutes decide, each a call that used to be dialed (or closed) wrongly.
+#[test]
+fn state_laws_and_legal_holidays_follow_the_statutes() {
+    let dir = Dir::new(
+        "statutes",
+        &[(
+            "rules.yaml",
+            &format!("{BASE}holidays: [state-restrictions]\n"),
+        )],
+    );
+    let rules = dir.rules();
+    let pool = pool(&rules);
+    let closed = |phone: &str, now: &str, why: &str| {
+        let (decision, _) = run(&rules, &pool, &phone_lead(phone, "sales"), now);
+        assert_eq!(
+            code(&decision),
+            Some(ReasonCode::OutsideCallingHours),
+            "{phone} at {now}: {decision:?}"
+        );
+        let text = message(&decision);
+        assert!(text.contains(why), "{phone} at {now}: {text}");
+    };
+    let open = |phone: &str, now: &str| {
+        let (decision, _) = run(&rules, &pool, &phone_lead(phone, "sales"), now);
+        assert!(
+            matches!(decision, Decision::Dial { .. }),
+            "{phone} at {now}: {decision:?}"
+        );
+    };
+    // A state's own legal holidays (generated from python-holidays), at local noon.
+    closed("+18015550123", "2026-07-24T18:00:00Z", "Pioneer Day");
+    closed("+14015550123", "2026-08-10T16:00:00Z", "Victory Day");
+    closed(
+        "+12055550123",
+        "2026-04-27T17:00:00Z",
+        "Confederate Memorial Day",
+    );
+    closed("+12055550123", "2026-06-01T17:00:00Z", "Jefferson Davis");
+    closed("+12055550123", "2026-02-17T18:00:00Z", "Mardi Gras");
+    closed("+15045550123", "2026-02-17T18:00:00Z", "Mardi Gras");
+    closed("+15045550123", "2026-04-03T17:00:00Z", "Good Friday");
+    // Not every federal holiday is a state's: Louisiana does not keep Columbus Day, and
+    // Mississippi's holiday ban is repealed (its Sunday ban stands).
+    open("+15045550123", "2026-10-12T17:00:00Z");
+    open("+16015550123", "2026-10-12T17:00:00Z");
+    open("+16015550123", "2026-04-27T17:00:00Z");
+    closed("+16015550123", "2026-03-15T17:00:00Z", "no calls on Sun");
+    // Utah: no Sunday calls (Utah Code § 13-25a-103).
+    closed("+18015550123", "2026-03-15T18:00:00Z", "13-25a-103");
+    // Texas: Sunday from noon (§ 301.051).
+    closed("+15125550123", "2026-03-15T16:00:00Z", "301.051");
+    open("+15125550123", "2026-03-15T17:30:00Z");
+    // Washington: until 20:00 (RCW 19.158.040).
+    closed("+12065550123", "2026-03-05T04:30:00Z", "19.158.040");
+    open("+12065550123", "2026-03-05T03:30:00Z");
+    // Rhode Island: Saturday 10:00-17:00 (§ 5-61-2).
+    closed("+14015550123", "2026-03-07T22:30:00Z", "5-61");
+    open("+14015550123", "2026-03-07T21:30:00Z");
 }

@@ -50,7 +50,7 @@ fn rules_dir(name: &str) -> PathBuf {
         format!(
             "agents: {{ a: {{ model_id: m-1 }} }}\nlimits:\n  default: {{ per_minute: {PER_MINUTE}, min_gap: 200ms }}\nnumbers:\n{numbers}\
 calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\n  states: {{ FL: {{ blackout_dates: [{blackout}] }} }}\nstate_laws: false\n\
-campaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [area_code, state, any]\n"
+campaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n        local_presence: [area_code, state, any]\n"
         ),
     )
     .unwrap();

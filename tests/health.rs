@@ -27,7 +27,7 @@ fn rules() -> callroute::rules::RuleSet {
         .map(|n| format!("  \"{n}\": {{}}\n"))
         .collect();
     let text = format!(
-        "agents: {{ a: {{ model_id: m-1 }} }}\nnumbers:\n{numbers}calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\nhealth:\n  default:\n    rest_when: {{ answer_rate_below: 0.5, min_calls: 6, last_calls: 10 }}\n    rest_for: 1h\n    short_call: 1s\n    max_resting: 25%\n    detach_while_resting: true\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n        local_presence: [any]\n        strategy: round_robin\n"
+        "agents: {{ a: {{ model_id: m-1 }} }}\nnumbers:\n{numbers}calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\nhealth:\n  default:\n    rest_when: {{ answer_rate_below: 0.5, min_calls: 6, last_calls: 10 }}\n    rest_for: 1h\n    short_call: 1s\n    max_resting: 25%\n    detach_while_resting: true\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n        local_presence: [any]\n        strategy: round_robin\n"
     );
     compile_sources(&[(Path::new("r.yaml"), text.as_str())])
         .0

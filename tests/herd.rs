@@ -15,7 +15,7 @@ use callroute::store::{LeadState, Store};
 use callroute::synthflow::simulator::Simulator;
 
 /// Two numbers, each usable every 300 ms: about 6 calls a second for 400 leads.
-const RULES: &str = "agents: { a: { model_id: m-1 } }\nlimits: { default: { min_gap: 300ms } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n";
+const RULES: &str = "agents: { a: { model_id: m-1 } }\nlimits: { default: { min_gap: 300ms } }\nnumbers:\n  \"+14155550100\": {}\n  \"+12125550107\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n";
 const LEADS: usize = 400;
 
 #[derive(Clone, Default)]

@@ -85,7 +85,7 @@ fn kill_9_repeatedly_then_restart_loses_nothing_and_calls_no_one_twice() {
     write(
         &dir.join("rules"),
         "rules.yaml",
-        "agents: { a: { model_id: m-1 } }\nlimits: { default: { per_minute: 600 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+14155550101\": {}\n  \"+12125550107\": {}\n  \"+13055550105\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n",
+        "agents: { a: { model_id: m-1 } }\nlimits: { default: { per_minute: 600 } }\nnumbers:\n  \"+14155550100\": {}\n  \"+14155550101\": {}\n  \"+12125550107\": {}\n  \"+13055550105\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n",
     );
     let config = write(
         &dir,

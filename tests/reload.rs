@@ -21,7 +21,7 @@ const NY: &str = "+12125550107";
 
 fn rules(number: &str, comment: &str) -> String {
     format!(
-        "# {comment}\nagents: {{ a: {{ model_id: m-1 }} }}\nlimits: {{ default: {{ per_minute: 1 }} }}\nnumbers:\n  \"{SF}\": {{}}\n  \"{NY}\": {{}}\ncalling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: [\"{number}\"]\n"
+        "# {comment}\nagents: {{ a: {{ model_id: m-1 }} }}\nlimits: {{ default: {{ per_minute: 1 }} }}\nnumbers:\n  \"{SF}\": {{}}\n  \"{NY}\": {{}}\ncalling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: [\"{number}\"]\n"
     )
 }
 
@@ -258,8 +258,7 @@ async fn an_idle_daemon_does_not_reload_not_even_after_reading_its_own_files() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-const CAMPAIGN_D: &str =
-    "campaigns:\n  d:\n    agent: a\n    routes:\n      - numbers: [\"+12125550107\"]\n";
+const CAMPAIGN_D: &str = "campaigns:\n  d:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: [\"+12125550107\"]\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_moved_away_and_back_during_a_deploy_changes_nothing() {
@@ -399,7 +398,7 @@ async fn new_agents_pools_are_read_before_the_new_rules_run() {
         rules(SF, "v2").replace(
             "agents: { a: { model_id: m-1 } }",
             &format!("agents: {{ a: {{ model_id: m-1 }}, b: {{ model_id: {model_id} }} }}"),
-        ) + "  d:\n    agent: b\n    routes:\n      - numbers: [\"+12125550107\"]\n"
+        ) + "  d:\n    agent: b\n    purpose: informational\n    routes:\n      - numbers: [\"+12125550107\"]\n"
     };
 
     // An agent whose pool cannot be read: the running rules stay, and the reason is given.

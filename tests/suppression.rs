@@ -23,7 +23,7 @@ const CALLER_ID: &str = "+14155550100";
 /// when the lists change.
 fn rules_text() -> String {
     format!(
-        "agents: {{ a: {{ model_id: m-1 }} }}\nlimits: {{ default: {{ min_gap: 2s }} }}\nnumbers:\n  \"{CALLER_ID}\": {{}}\ncalling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\nsuppression:\n  dnc: {{ file: dnc.txt }}\n  internal: {{}}\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n"
+        "agents: {{ a: {{ model_id: m-1 }} }}\nlimits: {{ default: {{ min_gap: 2s }} }}\nnumbers:\n  \"{CALLER_ID}\": {{}}\ncalling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\nsuppression:\n  dnc: {{ file: dnc.txt }}\n  internal: {{}}\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n"
     )
 }
 

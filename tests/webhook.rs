@@ -17,7 +17,7 @@ use callroute::store::{LeadState, Store};
 use callroute::synthflow::simulator::{CallBehaviour, SimConfig, SimWebhook, Simulator};
 use callroute::synthflow::webhook::sign;
 
-const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n";
+const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n";
 
 /// The simulator (posting its webhook, signed with `whsec`, to the daemon's admin listener)
 /// and a daemon on `rules` with `leads` queued, whose status polls are an hour apart: only

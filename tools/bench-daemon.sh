@@ -37,6 +37,7 @@ calling_hours:
 campaigns:
   c:
     agent: a
+    purpose: informational   # round the clock: the federal telemarketing window would close at night
     routes:
       - numbers: all
 YAML

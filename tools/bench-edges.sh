@@ -79,7 +79,7 @@ opens=$(( ($(date -u +%s) + 100) / 60 * 60 ))   # a minute boundary 40 to 100 s 
 { echo "agents: { a: { model_id: m-1 } }"; echo "limits: { default: { per_minute: 1 } }"; echo "numbers:";
   sed 's/^/  "/; s/$/": {}/' "$tmp/ten.txt";
   echo "calling_hours: { default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"$(date -u -d "@$opens" +%H:%M)\", end: \"24:00\" } }";
-  echo "campaigns: { c: { agent: a, routes: [ { numbers: all } ] } }"; } > "$tmp/herd-rules/rules.yaml"
+  echo "campaigns: { c: { agent: a, purpose: informational, routes: [ { numbers: all } ] } }"; } > "$tmp/herd-rules/rules.yaml"
 awk 'BEGIN { print "phone,name,campaign,timezone";
   for (i = 0; i < 50000; i++) printf "+1415%07d,Lead,c,Etc/UTC\n", 2000000 + i }' > "$tmp/herd.csv"
 printf 'store: sqlite://%s\n' "$tmp/herd.db" > "$tmp/enqueue.yaml"

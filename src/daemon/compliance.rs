@@ -227,6 +227,7 @@ pub(super) fn proof(
             "consent_source": lead.consent_source,
         },
         "caller_id": {"number": number, "picked_by": tier, "route": route},
+        "purpose": rules.campaign(&lead.campaign).map(|c| c.purpose),
         "states": trace.states,
         "calling_window": trace.calling_hours,
         "consent": trace.consent,

@@ -139,6 +139,19 @@ pub(super) fn check_consent(
                 ),
             ),
         }),
+        // Consent cannot be given after the call: a date in the future is a broken record
+        // (or a forged one), not consent.
+        Some(at) if at > now => Some(Decision::Reject {
+            reason: reason(
+                ReasonCode::ConsentInvalid,
+                format!(
+                    "consent dated {}{source} is in the future (decided at {}): not accepted as consent; {required_by} requires it; rule at {}",
+                    crate::format_instant(at),
+                    crate::format_instant(now),
+                    rule.defined_at
+                ),
+            ),
+        }),
         Some(at) if rule.max_age.is_some_and(|max| now - at > max) => Some(Decision::Reject {
             reason: reason(
                 ReasonCode::ConsentExpired,

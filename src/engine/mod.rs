@@ -9,6 +9,7 @@ use chrono::{DateTime, Offset, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::compliance::Purpose;
 use crate::hours::{Window, next_open_all};
 use crate::lead::Lead;
 use crate::phone::E164;
@@ -94,6 +95,8 @@ pub enum ReasonCode {
     ConsentMissing,
     /// The lead's consent is older than the campaign accepts.
     ConsentExpired,
+    /// The lead's consent is dated after the decision: not consent.
+    ConsentInvalid,
 }
 
 /// The name a unit variant has in JSON (`area_code`, `outside_calling_hours`, ...), for
@@ -266,10 +269,17 @@ fn decide_traced(
     if let Some(rejected) = check_consent(campaign, lead, &states, now, trace) {
         return rejected;
     }
-    let laws: Vec<_> = rules
+    let mut laws: Vec<_> = rules
         .compliance
         .restrictions(lead.country.as_deref(), &states)
         .collect();
+    // The federal telemarketing window binds calls to the US (and to numbers whose country
+    // is unknown: the safe side) like a state law, narrowing the rules' hours.
+    let federal_binds = lead.country.as_deref().is_none_or(|c| c == "US");
+    let federal_lifted = federal_binds && campaign.purpose == Purpose::Informational;
+    if federal_binds && campaign.purpose == Purpose::Telemarketing {
+        laws.insert(0, ("federal", &rules.compliance.federal));
+    }
     let mut constraints = hours_constraints(&rules.calling_hours, lead, &states);
     constraints.extend(restriction_constraints(&laws, &lead.zones));
     let earliest = lead.not_before.map_or(now, |t| t.max(now));
@@ -287,6 +297,12 @@ fn decide_traced(
         laws: laws
             .iter()
             .map(|(state, r)| format!("{state}: {}", r.law.as_deref().unwrap_or("closed days")))
+            .chain(federal_lifted.then(|| {
+                format!(
+                    "federal: telemarketing hours 08:00-21:00 not applied (campaign `{}` is purpose: informational)",
+                    campaign.name
+                )
+            }))
             .collect(),
         closed_by: closed.clone(),
     });
@@ -745,7 +761,7 @@ campaigns:
                 until: at("2026-03-05T08:00:00-08:00"),
                 reason: reason(
                     ReasonCode::OutsideCallingHours,
-                    "outside calling hours in America/Los_Angeles; next window opens 2026-03-05T16:00:00Z"
+                    "outside calling hours in America/Los_Angeles (federal: TSR 16 CFR 310.4(c) / TCPA 47 CFR 64.1200(c)(1) telemarketing hours: calls 08:00-21:00 on Wed); next window opens 2026-03-05T16:00:00Z"
                 ),
             }
         );
@@ -892,6 +908,58 @@ campaigns:
             decide(&rules, &other, &pool, now).0,
             Decision::Dial { .. }
         ));
+    }
+
+    #[test]
+    fn the_federal_window_narrows_wider_rules_unless_the_campaign_is_informational() {
+        let wide = RULES.replace(
+            r#"start: "08:00", end: "21:00""#,
+            r#"start: "06:00", end: "23:00""#,
+        );
+        let informational = wide.replace(
+            "    agent: sales\n",
+            "    agent: sales\n    purpose: informational\n",
+        );
+        let compile = |text: &str| {
+            let (rules, diagnostics) =
+                crate::rules::compile_sources(&[(std::path::Path::new("r.yaml"), text)]);
+            (rules.expect("valid rules"), diagnostics)
+        };
+        let (rules, warnings) = compile(&wide);
+        assert!(
+            warnings.iter().any(|d| d
+                .message
+                .contains("wider than the federal telemarketing window")),
+            "{warnings:?}"
+        );
+        // 06:30 in Los Angeles.
+        let california = lead("+14155550123", "local");
+        let early = at("2026-12-08T14:30:00Z");
+        let (decision, trace) = decide(&rules, &california, &pool(&rules), early);
+        assert!(
+            matches!(&decision, Decision::Defer { until, reason }
+                if *until == at("2026-12-08T16:00:00Z") && reason.message.contains("47 CFR 64.1200")),
+            "{decision:?}"
+        );
+        assert!(trace.calling_hours.unwrap().laws[0].starts_with("federal: TSR"));
+        let (rules, warnings) = compile(&informational);
+        assert!(
+            warnings
+                .iter()
+                .any(|d| d.message.contains("purpose: informational")),
+            "{warnings:?}"
+        );
+        let (decision, trace) = decide(&rules, &california, &pool(&rules), early);
+        assert!(matches!(decision, Decision::Dial { .. }), "{decision:?}");
+        assert!(
+            trace
+                .calling_hours
+                .unwrap()
+                .laws
+                .iter()
+                .any(|l| l.contains("not applied")),
+            "the trace says the floor is lifted"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{NaiveDate, NaiveTime, Weekday};
+use chrono::{NaiveDate, NaiveTime, Timelike, Weekday};
 use chrono_tz::Tz;
 use serde_saphyr::{Location, Spanned};
 
@@ -614,6 +614,7 @@ impl Compiler {
             });
         }
         self.warn_unused_numbers(files, &number_ids, &campaigns);
+        self.warn_wider_than_federal(files, &calling_hours, &campaigns);
         let compliance =
             super::compliance::compile_compliance(&mut self.out, files, &campaigns, &numbers);
         super::compliance::apply_attempt_laws(&compliance, &mut lead_attempts);
@@ -913,6 +914,74 @@ impl Compiler {
         }
     }
 
+    /// Hours wider than the federal telemarketing window are narrowed to it for telemarketing
+    /// campaigns: say so where the hours are written, so nobody believes the rules' hours.
+    fn warn_wider_than_federal(
+        &mut self,
+        files: &[(PathBuf, RawFile)],
+        hours: &Layered<HoursRule>,
+        campaigns: &BTreeMap<String, Campaign>,
+    ) {
+        use crate::compliance::{FEDERAL_END, FEDERAL_START, Purpose};
+        let telemarketing: Vec<&str> = campaigns
+            .values()
+            .filter(|c| c.purpose == Purpose::Telemarketing)
+            .map(|c| c.name.as_str())
+            .collect();
+        if telemarketing.is_empty() {
+            return;
+        }
+        let floor = (
+            NaiveTime::from_hms_opt(FEDERAL_START.0, FEDERAL_START.1, 0).unwrap_or_default(),
+            NaiveTime::from_hms_opt(FEDERAL_END.0, FEDERAL_END.1, 0).unwrap_or_default(),
+        );
+        let wider = |window: crate::hours::Window| {
+            window.days.iter().flatten().find_map(|&(start, end)| {
+                (start < floor.0 || end > floor.1).then(|| {
+                    let end = if end.hour() == 23 && end.minute() == 59 {
+                        "24:00".to_string()
+                    } else {
+                        end.format("%H:%M").to_string()
+                    };
+                    format!("{}-{end}", start.format("%H:%M"))
+                })
+            })
+        };
+        let campaigns_named = if telemarketing.len() > 3 {
+            format!("{} campaigns", telemarketing.len())
+        } else {
+            format!("campaign(s) {}", telemarketing.join(", "))
+        };
+        let message = |what: &str, open: &str| {
+            format!(
+                "calling hours {what}open {open}, wider than the federal telemarketing window 08:00-21:00 local time (TSR 16 CFR 310.4(c), TCPA 47 CFR 64.1200(c)(1)): calls of {campaigns_named} (purpose: telemarketing) are held to it; set `purpose: informational` on a campaign that does not sell or solicit"
+            )
+        };
+        for (path, file) in files {
+            let Some(raw) = &file.calling_hours else {
+                continue;
+            };
+            let mut r = reporter(path, &mut self.out);
+            if let Some(default) = &raw.default
+                && let Some(open) = wider(hours.resolve(Some("US"), None))
+            {
+                r.warn(default, message("", &open));
+            }
+            for (key, _) in raw.states.iter().flat_map(|m| &m.0) {
+                if let Some(open) = wider(hours.resolve(Some("US"), Some(&key.value))) {
+                    r.warn(key, message(&format!("for `{}` ", key.value), &open));
+                }
+            }
+            for (key, _) in raw.countries.iter().flat_map(|m| &m.0) {
+                if key.value == "US"
+                    && let Some(open) = wider(hours.resolve(Some("US"), None))
+                {
+                    r.warn(key, message("for `US` ", &open));
+                }
+            }
+        }
+    }
+
     fn campaigns(
         &mut self,
         files: &[(PathBuf, RawFile)],
@@ -988,6 +1057,28 @@ impl Compiler {
                     .consent
                     .as_ref()
                     .and_then(|c| super::compliance::compile_consent(&mut r, c));
+                let purpose = match &raw.purpose {
+                    None => crate::compliance::Purpose::Telemarketing,
+                    Some(text) => {
+                        match crate::compliance::Purpose::parse(text.value.trim()) {
+                            Some(crate::compliance::Purpose::Informational) => {
+                                r.warn(text, format!(
+                                "campaign `{}` is `purpose: informational`: the federal telemarketing window (08:00-21:00 local) does not bind its calls; only the rules' hours and state laws do. Calls that sell or solicit are telemarketing",
+                                name.value
+                            ));
+                                crate::compliance::Purpose::Informational
+                            }
+                            Some(purpose) => purpose,
+                            None => {
+                                r.error(text, format!(
+                                "unknown `purpose: {}` (use telemarketing or informational)",
+                                crate::bounded(&text.value, 30)
+                            ));
+                                crate::compliance::Purpose::Telemarketing
+                            }
+                        }
+                    }
+                };
                 if let Some(agent) = agent {
                     campaigns.insert(
                         name.value.clone(),
@@ -1000,6 +1091,7 @@ impl Compiler {
                             greeting: raw.greeting.clone(),
                             routes,
                             consent,
+                            purpose,
                         },
                     );
                 }

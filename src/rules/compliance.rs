@@ -15,15 +15,18 @@ use super::raw::{RawConsent, RawFile, RawRequired};
 use crate::compliance::{
     Compliance, ConsentRule, HolidaysOrFederal, INTERNAL_LIST, LeadState, ListRule, ListSource,
     OptOut, OutcomeMatch, StateRestriction, StatesOrAll, holiday_table, is_list_name,
-    parse_weekday, state_laws,
+    parse_weekday, state_holidays, state_laws,
 };
 
 fn reporter<'a>(file: &'a Path, out: &'a mut Vec<Diagnostic>) -> Reporter<'a> {
     Reporter { file, out }
 }
 
+/// A US state or Canadian province code the number data knows (`ZZ` would bind nobody).
 fn is_state_code(text: &str) -> bool {
-    text.len() == 2 && text.bytes().all(|b| b.is_ascii_uppercase())
+    text.len() == 2
+        && text.bytes().all(|b| b.is_ascii_uppercase())
+        && crate::geo::is_known_state(text)
 }
 
 fn parse_date(r: &mut Reporter, text: &Spanned<String>, key: &str) -> Option<NaiveDate> {
@@ -260,7 +263,7 @@ pub(super) fn compile_compliance(
                     r.error(
                         &c.states,
                         format!(
-                            "closure state `{}` is not a two-letter code (or `all`)",
+                            "closure state `{}` is not a US state or Canadian province code (or `all`)",
                             crate::bounded(state, 20)
                         ),
                     );
@@ -353,8 +356,23 @@ pub(super) fn compile_compliance(
                 *start = time(&law.start).unwrap_or(*start);
                 *end = time(&law.end).unwrap_or(*end);
             }
-            restriction.law = Some(law.law.clone());
-            restriction.secondary = law.secondary;
+            for (day, hours) in &law.by_day {
+                let (Some(day), Some(start), Some(end)) = (
+                    parse_weekday(day),
+                    time(&Some(hours.start.clone())),
+                    time(&Some(hours.end.clone())),
+                ) else {
+                    continue;
+                };
+                restriction.window.days[day.num_days_from_monday() as usize] = Some((start, end));
+            }
+            // The citation (the statute's text up to its first `:`) names the law in reasons.
+            let cite = law
+                .statute
+                .split_once(':')
+                .map_or(&*law.statute, |(c, _)| c);
+            restriction.law = Some(format!("{}, {cite}", law.law));
+            restriction.secondary = !law.confirmed;
             compliance.states.insert(state.clone(), restriction);
         }
     }
@@ -363,6 +381,9 @@ pub(super) fn compile_compliance(
         compliance
             .tables
             .push(format!("holidays {}", table.version));
+        compliance
+            .tables
+            .push(format!("state-holidays {}", state_holidays().version));
     }
     let close = |compliance: &mut Compliance, state: &str, date: NaiveDate, why: &str| {
         let restriction = if state == "all" {
@@ -379,13 +400,35 @@ pub(super) fn compile_compliance(
     };
     for calendar in &calendars {
         for entry in &table.calendars[calendar] {
-            let keys: Vec<&String> = match &entry.holidays {
-                HolidaysOrFederal::Keys(keys) => keys.iter().collect(),
-                HolidaysOrFederal::Keyword(_) => table.holidays.keys().collect(),
-            };
             let states: Vec<String> = match &entry.states {
                 StatesOrAll::States(states) => states.clone(),
                 StatesOrAll::Keyword(_) => vec!["all".into()],
+            };
+            let keys: Vec<&String> = match &entry.holidays {
+                HolidaysOrFederal::Keys(keys) => keys.iter().collect(),
+                HolidaysOrFederal::Keyword(word) if word == "state" => {
+                    // Each state's own legal holidays, with its statute.
+                    let generated = state_holidays();
+                    for state in &states {
+                        let Some(own) = generated.states.get(state) else {
+                            continue;
+                        };
+                        let confirmed = if own.confirmed {
+                            ""
+                        } else {
+                            ", not confirmed in the statute's text"
+                        };
+                        for (date, name) in &own.dates {
+                            let why = format!(
+                                "{name} ({}{confirmed}; holidays: {calendar}, {})",
+                                own.statute, generated.version
+                            );
+                            close(&mut compliance, state, *date, &why);
+                        }
+                    }
+                    Vec::new()
+                }
+                HolidaysOrFederal::Keyword(_) => table.holidays.keys().collect(),
             };
             for key in keys {
                 let Some(holiday) = table.holidays.get(key) else {
@@ -455,7 +498,7 @@ pub(super) fn compile_consent(r: &mut Reporter, raw: &Spanned<RawConsent>) -> Op
                     r.error(
                         &raw.value.required,
                         format!(
-                            "`required:` state `{}` is not a two-letter code",
+                            "`required:` state `{}` is not a US state or Canadian province code",
                             crate::bounded(state, 20)
                         ),
                     );

@@ -315,6 +315,8 @@ pub struct Campaign {
     pub routes: Vec<Route>,
     /// Leads of this campaign need consent (all, or those bound by some states).
     pub consent: Option<crate::compliance::ConsentRule>,
+    /// Telemarketing calls are held to the federal window; informational ones are not.
+    pub purpose: crate::compliance::Purpose,
 }
 
 impl Campaign {

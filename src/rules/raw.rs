@@ -219,6 +219,8 @@ pub struct RawCampaign {
     pub greeting: Option<String>,
     pub routes: Spanned<Vec<Spanned<RawRoute>>>,
     pub consent: Option<Spanned<RawConsent>>,
+    /// `telemarketing` (default: the federal 08:00-21:00 window binds) or `informational`.
+    pub purpose: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
