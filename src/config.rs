@@ -51,6 +51,7 @@ struct RawSynthflow {
     base_url: Option<Spanned<String>>,
     api_key_file: Option<String>,
     webhook_secret_file: Option<String>,
+    allow_unsigned_webhooks: Option<bool>,
     attempts_per_second: Option<Spanned<u32>>,
     concurrency: Option<Spanned<u32>>,
     connect_timeout: Option<Spanned<String>>,
@@ -77,6 +78,8 @@ pub struct Config {
     pub base_url: String,
     pub api_key_file: Option<PathBuf>,
     pub webhook_secret_file: Option<PathBuf>,
+    /// Accept webhooks without a signature when no secret is configured (warned about).
+    pub allow_unsigned_webhooks: bool,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub rules: PathBuf,
@@ -117,6 +120,7 @@ impl Default for Config {
             base_url: "https://api.synthflow.ai/v2".into(),
             api_key_file: None,
             webhook_secret_file: None,
+            allow_unsigned_webhooks: false,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             rules: PathBuf::from("rules"),
@@ -214,6 +218,7 @@ impl Config {
             }
             config.api_key_file = s.api_key_file.as_ref().map(PathBuf::from);
             config.webhook_secret_file = s.webhook_secret_file.as_ref().map(PathBuf::from);
+            config.allow_unsigned_webhooks = s.allow_unsigned_webhooks.unwrap_or(false);
             config.dialing.attempts_per_second =
                 positive(&mut r, &s.attempts_per_second, "attempts_per_second", 1);
             config.dialing.concurrency = positive(&mut r, &s.concurrency, "concurrency", 5);

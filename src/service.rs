@@ -101,9 +101,24 @@ pub async fn run(
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let webhooks = match webhook_secret {
+        Some(secret) => crate::admin::Webhooks::Signed(secret),
+        None if config.allow_unsigned_webhooks => {
+            tracing::warn!(
+                "allow_unsigned_webhooks: true and no webhook secret: anyone who can reach the admin listener can post webhooks (each is confirmed with GET /v2/calls before it is acted on); set synthflow.webhook_secret_file"
+            );
+            crate::admin::Webhooks::Unsigned
+        }
+        None => {
+            tracing::info!(
+                "no webhook secret: post-call webhooks are refused (401) and calls are followed by polling; set synthflow.webhook_secret_file"
+            );
+            crate::admin::Webhooks::Refused
+        }
+    };
     let router = crate::admin::router(
         daemon.clone(),
-        webhook_secret,
+        webhooks,
         crate::admin::Access {
             token: admin_token,
             open_reads: config.admin.open_reads,

@@ -1,5 +1,6 @@
 //! The post-call webhook: the simulator posts it, signed; the daemon's admin listener
-//! verifies the signature and records the call's end without waiting for its next poll.
+//! verifies the signature and has the call's record read at once, instead of at its next
+//! poll. A webhook is never the authority: forged or replayed ones change nothing.
 
 mod common;
 
@@ -55,7 +56,7 @@ async fn daemon_with_webhook(
         admin_listener,
         callroute::admin::router(
             daemon.clone(),
-            Some("whsec".into()),
+            callroute::admin::Webhooks::Signed("whsec".into()),
             callroute::admin::Access::default(),
         ),
         callroute::admin::ServeLimits::default(),
@@ -192,4 +193,153 @@ async fn an_opt_out_in_the_webhook_stops_the_next_redial() {
             .any(|e| e.action == "suppress" && e.subject == OPTING_OUT)
     );
     running.await.unwrap().unwrap();
+}
+
+/// A signed webhook replayed with other fields (Synthflow signs only the call id) neither
+/// ends a live call's slot nor lists its number: the call's own record says it is live and
+/// holds no opt-out. Replays beyond Synthflow's retries are refused; only JSON is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_or_replayed_webhook_changes_nothing() {
+    const PERSON: &str = "+12125550123";
+    let rules = format!(
+        "{RULES}opt_out:\n  when:\n    - {{ field: collected_variables.do_not_call, equals: [true, yes] }}\n    - {{ field: do_not_call, equals: [true] }}\n"
+    );
+    let lead = RawLead {
+        id: Some("L1".into()),
+        phone: Some(PERSON.into()),
+        name: Some("A".into()),
+        campaign: Some("c".into()),
+        ..RawLead::default()
+    };
+    let calls = CallBehaviour {
+        ring_ms: 50,
+        talk_ms: 2_500,
+        answer_rate: 1.0,
+        ..CallBehaviour::default()
+    };
+    let (daemon, _sim, admin_url) =
+        daemon_with_webhook(calls, &rules, &[("L1".into(), lead)]).await;
+    let running = tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.run(tokio::time::sleep(Duration::from_secs(5))).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let call_id = loop {
+        let l1 = daemon.store().lead("L1").await.unwrap().unwrap();
+        if l1.state == LeadState::Placed
+            && let Some(call_id) = l1.call_id
+        {
+            break call_id;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "L1 was never placed: {l1:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let http = reqwest::Client::new();
+    let url = format!("{admin_url}/v1/webhooks/synthflow");
+    let forged = serde_json::json!({
+        "status": "completed",
+        "do_not_call": true,
+        "call": {"call_id": call_id, "status": "completed", "duration": 1},
+        "collected_variables": {"do_not_call": {"value": true, "collected": true}},
+    });
+    let post = |body: &serde_json::Value| {
+        http.post(&url)
+            .header("Synthflow-Signature", sign("whsec", &call_id))
+            .json(body)
+            .send()
+    };
+    let answer = post(&forged).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.json::<serde_json::Value>().await.unwrap()["recorded"],
+        false
+    );
+    // The watcher read the record at once: still live, nothing listed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let l1 = daemon.store().lead("L1").await.unwrap().unwrap();
+    assert_eq!(l1.state, LeadState::Placed, "a forged end frees no slot");
+    assert!(
+        daemon
+            .store()
+            .suppressions(Some(PERSON))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A web page's form post is refused before anything is read.
+    let form = http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .header("Synthflow-Signature", sign("whsec", &call_id))
+        .body(forged.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 415);
+    // Replays beyond Synthflow's own retries are refused.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(post(&forged).await.unwrap().status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 409],
+        "five deliveries of one call, then refused"
+    );
+    // The real end comes through the record (the simulator's own webhook, refused as a
+    // replay now, or the poll): completed, and still no opt-out.
+    running.await.unwrap().unwrap();
+    assert!(
+        daemon
+            .store()
+            .suppressions(Some(PERSON))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Without a secret, webhooks are refused unless the configuration allows unsigned ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_webhooks_are_refused_unless_allowed() {
+    let sim = Simulator::new(common::sim_config(&["+14155550100"]));
+    let base = sim.start_local().await.unwrap();
+    let rules = Arc::new(compile_sources(&[(Path::new("r.yaml"), RULES)]).0.unwrap());
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let daemon = Arc::new(
+        Daemon::start(store, rules, common::client(&base), DaemonConfig::default())
+            .await
+            .unwrap(),
+    );
+    let body = serde_json::json!({"call": {"call_id": "c-1", "status": "completed"}});
+    for (webhooks, expected) in [
+        (callroute::admin::Webhooks::Refused, 401),
+        (callroute::admin::Webhooks::Unsigned, 200),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/v1/webhooks/synthflow",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(callroute::admin::serve(
+            listener,
+            callroute::admin::router(
+                daemon.clone(),
+                webhooks,
+                callroute::admin::Access::default(),
+            ),
+            callroute::admin::ServeLimits::default(),
+            std::future::pending(),
+        ));
+        let answer = reqwest::Client::new()
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), expected);
+    }
 }

@@ -13,9 +13,10 @@
 //!   headers (which also closes idle keep-alive connections), one for the whole request, and
 //!   a size limit for every body.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -27,6 +28,12 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::daemon::Daemon;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 use crate::store::{Store, intake};
 
 /// The largest upload `POST /v1/leads` takes. It is streamed (read, checked and stored a
@@ -69,23 +76,41 @@ impl Default for ServeLimits {
     }
 }
 
-/// What the webhook handler shares: the daemon, and the secret if one is configured.
-pub struct Admin<S: Store> {
-    pub daemon: Arc<Daemon<S>>,
-    pub webhook_secret: Option<String>,
+/// How post-call webhooks are authenticated.
+#[derive(Debug, Clone)]
+pub enum Webhooks {
+    /// Signed with this secret (Synthflow's HMAC of the call id); unsigned ones get 401.
+    Signed(String),
+    /// `allow_unsigned_webhooks: true` without a secret: accepted, warned about. Harmless
+    /// only because a webhook is never trusted (see `webhook`).
+    Unsigned,
+    /// No secret: every webhook gets 401 (calls are followed by polling).
+    Refused,
 }
 
-pub fn router<S: Store>(
-    daemon: Arc<Daemon<S>>,
-    webhook_secret: Option<String>,
-    access: Access,
-) -> Router {
+/// What the webhook handler shares: the daemon, how webhooks are authenticated, and the
+/// call ids acted on lately (replays beyond Synthflow's retries are refused).
+pub struct Admin<S: Store> {
+    pub daemon: Arc<Daemon<S>>,
+    pub webhooks: Webhooks,
+    seen: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+/// Deliveries of one call's webhook accepted within `REPLAY_WINDOW` (Synthflow's retries of a
+/// failed delivery; a longer series is a replay).
+const MAX_DELIVERIES: u32 = 5;
+const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Call ids remembered at most (oldest forgotten first).
+const SEEN_KEPT: usize = 50_000;
+
+pub fn router<S: Store>(daemon: Arc<Daemon<S>>, webhooks: Webhooks, access: Access) -> Router {
     let access = Arc::new(access);
     let webhooks = Router::new()
         .route("/v1/webhooks/synthflow", post(webhook::<S>))
         .with_state(Arc::new(Admin {
             daemon: daemon.clone(),
-            webhook_secret,
+            webhooks,
+            seen: Mutex::new(HashMap::new()),
         }));
     let writes = Router::new()
         .route("/v1/leads", post(leads::<S>))
@@ -339,13 +364,28 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
 
-/// The post-call webhook. With a secret configured, the `call_id` must carry a valid
-/// signature (`Synthflow-Signature`, or the documented `HTTP_SYNTHFLOW_SIGNATURE`).
+/// The post-call webhook: JSON only (a web page cannot post it), signed (`Synthflow-Signature`,
+/// or the documented `HTTP_SYNTHFLOW_SIGNATURE`, over the `call_id`) unless the configuration
+/// allows unsigned ones. Even signed, its body is a hint: the daemon acts only on what
+/// `GET /v2/calls/{id}` says (status, duration, the fields `opt_out` reads).
 async fn webhook<S: Store>(
     State(admin): State<Arc<Admin<S>>>,
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the webhook takes Content-Type: application/json\n",
+        )
+            .into_response();
+    }
     let Ok(payload) = serde_json::from_str::<serde_json::Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "body is not JSON\n").into_response();
     };
@@ -356,7 +396,18 @@ async fn webhook<S: Store>(
         )
             .into_response();
     };
-    if let Some(secret) = &admin.webhook_secret {
+    if let Webhooks::Refused = admin.webhooks {
+        tracing::warn!(
+            call_id,
+            "webhook refused: no webhook secret is configured (synthflow.webhook_secret_file)"
+        );
+        return (
+            StatusCode::UNAUTHORIZED,
+            "webhooks must be signed: configure synthflow.webhook_secret_file (or allow_unsigned_webhooks: true)\n",
+        )
+            .into_response();
+    }
+    if let Webhooks::Signed(secret) = &admin.webhooks {
         let signature = [
             "synthflow-signature",
             "http_synthflow_signature",
@@ -370,13 +421,40 @@ async fn webhook<S: Store>(
             return (StatusCode::UNAUTHORIZED, "bad signature\n").into_response();
         }
     }
-    let duration = crate::synthflow::webhook::call_duration(&payload);
-    match admin
-        .daemon
-        .call_ended(&call_id, &status, duration, &payload)
-        .await
     {
-        Ok(recorded) => Json(json!({"recorded": recorded})).into_response(),
+        let mut seen = lock(&admin.seen);
+        let now = Instant::now();
+        if seen.len() >= SEEN_KEPT {
+            seen.retain(|_, (_, first)| now.duration_since(*first) < REPLAY_WINDOW);
+            if seen.len() >= SEEN_KEPT
+                && let Some(oldest) = seen
+                    .iter()
+                    .min_by_key(|(_, (_, first))| *first)
+                    .map(|(id, _)| id.clone())
+            {
+                seen.remove(&oldest);
+            }
+        }
+        let entry = seen.entry(call_id.clone()).or_insert((0, now));
+        if now.duration_since(entry.1) >= REPLAY_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        if entry.0 > MAX_DELIVERIES {
+            tracing::warn!(call_id, deliveries = entry.0, "webhook replay refused");
+            return (
+                StatusCode::CONFLICT,
+                "this call's webhook was already delivered\n",
+            )
+                .into_response();
+        }
+    }
+    match admin.daemon.call_ended(&call_id, &status).await {
+        Ok(outcome) => Json(json!({
+            "recorded": outcome == crate::daemon::WebhookOutcome::Recorded,
+            "outcome": outcome,
+        }))
+        .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

@@ -4,28 +4,62 @@
 use super::*;
 
 impl<S: Store> Daemon<S> {
-    /// A post-call webhook says `call_id` ended with `status` after `duration`: record it
-    /// and free the call's slot, and suppress the number if `body` says "stop calling me"
-    /// (the rules' `opt_out`). Returns false for a call that is not a live call of ours (or
-    /// not terminal).
+    /// A post-call webhook says `call_id` ended. It is a hint, never the authority:
+    /// Synthflow signs only the call id, so a body can be replayed with other fields (a
+    /// forged `completed` would free a live call's slot, a forged `do_not_call` would list a
+    /// number). Only the call's own record, `GET /v2/calls/{id}`, is acted on: its watcher
+    /// reads it at once, or, for a call not followed here, it is read now.
     pub async fn call_ended(
         &self,
         call_id: &str,
         status: &str,
-        duration: Option<std::time::Duration>,
-        body: &serde_json::Value,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<WebhookOutcome, StoreError> {
         if !crate::synthflow::wire::is_terminal_status(status) {
-            return Ok(false);
+            return Ok(WebhookOutcome::NotEnded);
         }
-        let recorded = self.shared.record_end(call_id, status, duration).await?;
-        // Even when a poll saw the end first: only the webhook may carry what was said.
-        self.shared.check_opt_out(call_id, body).await;
         if let Some(waiter) = lock(&self.shared.call_waiters).get(call_id) {
             waiter.notify_one();
+            return Ok(WebhookOutcome::Confirming);
         }
-        Ok(recorded)
+        // Followed by another member, or not ours: confirm it with the record.
+        for account in &self.shared.accounts {
+            match account.client.get_call(call_id).await {
+                Ok(record) if record.is_terminal() => {
+                    let duration = record
+                        .duration_s
+                        .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+                    let recorded = self
+                        .shared
+                        .record_end(call_id, &record.status, duration)
+                        .await?;
+                    if recorded {
+                        self.shared
+                            .check_opt_out(call_id, &record.to_get_json())
+                            .await;
+                        return Ok(WebhookOutcome::Recorded);
+                    }
+                    return Ok(WebhookOutcome::NotOurs);
+                }
+                Ok(_) => return Ok(WebhookOutcome::NotEnded),
+                Err(_) => continue,
+            }
+        }
+        Ok(WebhookOutcome::NotOurs)
     }
+}
+
+/// What a webhook led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookOutcome {
+    /// The call's watcher is reading its record now.
+    Confirming,
+    /// Confirmed by the record and recorded here.
+    Recorded,
+    /// The record says the call has not ended (or the webhook's status is not an end).
+    NotEnded,
+    /// Not a live call of this daemon's, nor one Synthflow knows as ended.
+    NotOurs,
 }
 
 impl<S: Store> Shared<S> {
@@ -99,11 +133,11 @@ impl<S: Store> Shared<S> {
                 }
                 return "gave_up";
             }
-            tokio::select! {
-                () = self.sleep_or_stop(delay) => {}
-                // The webhook recorded the end: the slot is free now, not at the next poll.
-                () = webhook.notified() => return "webhook",
-            }
+            // A webhook is a hint: the record is read now instead of at the next poll.
+            let poked = tokio::select! {
+                () = self.sleep_or_stop(delay) => false,
+                () = webhook.notified() => true,
+            };
             if self.stopping() {
                 return "shutdown"; // resumed at the next start from the store's live calls
             }
@@ -138,8 +172,11 @@ impl<S: Store> Shared<S> {
                         );
                         return "shutdown";
                     }
-                    return "poll";
+                    return if poked { "webhook" } else { "poll" };
                 }
+                // A webhook said it ended and the record does not (yet): look again soon, in
+                // case the record lags; a forged webhook changes nothing.
+                Ok(_) if poked => delay = delay.min(Duration::from_secs(1)),
                 Ok(_) => delay = (delay * 2).min(MAX_POLL_INTERVAL),
                 Err(e) => {
                     tracing::warn!(call_id, "status poll failed: {e}");

@@ -38,6 +38,7 @@ mod pools;
 mod reload;
 mod status;
 
+pub use follow::WebhookOutcome;
 pub use members::MemberView;
 pub use reload::{ReloadOutcome, ReloadRecord, ReloadStatus};
 pub use status::{

@@ -1,5 +1,6 @@
 //! The post-call webhook: Synthflow signs only the `call_id`, as
-//! base64(HMAC-SHA256(workspace secret, call_id)).
+//! base64(HMAC-SHA256(workspace secret, call_id)). So nothing else of the body is trusted:
+//! the daemon reads the call's record (`GET /v2/calls/{id}`) before acting.
 
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -36,12 +37,6 @@ pub fn call_outcome(body: &Value) -> Option<(String, String)> {
         .and_then(Value::as_str)?
         .to_string();
     Some((call_id, status))
-}
-
-/// `call.duration` (seconds) of a webhook body, when given.
-pub fn call_duration(body: &Value) -> Option<std::time::Duration> {
-    let seconds = body.get("call")?.get("duration")?.as_i64()?;
-    Some(std::time::Duration::from_secs(seconds.max(0) as u64))
 }
 
 #[cfg(test)]

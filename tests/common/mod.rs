@@ -83,7 +83,8 @@ pub async fn serve_admin_with<S: Store>(
 ) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = callroute::admin::router(daemon.clone(), None, access);
+    let router =
+        callroute::admin::router(daemon.clone(), callroute::admin::Webhooks::Refused, access);
     tokio::spawn(callroute::admin::serve(
         listener,
         router,
