@@ -75,6 +75,10 @@ impl Counts {
 #[derive(Debug, Clone, Default)]
 pub struct History {
     calls: std::collections::VecDeque<(DateTime<Utc>, Outcome)>,
+    /// Calls before this are not judged: the number was rested then, and a rested number is
+    /// judged again only on calls placed after its rest began (so after it ended, or after a
+    /// resume), never on the ones it was rested for.
+    judge_from: Option<DateTime<Utc>>,
 }
 
 /// Calls kept per number: more than any `last_calls` a policy may ask for.
@@ -88,13 +92,26 @@ impl History {
         self.calls.push_back((at, outcome));
     }
 
-    /// Counts over the last `n` calls.
+    /// Counts over the last `n` calls judged (those after `judge_from`).
     pub fn last(&self, n: usize) -> Counts {
         let mut counts = Counts::default();
-        for (_, outcome) in self.calls.iter().rev().take(n) {
+        let judged = |at: &DateTime<Utc>| self.judge_from.is_none_or(|from| *at > from);
+        for (_, outcome) in self
+            .calls
+            .iter()
+            .rev()
+            .take(n)
+            .take_while(|(at, _)| judged(at))
+        {
             counts.add(*outcome);
         }
         counts
+    }
+
+    /// The number was rested at `since`: only calls after it count from now on (`min_calls`
+    /// fresh ones before it can be judged again). Later rests move it forward.
+    pub fn judge_from(&mut self, since: DateTime<Utc>) {
+        self.judge_from = self.judge_from.max(Some(since));
     }
 
     /// Counts over the calls that ended after `since`.
@@ -170,7 +187,14 @@ pub fn evaluate<'p>(
     let mut rests: Vec<Rest> = Vec::new();
     for pool in pools {
         let counted = count_last(pool.numbers, &policy_of, histories);
-        let Some(median) = pool_median(&counted) else {
+        // The pool's median as the reason says: over the numbers in service (resting ones
+        // are not the pool a number is compared with), each over its judged calls.
+        let in_service: Vec<_> = counted
+            .iter()
+            .filter(|(n, _, _)| resting.get(n).is_none_or(|r| r.until <= now))
+            .cloned()
+            .collect();
+        let Some(median) = pool_median(&in_service) else {
             continue;
         };
         let already = pool
@@ -386,6 +410,51 @@ mod tests {
         let rests = evaluate(&pools, |_| &policy, &histories, &resting, at(1));
         assert_eq!(rests.len(), 1);
         assert_eq!(rests[0].number, numbers[0]);
+    }
+
+    #[test]
+    fn a_number_back_from_rest_is_judged_only_on_calls_after_its_rest() {
+        let numbers: Vec<E164> = (0..10).map(number).collect();
+        let mut histories = HashMap::new();
+        for (i, n) in numbers.iter().enumerate() {
+            histories.insert(*n, history(50, if i == 0 { 2 } else { 15 }));
+        }
+        let policy = Policy::default();
+        let pools = [Pool {
+            agent: "a",
+            numbers: &numbers,
+        }];
+        let rests = evaluate(&pools, |_| &policy, &histories, &BTreeMap::new(), at(1));
+        assert_eq!(rests.len(), 1);
+        let rest = rests[0].clone();
+        histories
+            .get_mut(&numbers[0])
+            .unwrap()
+            .judge_from(rest.since);
+        // The rest is over: its 50 bad calls no longer count, and nothing new is known.
+        let after = rest.until + chrono::Duration::milliseconds(5);
+        assert!(evaluate(&pools, |_| &policy, &histories, &BTreeMap::new(), after).is_empty());
+        // 39 fresh calls, all unanswered: still under `min_calls` (40).
+        let back = histories.get_mut(&numbers[0]).unwrap();
+        for _ in 0..39 {
+            back.push(after, Outcome::NoAnswer);
+        }
+        assert_eq!(back.last(50).placed, 39, "only the fresh calls count");
+        assert!(evaluate(&pools, |_| &policy, &histories, &BTreeMap::new(), after).is_empty());
+        // The 40th fresh one is judged, against the median of the numbers in service.
+        histories
+            .get_mut(&numbers[0])
+            .unwrap()
+            .push(after, Outcome::NoAnswer);
+        let again = evaluate(&pools, |_| &policy, &histories, &BTreeMap::new(), after);
+        assert_eq!(again.len(), 1);
+        assert!(
+            again[0]
+                .reason
+                .contains("over its last 40 calls, pool median 30%"),
+            "{}",
+            again[0].reason
+        );
     }
 
     #[test]

@@ -61,8 +61,20 @@ impl<S: Store> Shared<S> {
     /// Reads the rests from the store (the CLI writes them there) into the engine's view.
     pub(super) async fn reload_rests(&self) {
         let now = self.config.clock.now();
-        match self.store.rests(now).await {
-            Ok(rests) => {
+        // Rests that ended lately too: a number back from rest is judged only on the calls
+        // placed since its rest began.
+        match self.store.rests(now - RECENT_REST_ENDS).await {
+            Ok(recent) => {
+                {
+                    let mut histories = lock(&self.histories);
+                    for rest in &recent {
+                        histories
+                            .entry(rest.number)
+                            .or_default()
+                            .judge_from(rest.since);
+                    }
+                }
+                let rests: Vec<_> = recent.into_iter().filter(|r| r.until > now).collect();
                 let changed = {
                     let mut pool = lock(&self.pool);
                     let before: Vec<_> = pool.rests().values().cloned().collect();

@@ -303,7 +303,7 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
                         .entry(from_phone_number)
                         .or_default()
                         .push(at, outcome);
-                    rest_numbers(rules, &histories, &mut pool, &mut tally, at);
+                    rest_numbers(rules, &mut histories, &mut pool, &mut tally, at);
                 }
                 live.push(Reverse(
                     at + chrono::Duration::from_std(duration).unwrap_or_default(),
@@ -349,7 +349,7 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
 /// The health policy's rests, started the moment an outcome calls for one.
 fn rest_numbers(
     rules: &RuleSet,
-    histories: &HashMap<E164, crate::health::History>,
+    histories: &mut HashMap<E164, crate::health::History>,
     pool: &mut PoolState,
     tally: &mut Tally,
     at: DateTime<Utc>,
@@ -378,6 +378,12 @@ fn rest_numbers(
         .cloned()
         .collect();
     rests.extend(new.iter().cloned());
+    for rest in &new {
+        histories
+            .entry(rest.number)
+            .or_default()
+            .judge_from(rest.since);
+    }
     pool.set_rests(rests);
     tally.rests.extend(new);
 }
