@@ -92,8 +92,18 @@ impl History {
         self.calls.push_back((at, outcome));
     }
 
-    /// Counts over the last `n` calls judged (those after `judge_from`).
+    /// Counts over the last `n` calls (what the status shows, rested or not).
     pub fn last(&self, n: usize) -> Counts {
+        let mut counts = Counts::default();
+        for (_, outcome) in self.calls.iter().rev().take(n) {
+            counts.add(*outcome);
+        }
+        counts
+    }
+
+    /// Counts over the last `n` calls judged (those after `judge_from`): what the policy
+    /// decides on.
+    pub fn judged(&self, n: usize) -> Counts {
         let mut counts = Counts::default();
         let judged = |at: &DateTime<Utc>| self.judge_from.is_none_or(|from| *at > from);
         for (_, outcome) in self
@@ -279,7 +289,7 @@ fn count_last<'p>(
             let policy = policy_of(*n);
             let counts = histories
                 .get(n)
-                .map(|h| h.last(policy.last_calls as usize))
+                .map(|h| h.judged(policy.last_calls as usize))
                 .unwrap_or_default();
             (*n, counts, policy)
         })
@@ -439,7 +449,12 @@ mod tests {
         for _ in 0..39 {
             back.push(after, Outcome::NoAnswer);
         }
-        assert_eq!(back.last(50).placed, 39, "only the fresh calls count");
+        assert_eq!(back.judged(50).placed, 39, "only the fresh calls count");
+        assert_eq!(
+            back.last(50).placed,
+            50,
+            "the status still shows the last 50"
+        );
         assert!(evaluate(&pools, |_| &policy, &histories, &BTreeMap::new(), after).is_empty());
         // The 40th fresh one is judged, against the median of the numbers in service.
         histories
