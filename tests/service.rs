@@ -531,6 +531,21 @@ fn pool_plan_exits_2_until_apply_and_numbers_rest_is_kept_and_audited() {
     ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`555-0100`"));
+    // A valid number no rule has: refused, named, nothing rested.
+    let stranger = callroute(&[
+        "numbers",
+        "rest",
+        "+12125559999",
+        "--for",
+        "1h",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(stranger.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&stranger.stderr).contains("not in the rules"),
+        "{stranger:?}"
+    );
 
     // Who did what, in the store.
     let audit = std::process::Command::new("sqlite3")

@@ -136,7 +136,30 @@ pub async fn numbers(config: &Config, command: NumbersCommand) -> anyhow::Result
             reason,
         } => {
             let until = now + chrono::Duration::from_std(rest_for)?;
-            for number in parse_numbers(&numbers)? {
+            let numbers = parse_numbers(&numbers)?;
+            // A rest of a number no rule has would change nothing: most likely a typo.
+            match callroute::rules::load_dir(Path::new(&config.rules)) {
+                Ok(loaded) => {
+                    let unknown: Vec<String> = numbers
+                        .iter()
+                        .filter(|n| loaded.rules.number(**n).is_none())
+                        .map(ToString::to_string)
+                        .collect();
+                    if !unknown.is_empty() {
+                        eprintln!(
+                            "not in the rules ({}): {}; nothing rested (a rest of a number no rule has changes nothing)",
+                            config.rules.display(),
+                            unknown.join(", ")
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+                Err(_) => eprintln!(
+                    "warning: the rules in {} cannot be read, so the numbers are not checked against them",
+                    config.rules.display()
+                ),
+            }
+            for number in numbers {
                 let rest = callroute::health::Rest {
                     number,
                     since: now,

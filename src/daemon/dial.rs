@@ -720,11 +720,11 @@ impl<S: Store> Shared<S> {
                 })
                 .collect(),
             lead_email: lead.email.clone(),
-            // Synthflow's zone list has no UTC/Etc zones; a lead in several zones has no one zone.
+            // As Synthflow's zone list names it (old names mapped, UTC/Etc/POSIX zones left
+            // out: a 400 for a field callroute chose would fail the lead); a lead in several
+            // zones has no one zone.
             lead_timezone: match lead.zones.as_slice() {
-                [zone] if !zone.name().starts_with("Etc/") && zone.name() != "UTC" => {
-                    Some(zone.name().to_string())
-                }
+                [zone] => crate::synthflow::wire::synthflow_zone(zone.name()).map(str::to_string),
                 _ => None,
             },
             prompt: campaign.and_then(|c| c.prompt.clone()),

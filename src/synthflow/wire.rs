@@ -252,3 +252,155 @@ mod tests {
         assert!(error_reason(&long).ends_with("… (10000 characters in all)"));
     }
 }
+
+/// The name Synthflow's zone list has for `zone`, or None when it has none (UTC, `Etc/*`,
+/// POSIX-style zones): then `lead_timezone` is left out rather than refused with a 400 that
+/// would fail the lead. Old names (the tz database's `backward` links) are sent as the
+/// zone they link to; the list takes the six `US/*` aliases as they are.
+pub fn synthflow_zone(zone: &str) -> Option<&str> {
+    const LINKS: &[(&str, &str)] = &[
+        ("America/Buenos_Aires", "America/Argentina/Buenos_Aires"),
+        ("America/Catamarca", "America/Argentina/Catamarca"),
+        ("America/Cordoba", "America/Argentina/Cordoba"),
+        ("America/Fort_Wayne", "America/Indiana/Indianapolis"),
+        ("America/Indianapolis", "America/Indiana/Indianapolis"),
+        ("America/Jujuy", "America/Argentina/Jujuy"),
+        ("America/Knox_IN", "America/Indiana/Knox"),
+        ("America/Louisville", "America/Kentucky/Louisville"),
+        ("America/Mendoza", "America/Argentina/Mendoza"),
+        ("America/Montreal", "America/Toronto"),
+        ("America/Shiprock", "America/Denver"),
+        ("Asia/Calcutta", "Asia/Kolkata"),
+        ("Asia/Katmandu", "Asia/Kathmandu"),
+        ("Asia/Rangoon", "Asia/Yangon"),
+        ("Asia/Saigon", "Asia/Ho_Chi_Minh"),
+        ("Asia/Chongqing", "Asia/Shanghai"),
+        ("Asia/Chungking", "Asia/Shanghai"),
+        ("Asia/Harbin", "Asia/Shanghai"),
+        ("Asia/Istanbul", "Europe/Istanbul"),
+        ("Asia/Tel_Aviv", "Asia/Jerusalem"),
+        ("Asia/Thimbu", "Asia/Thimphu"),
+        ("Asia/Ulan_Bator", "Asia/Ulaanbaatar"),
+        ("Asia/Dacca", "Asia/Dhaka"),
+        ("Asia/Macao", "Asia/Macau"),
+        ("Europe/Kiev", "Europe/Kyiv"),
+        ("Europe/Belfast", "Europe/London"),
+        ("Europe/Nicosia", "Asia/Nicosia"),
+        ("Pacific/Samoa", "Pacific/Pago_Pago"),
+        ("Pacific/Truk", "Pacific/Chuuk"),
+        ("Pacific/Ponape", "Pacific/Pohnpei"),
+        ("Pacific/Enderbury", "Pacific/Kanton"),
+        ("Atlantic/Faeroe", "Atlantic/Faroe"),
+        ("Australia/ACT", "Australia/Sydney"),
+        ("Australia/NSW", "Australia/Sydney"),
+        ("Australia/Canberra", "Australia/Sydney"),
+        ("Australia/North", "Australia/Darwin"),
+        ("Australia/Queensland", "Australia/Brisbane"),
+        ("Australia/South", "Australia/Adelaide"),
+        ("Australia/Tasmania", "Australia/Hobart"),
+        ("Australia/Victoria", "Australia/Melbourne"),
+        ("Australia/West", "Australia/Perth"),
+        ("US/Arizona", "America/Phoenix"),
+        ("US/Aleutian", "America/Adak"),
+        ("US/East-Indiana", "America/Indiana/Indianapolis"),
+        ("US/Indiana-Starke", "America/Indiana/Knox"),
+        ("US/Michigan", "America/Detroit"),
+        ("US/Samoa", "Pacific/Pago_Pago"),
+        ("Canada/Atlantic", "America/Halifax"),
+        ("Canada/Central", "America/Winnipeg"),
+        ("Canada/Eastern", "America/Toronto"),
+        ("Canada/Mountain", "America/Edmonton"),
+        ("Canada/Newfoundland", "America/St_Johns"),
+        ("Canada/Pacific", "America/Vancouver"),
+        ("Canada/Saskatchewan", "America/Regina"),
+        ("Canada/Yukon", "America/Whitehorse"),
+        ("Mexico/General", "America/Mexico_City"),
+        ("Mexico/BajaNorte", "America/Tijuana"),
+        ("Mexico/BajaSur", "America/Mazatlan"),
+        ("Brazil/East", "America/Sao_Paulo"),
+        ("Brazil/West", "America/Manaus"),
+        ("Chile/Continental", "America/Santiago"),
+        ("Cuba", "America/Havana"),
+        ("Egypt", "Africa/Cairo"),
+        ("Eire", "Europe/Dublin"),
+        ("GB", "Europe/London"),
+        ("GB-Eire", "Europe/London"),
+        ("Hongkong", "Asia/Hong_Kong"),
+        ("Iceland", "Atlantic/Reykjavik"),
+        ("Iran", "Asia/Tehran"),
+        ("Israel", "Asia/Jerusalem"),
+        ("Jamaica", "America/Jamaica"),
+        ("Japan", "Asia/Tokyo"),
+        ("ROK", "Asia/Seoul"),
+        ("PRC", "Asia/Shanghai"),
+        ("ROC", "Asia/Taipei"),
+        ("Singapore", "Asia/Singapore"),
+        ("Turkey", "Europe/Istanbul"),
+        ("NZ", "Pacific/Auckland"),
+        ("Poland", "Europe/Warsaw"),
+        ("Portugal", "Europe/Lisbon"),
+        ("EST5EDT", "America/New_York"),
+        ("CST6CDT", "America/Chicago"),
+        ("MST7MDT", "America/Denver"),
+        ("PST8PDT", "America/Los_Angeles"),
+        ("EST", "America/Panama"),
+        ("MST", "America/Phoenix"),
+        ("HST", "Pacific/Honolulu"),
+        ("Navajo", "America/Denver"),
+    ];
+    const LISTED_US: &[&str] = &[
+        "US/Alaska",
+        "US/Central",
+        "US/Eastern",
+        "US/Hawaii",
+        "US/Mountain",
+        "US/Pacific",
+    ];
+    const LISTED_AREAS: &[&str] = &[
+        "Africa/",
+        "America/",
+        "Antarctica/",
+        "Asia/",
+        "Atlantic/",
+        "Australia/",
+        "Europe/",
+        "Indian/",
+        "Pacific/",
+    ];
+    if let Some((_, canonical)) = LINKS.iter().find(|(alias, _)| *alias == zone) {
+        return Some(canonical);
+    }
+    let listed = LISTED_US.contains(&zone)
+        || zone == "Arctic/Longyearbyen"
+        || LISTED_AREAS.iter().any(|area| zone.starts_with(area));
+    listed.then_some(zone)
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::synthflow_zone;
+
+    #[test]
+    fn zones_are_sent_as_synthflow_lists_them_or_not_at_all() {
+        for (given, sent) in [
+            ("America/New_York", Some("America/New_York")),
+            ("US/Eastern", Some("US/Eastern")),
+            ("Asia/Calcutta", Some("Asia/Kolkata")),
+            (
+                "America/Buenos_Aires",
+                Some("America/Argentina/Buenos_Aires"),
+            ),
+            ("US/Arizona", Some("America/Phoenix")),
+            ("Canada/Eastern", Some("America/Toronto")),
+            ("EST5EDT", Some("America/New_York")),
+            ("GMT", None),
+            ("Zulu", None),
+            ("UCT", None),
+            ("Universal", None),
+            ("UTC", None),
+            ("Etc/GMT+5", None),
+        ] {
+            assert_eq!(synthflow_zone(given), sent, "{given}");
+        }
+    }
+}
