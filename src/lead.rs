@@ -167,9 +167,11 @@ impl Lead {
             }
         };
         let state = upper_code("state", &raw.state, &mut problems);
-        // A state no number belongs to would bind no law and match no route: a typo.
+        // For a North American number, a state no number belongs to would bind no law and
+        // match no route: a typo (other countries' subdivisions are not checked).
+        let nanp = phone.is_some_and(|p| p.is_nanp());
         let state = state.filter(|code| {
-            let known = crate::geo::is_known_state(code);
+            let known = !nanp || crate::geo::is_known_state(code);
             if !known {
                 problems.push(format!(
                     "`state`: `{code}` is not a US state or Canadian province (two-letter postal code)"
