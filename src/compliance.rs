@@ -239,17 +239,18 @@ impl Purpose {
     }
 }
 
-/// The federal telemarketing window, 08:00-21:00 local time every day.
-pub const FEDERAL_START: (u32, u32) = (8, 0);
-pub const FEDERAL_END: (u32, u32) = (21, 0);
+/// The federal telemarketing window, [08:00, 21:00) local time every day.
+pub fn federal_hours() -> (NaiveTime, NaiveTime) {
+    let at = |hour| NaiveTime::from_hms_opt(hour, 0, 0).unwrap_or(NaiveTime::MIN);
+    (at(8), at(21))
+}
 pub const FEDERAL_LAW: &str = "TSR 16 CFR 310.4(c) / TCPA 47 CFR 64.1200(c)(1) telemarketing hours";
 
 /// The federal window as a restriction every telemarketing call to the US is held to.
 pub fn federal_window() -> StateRestriction {
     let mut restriction = StateRestriction::open_all_day();
-    let time = |(h, m): (u32, u32)| NaiveTime::from_hms_opt(h, m, 0).unwrap_or(NaiveTime::MIN);
     for day in restriction.window.days.iter_mut().flatten() {
-        *day = (time(FEDERAL_START), time(FEDERAL_END));
+        *day = federal_hours();
     }
     restriction.law = Some(FEDERAL_LAW.into());
     restriction

@@ -27,6 +27,15 @@ pub mod synthflow;
 pub mod systemd;
 pub mod usage;
 
+/// Locks `mutex`, taking over the data of a holder that panicked: the state behind every
+/// lock here stays consistent between statements, and one panicked task must not stop the
+/// daemon, the listener or a reload.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// How instants are shown to people and scripts: RFC 3339, UTC, whole seconds.
 pub fn format_instant(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

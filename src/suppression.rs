@@ -220,7 +220,7 @@ impl List {
             let digits = match national.digits(number) {
                 Ok(digits) => digits,
                 // A header row comes first and holds no digit.
-                Err(_) if header_allowed && !text.iter().any(u8::is_ascii_digit) => continue,
+                Err(_) if header_allowed && !number.iter().any(u8::is_ascii_digit) => continue,
                 Err(why) => {
                     problems.note(
                         line,

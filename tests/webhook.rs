@@ -20,6 +20,24 @@ use callroute::synthflow::webhook::sign;
 
 const RULES: &str = "agents: { a: { model_id: m-1 } }\nnumbers:\n  \"+14155550100\": {}\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\nstate_laws: false\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n";
 
+/// Lead `id` calling `phone` in campaign `c`.
+fn lead_with_id(id: &str, phone: &str) -> RawLead {
+    RawLead {
+        id: Some(id.into()),
+        ..common::raw_lead(phone, "c")
+    }
+}
+
+/// Every call answered after a short ring, talking for `talk_ms`.
+fn answered_calls(talk_ms: u64) -> CallBehaviour {
+    CallBehaviour {
+        ring_ms: 50,
+        talk_ms,
+        answer_rate: 1.0,
+        ..CallBehaviour::default()
+    }
+}
+
 /// The simulator (posting its webhook, signed with `whsec`, to the daemon's admin listener)
 /// and a daemon on `rules` with `leads` queued, whose status polls are an hour apart: only
 /// the webhook can end its calls in time. Returns the daemon, the simulator and the admin URL.
@@ -52,35 +70,24 @@ async fn daemon_with_webhook(
             .await
             .unwrap(),
     );
-    tokio::spawn(callroute::admin::serve(
+    let router = callroute::admin::router(
+        daemon.clone(),
+        callroute::admin::Webhooks::Signed("whsec".into()),
+        callroute::admin::Access::default(),
+    );
+    common::serve_on(
         admin_listener,
-        callroute::admin::router(
-            daemon.clone(),
-            callroute::admin::Webhooks::Signed("whsec".into()),
-            callroute::admin::Access::default(),
-        ),
+        router,
         callroute::admin::ServeLimits::default(),
-        std::future::pending(),
-    ));
+    );
     (daemon, sim, admin_url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhook_completes_the_call_and_bad_signatures_are_refused() {
-    let lead = RawLead {
-        id: Some("L1".into()),
-        phone: Some("+12125550123".into()),
-        name: Some("A".into()),
-        campaign: Some("c".into()),
-        ..RawLead::default()
-    };
-    let calls = CallBehaviour {
-        ring_ms: 50,
-        talk_ms: 100,
-        answer_rate: 1.0,
-        ..CallBehaviour::default()
-    };
-    let (daemon, _sim, admin_url) = daemon_with_webhook(calls, RULES, &[("L1".into(), lead)]).await;
+    let lead = lead_with_id("L1", "+12125550123");
+    let (daemon, _sim, admin_url) =
+        daemon_with_webhook(answered_calls(100), RULES, &[("L1".into(), lead)]).await;
     let running = tokio::spawn({
         let daemon = daemon.clone();
         async move { daemon.run(tokio::time::sleep(Duration::from_secs(3))).await }
@@ -135,23 +142,16 @@ async fn an_opt_out_in_the_webhook_stops_the_next_redial() {
         (
             id.to_string(),
             RawLead {
-                id: Some(id.into()),
-                phone: Some(OPTING_OUT.into()),
-                name: Some("A".into()),
-                campaign: Some("c".into()),
                 not_before,
-                ..RawLead::default()
+                ..lead_with_id(id, OPTING_OUT)
             },
         )
     };
     // L2 is the same person, queued already, due once L1's call has ended.
     let later = (Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
     let calls = CallBehaviour {
-        ring_ms: 50,
-        talk_ms: 100,
-        answer_rate: 1.0,
         opt_outs: vec![OPTING_OUT.into()],
-        ..CallBehaviour::default()
+        ..answered_calls(100)
     };
     let (daemon, sim, _) =
         daemon_with_webhook(calls, &rules, &[lead("L1", None), lead("L2", Some(later))]).await;
@@ -204,21 +204,9 @@ async fn a_forged_or_replayed_webhook_changes_nothing() {
     let rules = format!(
         "{RULES}opt_out:\n  when:\n    - {{ field: collected_variables.do_not_call, equals: [true, yes] }}\n    - {{ field: do_not_call, equals: [true] }}\n"
     );
-    let lead = RawLead {
-        id: Some("L1".into()),
-        phone: Some(PERSON.into()),
-        name: Some("A".into()),
-        campaign: Some("c".into()),
-        ..RawLead::default()
-    };
-    let calls = CallBehaviour {
-        ring_ms: 50,
-        talk_ms: 2_500,
-        answer_rate: 1.0,
-        ..CallBehaviour::default()
-    };
+    let lead = lead_with_id("L1", PERSON);
     let (daemon, _sim, admin_url) =
-        daemon_with_webhook(calls, &rules, &[("L1".into(), lead)]).await;
+        daemon_with_webhook(answered_calls(2_500), &rules, &[("L1".into(), lead)]).await;
     let running = tokio::spawn({
         let daemon = daemon.clone();
         async move { daemon.run(tokio::time::sleep(Duration::from_secs(5))).await }
@@ -320,20 +308,15 @@ async fn unsigned_webhooks_are_refused_unless_allowed() {
         (callroute::admin::Webhooks::Unsigned, 200),
     ] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!(
-            "http://{}/v1/webhooks/synthflow",
-            listener.local_addr().unwrap()
+        let router = callroute::admin::router(
+            daemon.clone(),
+            webhooks,
+            callroute::admin::Access::default(),
         );
-        tokio::spawn(callroute::admin::serve(
-            listener,
-            callroute::admin::router(
-                daemon.clone(),
-                webhooks,
-                callroute::admin::Access::default(),
-            ),
-            callroute::admin::ServeLimits::default(),
-            std::future::pending(),
-        ));
+        let url = format!(
+            "{}/v1/webhooks/synthflow",
+            common::serve_on(listener, router, callroute::admin::ServeLimits::default())
+        );
         let answer = reqwest::Client::new()
             .post(&url)
             .json(&body)

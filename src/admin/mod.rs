@@ -28,12 +28,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::daemon::Daemon;
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::lock;
 use crate::store::{Store, intake};
 
 /// The largest upload `POST /v1/leads` takes. It is streamed (read, checked and stored a

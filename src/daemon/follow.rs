@@ -25,12 +25,9 @@ impl<S: Store> Daemon<S> {
         for account in &self.shared.accounts {
             match account.client.get_call(call_id).await {
                 Ok(record) if record.is_terminal() => {
-                    let duration = record
-                        .duration_s
-                        .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
                     let recorded = self
                         .shared
-                        .record_end(call_id, &record.status, duration)
+                        .record_end(call_id, &record.status, record.duration())
                         .await?;
                     if recorded {
                         self.shared
@@ -151,9 +148,7 @@ impl<S: Store> Shared<S> {
                         metrics::histogram!("callroute_call_end_seen_late_seconds")
                             .record(late as f64 / 1000.0);
                     }
-                    let duration = record
-                        .duration_s
-                        .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+                    let duration = record.duration();
                     // Recorded whatever it takes (a store restarting, connections cut): a call
                     // whose end is lost would keep its lead `placed` and its slot counted.
                     let status = record.status.clone();

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::engine::{Decision, decide};
 use crate::lead::Lead;
+use crate::lock;
 use crate::phone::E164;
 use crate::rules::RuleSet;
 pub use crate::store::DEFAULT_ACCOUNT;
@@ -46,14 +47,14 @@ pub use status::{
     WindowUseView,
 };
 
-/// How far back usage matters: the longest limit window (a local day: up to 25 h), or the
-/// longest sticky TTL. Usage is rebuilt from this far back at start, and leads idle for
-/// longer are forgotten from memory.
 /// The person's number of a ledger row (None for rows written before it was kept).
 fn called_of(to_number: &Option<String>) -> Option<E164> {
     to_number.as_deref().and_then(|t| E164::parse(t).ok())
 }
 
+/// How far back usage matters: the longest limit window (a local day: up to 25 h), or the
+/// longest sticky TTL. Usage is rebuilt from this far back at start, and leads idle for
+/// longer are forgotten from memory.
 fn usage_lookback(rules: &RuleSet) -> chrono::Duration {
     let longest_sticky = rules
         .campaigns()
@@ -329,12 +330,6 @@ fn file_names(files: &[PathBuf]) -> Vec<String> {
         .iter()
         .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
         .collect()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<S: Store> Daemon<S> {

@@ -26,9 +26,7 @@ pub struct NumberRegion {
 /// (country code first) are `digits`. (`E164::region` is the usual way in: this module is
 /// data, below the phone number type, and does not know it.)
 pub fn region_of(digits: u64) -> NumberRegion {
-    let area_code = (10_000_000_000..20_000_000_000)
-        .contains(&digits)
-        .then_some(((digits / 10_000_000) % 1000) as u16);
+    let area_code = nanp_area_code(digits);
     let digits = digits.to_string();
     let (country, states) = match area_code {
         Some(npa) => nanp_country_and_states(npa, &digits),
@@ -120,6 +118,13 @@ pub fn is_known_country(code: &str) -> bool {
         .any(|(_, regions)| regions.iter().any(|(region, ..)| *region == code))
 }
 
+/// The area code (NPA) of a +1 number's E.164 digits.
+fn nanp_area_code(digits: u64) -> Option<u16> {
+    (10_000_000_000..20_000_000_000)
+        .contains(&digits)
+        .then_some(((digits / 10_000_000) % 1000) as u16)
+}
+
 /// The country calling code of an ISO region (`US` → 1, `GB` → 44).
 pub fn calling_code(region: &str) -> Option<u16> {
     generated::NUMBERING
@@ -132,15 +137,13 @@ pub fn calling_code(region: &str) -> Option<u16> {
 /// checked by its area code and exchange (fast: suppression lists hold tens of millions of
 /// them); anything else by libphonenumber's patterns.
 pub fn is_valid_digits(digits: u64) -> bool {
-    if (10_000_000_000..20_000_000_000).contains(&digits) {
-        let npa = ((digits / 10_000_000) % 1000) as u16;
-        let exchange_lead = (digits / 1_000_000) % 10;
-        if generated::NANP_AREA_CODES
+    if let Some(npa) = nanp_area_code(digits)
+        && generated::NANP_AREA_CODES
             .binary_search_by_key(&npa, |&(code, _, _)| code)
             .is_ok()
-        {
-            return exchange_lead >= 2;
-        }
+    {
+        let exchange_lead = (digits / 1_000_000) % 10;
+        return exchange_lead >= 2;
     }
     numbering::region_of_digits(&digits.to_string()).is_ok()
 }

@@ -15,6 +15,7 @@ use serde_saphyr::{Location, Spanned};
 use super::diag::{self, Diagnostic, Reporter, Severity, SourcePos};
 use super::model::*;
 use super::raw::*;
+use crate::compliance::Purpose;
 use crate::geo;
 use crate::phone::E164;
 
@@ -578,6 +579,7 @@ impl Compiler {
         );
         if !hours_given {
             // The federal TCPA window, every day, when the rules say nothing.
+            let (start, end) = crate::compliance::federal_hours();
             calling_hours.default = HoursRule::daily(
                 &[
                     Weekday::Mon,
@@ -588,8 +590,8 @@ impl Compiler {
                     Weekday::Sat,
                     Weekday::Sun,
                 ],
-                NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default(),
-                NaiveTime::from_hms_opt(21, 0, 0).unwrap_or_default(),
+                start,
+                end,
             );
         }
         self.check_hours_layers(files, &calling_hours);
@@ -922,7 +924,6 @@ impl Compiler {
         hours: &Layered<HoursRule>,
         campaigns: &BTreeMap<String, Campaign>,
     ) {
-        use crate::compliance::{FEDERAL_END, FEDERAL_START, Purpose};
         let telemarketing: Vec<&str> = campaigns
             .values()
             .filter(|c| c.purpose == Purpose::Telemarketing)
@@ -931,10 +932,7 @@ impl Compiler {
         if telemarketing.is_empty() {
             return;
         }
-        let floor = (
-            NaiveTime::from_hms_opt(FEDERAL_START.0, FEDERAL_START.1, 0).unwrap_or_default(),
-            NaiveTime::from_hms_opt(FEDERAL_END.0, FEDERAL_END.1, 0).unwrap_or_default(),
-        );
+        let floor = crate::compliance::federal_hours();
         let wider = |window: crate::hours::Window| {
             window.days.iter().flatten().find_map(|&(start, end)| {
                 (start < floor.0 || end > floor.1).then(|| {
@@ -1057,28 +1055,21 @@ impl Compiler {
                     .consent
                     .as_ref()
                     .and_then(|c| super::compliance::compile_consent(&mut r, c));
-                let purpose = match &raw.purpose {
-                    None => crate::compliance::Purpose::Telemarketing,
-                    Some(text) => {
-                        match crate::compliance::Purpose::parse(text.value.trim()) {
-                            Some(crate::compliance::Purpose::Informational) => {
-                                r.warn(text, format!(
-                                "campaign `{}` is `purpose: informational`: the federal telemarketing window (08:00-21:00 local) does not bind its calls; only the rules' hours and state laws do. Calls that sell or solicit are telemarketing",
-                                name.value
-                            ));
-                                crate::compliance::Purpose::Informational
-                            }
-                            Some(purpose) => purpose,
-                            None => {
-                                r.error(text, format!(
-                                "unknown `purpose: {}` (use telemarketing or informational)",
-                                crate::bounded(&text.value, 30)
-                            ));
-                                crate::compliance::Purpose::Telemarketing
-                            }
-                        }
+                let purpose = raw.purpose.as_ref().map(|text| {
+                    let parsed = Purpose::parse(text.value.trim());
+                    match parsed {
+                        Some(Purpose::Informational) => r.warn(text, format!(
+                            "campaign `{}` is `purpose: informational`: the federal telemarketing window (08:00-21:00 local) does not bind its calls; only the rules' hours and state laws do. Calls that sell or solicit are telemarketing",
+                            name.value
+                        )),
+                        Some(Purpose::Telemarketing) => {}
+                        None => r.error(text, format!(
+                            "unknown `purpose: {}` (use telemarketing or informational)",
+                            crate::bounded(&text.value, 30)
+                        )),
                     }
-                };
+                    parsed.unwrap_or_default()
+                });
                 if let Some(agent) = agent {
                     campaigns.insert(
                         name.value.clone(),
@@ -1091,7 +1082,7 @@ impl Compiler {
                             greeting: raw.greeting.clone(),
                             routes,
                             consent,
-                            purpose,
+                            purpose: purpose.unwrap_or_default(),
                         },
                     );
                 }

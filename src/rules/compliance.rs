@@ -17,6 +17,7 @@ use crate::compliance::{
     OptOut, OutcomeMatch, StateRestriction, StatesOrAll, holiday_table, is_list_name,
     parse_weekday, state_holidays, state_laws,
 };
+use crate::suppression::National;
 
 fn reporter<'a>(file: &'a Path, out: &'a mut Vec<Diagnostic>) -> Reporter<'a> {
     Reporter { file, out }
@@ -107,24 +108,18 @@ pub(super) fn compile_compliance(
                     continue;
                 }
                 Some(file) => ListSource::File {
-                    national: match &raw.country {
-                        None => crate::suppression::National::NANP,
-                        Some(country) => {
-                            match crate::suppression::National::of(country.value.trim()) {
-                                Some(national) => national,
-                                None => {
-                                    r.error(
-                                    country,
-                                    format!(
-                                        "`country: {}` is not a country the number data knows (an ISO code such as US, CA, GB)",
-                                        crate::bounded(&country.value, 20)
-                                    ),
-                                );
-                                    crate::suppression::National::NANP
-                                }
-                            }
-                        }
-                    },
+                    national: raw.country.as_ref().map_or(National::NANP, |country| {
+                        National::of(country.value.trim()).unwrap_or_else(|| {
+                            r.error(
+                                country,
+                                format!(
+                                    "`country: {}` is not a country the number data knows (an ISO code such as US, CA, GB)",
+                                    crate::bounded(&country.value, 20)
+                                ),
+                            );
+                            National::NANP
+                        })
+                    }),
                     path: base.join(file.value.trim()),
                     column: raw.column.as_ref().map(|c| c.value.trim().to_string()),
                     expires_column: raw
@@ -348,19 +343,18 @@ pub(super) fn compile_compliance(
                     }
                 }
             }
-            let time = |t: &Option<String>| {
-                t.as_deref()
-                    .and_then(|t| chrono::NaiveTime::parse_from_str(t, "%H:%M").ok())
+            let time = |t: Option<&str>| {
+                t.and_then(|t| chrono::NaiveTime::parse_from_str(t, "%H:%M").ok())
             };
             for (start, end) in restriction.window.days.iter_mut().flatten() {
-                *start = time(&law.start).unwrap_or(*start);
-                *end = time(&law.end).unwrap_or(*end);
+                *start = time(law.start.as_deref()).unwrap_or(*start);
+                *end = time(law.end.as_deref()).unwrap_or(*end);
             }
             for (day, hours) in &law.by_day {
                 let (Some(day), Some(start), Some(end)) = (
                     parse_weekday(day),
-                    time(&Some(hours.start.clone())),
-                    time(&Some(hours.end.clone())),
+                    time(Some(&hours.start)),
+                    time(Some(&hours.end)),
                 ) else {
                     continue;
                 };

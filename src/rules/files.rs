@@ -68,11 +68,12 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, Diagnostics> {
     match rules {
         Some(mut rules) if !diagnostics.has_errors() => {
             let (problems, list_warnings) = read_lists(&mut rules);
-            diagnostics.0.extend(list_warnings);
+            let broken = !problems.is_empty();
+            diagnostics
+                .0
+                .extend(problems.into_iter().chain(list_warnings));
             diagnostics.sort();
-            if !problems.is_empty() {
-                diagnostics.0.extend(problems);
-                diagnostics.sort();
+            if broken {
                 return Err(diagnostics);
             }
             Ok(Loaded {
@@ -128,9 +129,7 @@ fn list_key(
 /// changed since the last load), and folds each list's version into the rules' content hash
 /// (a list edited is a rules change). Every bad line is an error at the list's definition.
 fn read_lists(rules: &mut super::RuleSet) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-    let mut cache = LIST_CACHE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut cache = crate::lock(&LIST_CACHE);
     let mut kept = Vec::new();
     let mut problems = Vec::new();
     let mut warnings = Vec::new();

@@ -67,6 +67,12 @@ impl CallRecord {
         is_terminal_status(&self.status)
     }
 
+    /// How long the call lasted, when the record says.
+    pub fn duration(&self) -> Option<std::time::Duration> {
+        self.duration_s
+            .map(|s| std::time::Duration::from_secs(s.max(0) as u64))
+    }
+
     pub fn from_json(item: &Value) -> Option<CallRecord> {
         let text = |keys: &[&str]| {
             keys.iter().find_map(|k| match item.get(*k) {

@@ -82,9 +82,19 @@ pub async fn serve_admin_with<S: Store>(
     limits: callroute::admin::ServeLimits,
 ) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let router =
         callroute::admin::router(daemon.clone(), callroute::admin::Webhooks::Refused, access);
+    serve_on(listener, router, limits)
+}
+
+/// Serves `router` on `listener` as `callroute run` serves its admin listener, until the
+/// test ends; returns its URL.
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: callroute::admin::ServeLimits,
+) -> String {
+    let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(callroute::admin::serve(
         listener,
         router,
