@@ -133,14 +133,14 @@ pub fn calling_code(region: &str) -> Option<u16> {
         .map(|&(code, _)| code)
 }
 
-/// Whether the E.164 digits `digits` can be a valid number. A geographic NANP number is
-/// checked by its area code and exchange (fast: suppression lists hold tens of millions of
-/// them); anything else by libphonenumber's patterns.
+/// Whether the E.164 digits `digits` can be a valid number. A US or Canadian geographic
+/// number is checked by its area code and exchange (fast: suppression lists hold tens of
+/// millions of them; other NANP countries list their exchanges); anything else by
+/// libphonenumber's patterns.
 pub fn is_valid_digits(digits: u64) -> bool {
     if let Some(npa) = nanp_area_code(digits)
-        && generated::NANP_AREA_CODES
-            .binary_search_by_key(&npa, |&(code, _, _)| code)
-            .is_ok()
+        && let Ok(row) = generated::NANP_AREA_CODES.binary_search_by_key(&npa, |&(code, _, _)| code)
+        && matches!(generated::NANP_AREA_CODES[row].1, "US" | "CA")
     {
         let exchange_lead = (digits / 1_000_000) % 10;
         return exchange_lead >= 2;
@@ -156,6 +156,25 @@ pub fn nanp_area_codes() -> impl Iterator<Item = (u16, &'static str, &'static st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validity_by_digits_agrees_with_libphonenumber_on_every_sample() {
+        let samples = include_str!("../../tests/data/validity.txt");
+        let mut disagreements = Vec::new();
+        for line in samples.lines() {
+            let mut fields = line.split(' ');
+            let (Some(number), Some(valid)) = (fields.next(), fields.next()) else {
+                panic!("bad sample line {line:?}");
+            };
+            let Ok(digits) = number.trim_start_matches('+').parse::<u64>() else {
+                continue;
+            };
+            if is_valid_digits(digits) != (valid == "1") {
+                disagreements.push(number.to_string());
+            }
+        }
+        assert!(disagreements.is_empty(), "{disagreements:?}");
+    }
 
     fn region(number: &str) -> NumberRegion {
         crate::phone::E164::parse(number).unwrap().region()
