@@ -3,9 +3,12 @@
 //! symlink is seen) and a periodic check of the files' metadata as a backstop. SIGHUP and
 //! `POST /v1/reload` call `Daemon::reload` directly: one code path.
 //!
-//! Two rules keep a reload from hurting:
+//! Three rules keep a reload from hurting:
 //! * only changes trigger: creations, writes, renames and removals. Opening and reading (the
 //!   daemon's own reads of the rules included) never do, or a reload would trigger the next.
+//! * a change is read once the directory has been quiet for `quiet`: a deploy that writes
+//!   several files one after another is read whole, not as a mix of old and new files
+//!   (atomic ways need no wait: a symlink swap of the directory or of `..data`).
 //! * a file that vanished is not taken as intent until the directory has been quiet for
 //!   `settle`: a deploy that moves files out and back, or an editor that deletes before it
 //!   writes, must not remove a campaign for the moment in between.
@@ -28,6 +31,10 @@ pub struct WatchConfig {
     pub debounce: Duration,
     /// How often the files' metadata is compared, for changes the events missed.
     pub backstop: Duration,
+    /// How long the directory must stay quiet after a change before it is read (a
+    /// multi-file write finishes first); a directory that never goes quiet is read after
+    /// `QUIET_AT_MOST`.
+    pub quiet: Duration,
     /// How long the directory must stay quiet before a vanished file counts as removed.
     pub settle: Duration,
 }
@@ -37,10 +44,14 @@ impl Default for WatchConfig {
         WatchConfig {
             debounce: Duration::from_millis(150),
             backstop: Duration::from_secs(30),
+            quiet: Duration::from_secs(1),
             settle: Duration::from_secs(5),
         }
     }
 }
+
+/// A directory written to without pause is read after this long all the same.
+pub const QUIET_AT_MOST: Duration = Duration::from_secs(10);
 
 /// True for the events that can change what the rules directory holds.
 fn is_change(kind: &EventKind) -> bool {
@@ -104,6 +115,16 @@ pub async fn watch<S: Store>(
         );
     }
     let mut watched = arm(&mut debouncer, &dir, None);
+    daemon.set_watching(match &watched {
+        Some(_) => format!(
+            "file events (read after {:?} of quiet), and the files' metadata every {:?}",
+            config.quiet, config.backstop
+        ),
+        None => format!(
+            "the files' metadata every {:?} only: file events are unavailable (see the log)",
+            config.backstop
+        ),
+    });
     let mut ticker = tokio::time::interval(config.backstop);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate
@@ -123,6 +144,10 @@ pub async fn watch<S: Store>(
         // The directory itself may have been swapped (a symlink to a new directory): watch
         // what the path points to now.
         watched = arm(&mut debouncer, &dir, watched);
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = quiet_down(config.quiet, &mut rx) => {}
+        }
         let settled = tokio::select! {
             () = &mut shutdown => return,
             settled = settle(&daemon, &dir, config.settle, &mut rx) => settled,
@@ -139,6 +164,19 @@ pub async fn watch<S: Store>(
             // Valid files that cannot run yet: the backstop tries them again.
             ReloadOutcome::Waiting { .. } => last_seen = Fingerprint::default(),
             ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => {}
+        }
+    }
+}
+
+/// Waits until no change has been seen for `quiet`, or `QUIET_AT_MOST` at most.
+async fn quiet_down(quiet: Duration, events: &mut UnboundedReceiver<()>) {
+    let give_up = tokio::time::Instant::now() + QUIET_AT_MOST;
+    while let Ok(Some(())) = tokio::time::timeout(quiet, events.recv()).await {
+        if tokio::time::Instant::now() >= give_up {
+            tracing::info!(
+                "the rules directory has changed for {QUIET_AT_MOST:?} without a pause; reading it now"
+            );
+            return;
         }
     }
 }

@@ -33,6 +33,7 @@ async fn daemon(dir: &Path) -> Arc<Daemon<SqliteStore>> {
 const WATCH: WatchConfig = WatchConfig {
     debounce: Duration::from_millis(150),
     backstop: Duration::from_secs(600),
+    quiet: Duration::from_millis(300),
     settle: Duration::from_secs(1),
 };
 
@@ -73,7 +74,10 @@ async fn daemon_and_simulator(
         watch,
         std::future::pending(),
     ));
-    tokio::time::sleep(Duration::from_millis(300)).await; // the watcher is armed
+    common::eventually(Duration::from_secs(5), "the watcher is armed", || {
+        std::future::ready(daemon.reload_status().watching.is_some())
+    })
+    .await;
     (daemon, sim)
 }
 
@@ -127,14 +131,16 @@ async fn edits_take_effect_and_broken_ones_do_not() {
 
     // 3. A broken edit: the running rules stay, and the status says the files are broken.
     std::fs::write(&file, rules(NY, "v4").replace("numbers: [", "numbers: {")).unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    common::eventually(Duration::from_secs(5), "the watcher saw the broken files", || {
+        std::future::ready(daemon.reload_status().disk_broken)
+    })
+    .await;
     assert_eq!(
         picked(&daemon),
         SF,
         "broken files never replace working rules"
     );
     let status = daemon.reload_status();
-    assert!(status.disk_broken);
     assert!(
         matches!(status.last.unwrap().outcome, ReloadOutcome::Failed { errors } if errors[0].contains("rules.yaml:"))
     );
@@ -237,6 +243,64 @@ fn decision_for(daemon: &Daemon<SqliteStore>, campaign: &str) -> Decision {
     ))
     .unwrap();
     daemon.explain(&lead, chrono::Utc::now()).0
+}
+
+fn campaign_file(name: &str, number: &str) -> String {
+    format!(
+        "campaigns:\n  {name}:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: [\"{number}\"]\n"
+    )
+}
+
+fn from_number(decision: Decision) -> String {
+    match decision {
+        Decision::Dial {
+            from_phone_number, ..
+        } => from_phone_number.to_string(),
+        other => panic!("expected a dial: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_writing_three_files_one_after_another_is_read_whole() {
+    let dir = scratch("deploy");
+    std::fs::write(dir.join("base.yaml"), rules(SF, "v1")).unwrap();
+    std::fs::write(dir.join("d1.yaml"), campaign_file("d1", SF)).unwrap();
+    std::fs::write(dir.join("d2.yaml"), campaign_file("d2", SF)).unwrap();
+    let daemon = daemon(&dir).await;
+    let picks = |daemon: &Daemon<SqliteStore>| -> Vec<String> {
+        ["c", "d1", "d2"]
+            .iter()
+            .map(|c| from_number(decision_for(daemon, c)))
+            .collect()
+    };
+    assert_eq!(picks(&daemon), [SF, SF, SF]);
+
+    // The deploy: one file every 100 ms, each written in place.
+    let writer = std::thread::spawn({
+        let dir = dir.clone();
+        move || {
+            std::fs::write(dir.join("base.yaml"), rules(NY, "v2")).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(dir.join("d1.yaml"), campaign_file("d1", NY)).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(dir.join("d2.yaml"), campaign_file("d2", NY)).unwrap();
+        }
+    });
+    let started = Instant::now();
+    loop {
+        let now = picks(&daemon);
+        assert!(
+            now.iter().all(|n| n == &now[0]),
+            "old and new rules ran mixed: {now:?}"
+        );
+        if now[0] == NY {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never reloaded");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    writer.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -430,6 +430,7 @@ impl<S: Store> Daemon<S> {
                     loaded_at: now,
                     last: None,
                     disk_broken: false,
+                    watching: None,
                 }),
                 shutdown,
             }),

@@ -9,6 +9,8 @@ pub struct ReloadStatus {
     pub loaded_at: DateTime<Utc>,
     pub last: Option<ReloadRecord>,
     pub disk_broken: bool,
+    /// How changes of the rules directory are noticed; `None` until a watcher runs.
+    pub watching: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -81,6 +83,12 @@ impl<S: Store> Daemon<S> {
     /// The content hash of the running rules.
     pub fn rules_hash(&self) -> u64 {
         self.shared.rules.load().content_hash
+    }
+
+    /// The rules watcher says how it notices changes (file events, or the periodic check
+    /// only when events are unavailable).
+    pub fn set_watching(&self, how: String) {
+        lock(&self.shared.reload_status).watching = Some(how);
     }
 
     pub fn reload_status(&self) -> ReloadStatus {

@@ -103,6 +103,9 @@ pub struct RulesView {
     pub numbers: usize,
     pub files_on_disk_broken: bool,
     pub last_reload: Option<ReloadRecord>,
+    /// How the daemon notices edits of the rules directory (absent: it does not watch).
+    #[serde(default)]
+    pub watching: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +154,9 @@ impl fmt::Display for StatusView {
                 ""
             }
         )?;
+        if let Some(watching) = &rules.watching {
+            writeln!(out, "watch     {watching}")?;
+        }
         if let Some(last) = &rules.last_reload {
             writeln!(
                 out,
@@ -491,6 +497,7 @@ impl<S: Store> Daemon<S> {
                 numbers: rules.numbers().count(),
                 files_on_disk_broken: reload.disk_broken,
                 last_reload: reload.last,
+                watching: reload.watching,
             },
             numbers: self.usage(self.now()),
             decisions: lock(&self.shared.decisions).iter().rev().cloned().collect(),

@@ -155,3 +155,20 @@ pub fn pg_store_url(schema: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}options=-csearch_path%3D{schema}")
 }
+
+/// Waits until `holds` is true, checking every 10 ms; panics naming `what` after `within`.
+/// Tests wait on the condition they then assert, never on a fixed sleep.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut holds: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !holds().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
