@@ -176,8 +176,10 @@ async fn a_refused_key_pauses_dialing_keeps_the_queue_and_recovers() {
     sim.set_api_key("rotated"); // the key is revoked after start
     let admin = common::serve_admin(&daemon).await;
     let running = daemon.spawn();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(daemon.auth_failed());
+    common::eventually(Duration::from_secs(5), "the revoked key is noticed", || {
+        std::future::ready(daemon.auth_failed())
+    })
+    .await;
     assert_eq!(
         reqwest::get(format!("{admin}/readyz"))
             .await
@@ -267,9 +269,16 @@ async fn slow_idle_and_surplus_connections_are_shed() {
     let waited = closed_after(&mut surplus).await;
     assert!(waited < 300, "the surplus connection waited {waited} ms");
     // ...and once the idle ones time out, the listener answers again.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let health = reqwest::get(format!("{admin}/healthz")).await.unwrap();
-    assert_eq!(health.status(), 200);
+    common::eventually(
+        Duration::from_secs(3),
+        "the listener answers again",
+        || async {
+            reqwest::get(format!("{admin}/healthz"))
+                .await
+                .is_ok_and(|health| health.status() == 200)
+        },
+    )
+    .await;
     for mut connection in idle {
         closed_after(&mut connection).await;
     }

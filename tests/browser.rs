@@ -244,7 +244,16 @@ async fn the_console_shows_the_running_daemon() {
     .await;
     assert!(trace.contains("lead"), "{trace}");
     // It stays open across a refresh.
-    tokio::time::sleep(REFRESH + Duration::from_millis(500)).await;
+    let updated = || async {
+        let stamp = browser.find(Locator::Css("#updated")).await.unwrap();
+        stamp.text().await.unwrap()
+    };
+    let before = updated().await;
+    let started = Instant::now();
+    while updated().await == before {
+        assert!(started.elapsed() < REFRESH * 3, "the page never refreshed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let still = browser
         .find(Locator::Css(
             "details[data-lead='browser-lead-1'] pre.trace",

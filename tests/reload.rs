@@ -131,9 +131,11 @@ async fn edits_take_effect_and_broken_ones_do_not() {
 
     // 3. A broken edit: the running rules stay, and the status says the files are broken.
     std::fs::write(&file, rules(NY, "v4").replace("numbers: [", "numbers: {")).unwrap();
-    common::eventually(Duration::from_secs(5), "the watcher saw the broken files", || {
-        std::future::ready(daemon.reload_status().disk_broken)
-    })
+    common::eventually(
+        Duration::from_secs(5),
+        "the watcher saw the broken files",
+        || std::future::ready(daemon.reload_status().disk_broken),
+    )
     .await;
     assert_eq!(
         picked(&daemon),
@@ -427,7 +429,15 @@ async fn a_lead_waiting_for_a_call_slot_is_decided_with_the_rules_of_the_moment(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The second lead now waits for the only slot. The SF number leaves the rules.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::eventually(
+        Duration::from_secs(5),
+        "lead-1 claimed, waiting",
+        || async {
+            let lead = callroute::store::Store::lead(daemon.store(), "lead-1").await;
+            lead.unwrap().unwrap().state == callroute::store::LeadState::Claimed
+        },
+    )
+    .await;
     std::fs::write(&file, rules(NY, "v2")).unwrap();
     assert!(matches!(
         daemon.reload("test").await,

@@ -187,8 +187,14 @@ fn notify_protocol_reloads_and_shutdown() {
         r#"{"phone":"+13055550199","name":"M","campaign":"c","timezone":"Pacific/Kiritimati"}"#;
     let answer = http(admin_port, "POST", "/v1/leads", lead);
     assert!(answer.contains("\"accepted\":1"), "{answer}");
-    std::thread::sleep(Duration::from_millis(1500));
-    let metrics = http(admin_port, "GET", "/metrics", "");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = http(admin_port, "GET", "/metrics", "");
+        if metrics.contains("callroute_decisions_total{") || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     for name in [
         "callroute_build_info",
         "callroute_leads{state=",

@@ -64,8 +64,12 @@ async fn a_call_is_placed_and_runs_through_its_life_cycle() {
     let first = api.get_call(&call_id).await.unwrap();
     assert_eq!(first.status, "ringing");
     assert_eq!(first.from_phone_number.as_deref(), Some(FROM));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let done = api.get_call(&call_id).await.unwrap();
+    let mut done = api.get_call(&call_id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !done.is_terminal() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        done = api.get_call(&call_id).await.unwrap();
+    }
     assert_eq!(done.status, "completed");
     assert!(done.is_terminal());
     let log = sim.log();

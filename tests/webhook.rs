@@ -205,7 +205,7 @@ async fn a_forged_or_replayed_webhook_changes_nothing() {
         "{RULES}opt_out:\n  when:\n    - {{ field: collected_variables.do_not_call, equals: [true, yes] }}\n    - {{ field: do_not_call, equals: [true] }}\n"
     );
     let lead = lead_with_id("L1", PERSON);
-    let (daemon, _sim, admin_url) =
+    let (daemon, sim, admin_url) =
         daemon_with_webhook(answered_calls(2_500), &rules, &[("L1".into(), lead)]).await;
     let running = tokio::spawn({
         let daemon = daemon.clone();
@@ -239,6 +239,7 @@ async fn a_forged_or_replayed_webhook_changes_nothing() {
             .json(body)
             .send()
     };
+    let reads = sim.record_reads(&call_id);
     let answer = post(&forged).await.unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(
@@ -246,7 +247,13 @@ async fn a_forged_or_replayed_webhook_changes_nothing() {
         false
     );
     // The watcher read the record at once: still live, nothing listed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::eventually(
+        Duration::from_secs(1),
+        "the record read after the hint",
+        || std::future::ready(sim.record_reads(&call_id) > reads),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await; // what it read is acted on
     let l1 = daemon.store().lead("L1").await.unwrap().unwrap();
     assert_eq!(l1.state, LeadState::Placed, "a forged end frees no slot");
     assert!(

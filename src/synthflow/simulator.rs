@@ -200,6 +200,8 @@ struct SimState {
     rate_limited: u64,
     /// When each 429 was answered.
     rate_limited_at: Vec<DateTime<Utc>>,
+    /// How often each call's record was read (`GET /v2/calls/{id}`).
+    record_reads: HashMap<String, u64>,
 }
 
 impl SimState {
@@ -256,6 +258,7 @@ impl Simulator {
                 draws: 0,
                 rate_limited: 0,
                 rate_limited_at: Vec::new(),
+                record_reads: HashMap::new(),
             })),
         }
     }
@@ -274,6 +277,11 @@ impl Simulator {
     /// How many `POST /v2/calls` were refused with 429.
     pub fn rate_limited(&self) -> u64 {
         self.lock().rate_limited
+    }
+
+    /// How often the record of `call_id` has been read: tests wait on a read, not a sleep.
+    pub fn record_reads(&self, call_id: &str) -> u64 {
+        self.lock().record_reads.get(call_id).copied().unwrap_or(0)
     }
 
     /// When each 429 was answered.
@@ -482,9 +490,10 @@ async fn get_call(
         return unauthorised();
     }
     let now = Utc::now();
-    let state = sim.lock();
-    match state.by_id.get(&call_id) {
-        Some(&i) => {
+    let mut state = sim.lock();
+    match state.by_id.get(&call_id).copied() {
+        Some(i) => {
+            *state.record_reads.entry(call_id).or_default() += 1;
             let record = state.calls[i].record(now).to_get_json();
             Json(json!({"status": "ok", "response": {"pagination": {"total_records": 1, "limit": 20, "offset": 0}, "calls": [record]}})).into_response()
         }
