@@ -124,6 +124,7 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
         seed: 7,
         webhook: None,
         put_replaces: false,
+        workspace_numbers: None,
     });
     let base_url = simulator.start_local().await?;
 

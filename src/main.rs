@@ -8,6 +8,7 @@ use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[macro_use]
 mod cli;
 
 use callroute::config::Config;
@@ -21,27 +22,6 @@ use callroute::store::any::AnyStore;
 use callroute::store::intake;
 use callroute::synthflow::simulator::{SimConfig, Simulator};
 use callroute::usage::PoolState;
-
-/// Standard output for every command: a reader that went away (`callroute explain | head`)
-/// ends the program quietly, as it does for `cat`, instead of a panic.
-macro_rules! print {
-    ($($arg:tt)*) => { write_stdout(&format!($($arg)*)) };
-}
-macro_rules! println {
-    ($($arg:tt)*) => { write_stdout(&(format!($($arg)*) + "\n")) };
-}
-
-fn write_stdout(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("error: cannot write to standard output: {e}");
-        std::process::exit(1);
-    }
-}
 
 /// The largest lead `--lead @FILE` reads.
 const MAX_LEAD_BYTES: u64 = 1 << 20;

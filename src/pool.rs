@@ -5,7 +5,8 @@
 //! does what is right under both readings: it PUTs the whole pool wanted (adding what is
 //! missing; under "replace", also dropping the rest), reads the pool again, DELETEs by slug
 //! whatever is still attached and unwanted, then reads once more and reports any difference
-//! from the plan, and which reading the API showed.
+//! from the plan, and which reading the API showed. A number the API refuses is named, and
+//! while one is refused nothing leaves the pool.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -172,37 +173,73 @@ pub struct Applied {
     /// How the API read the PUT, when it could be told: `added` or `replaced`.
     pub put_reading: Option<&'static str>,
     pub detached: Vec<String>,
+    /// Numbers the API refused to attach (the workspace may not own them), with its answer.
+    pub refused: Vec<(String, String)>,
+    /// Detaches not made because a number meant to join the pool was refused: the pool
+    /// never loses a number to a replacement that did not arrive.
+    pub detaches_skipped: Vec<String>,
     /// The pool read after the changes.
     pub now_attached: Vec<String>,
-    /// Where it still differs from the plan (empty: done).
+    /// Where it still differs from the plan, refused numbers and skipped detaches aside.
     pub differences: Vec<String>,
 }
 
+impl Applied {
+    /// True when the pool is what the plan wanted.
+    pub fn is_complete(&self) -> bool {
+        self.refused.is_empty() && self.detaches_skipped.is_empty() && self.differences.is_empty()
+    }
+}
+
 /// Carries out `plan` (see the module's comment for why in this order).
+///
+/// The API refuses a PUT whole when one number is not the workspace's, without naming it.
+/// Then each number to attach is tried alone, PUT together with the pool as it stands (right
+/// under both readings: nothing is dropped), to name the refused ones; the others are
+/// attached, and nothing is detached.
 pub async fn apply(client: &Client, plan: &Plan) -> Result<Applied, ApiError> {
     let mut applied = Applied {
         agent: plan.agent.clone(),
         put_reading: None,
         detached: Vec::new(),
+        refused: Vec::new(),
+        detaches_skipped: Vec::new(),
         now_attached: Vec::new(),
         differences: Vec::new(),
     };
+    let mut whole_put = false;
     if !plan.attach.is_empty() {
-        client.attach_numbers(&plan.model_id, &plan.wanted).await?;
+        match client.attach_numbers(&plan.model_id, &plan.wanted).await {
+            Ok(()) => whole_put = true,
+            Err(refused @ ApiError::Rejected { .. }) => {
+                applied.refused = attach_one_by_one(client, plan).await?;
+                tracing::debug!("the whole pool was refused ({refused}); tried one by one");
+            }
+            Err(e) => return Err(e),
+        }
     }
+    let refused: BTreeSet<&String> = applied.refused.iter().map(|(n, _)| n).collect();
+    let wanted: BTreeSet<&String> = plan
+        .wanted
+        .iter()
+        .filter(|n| !refused.contains(n))
+        .collect();
     let after_put = client.attached_numbers(&plan.model_id).await?;
-    if !plan.attach.is_empty() && !plan.detach.is_empty() {
+    if whole_put && !plan.detach.is_empty() {
         let extras_left = plan
             .detach
             .iter()
             .any(|(n, _)| after_put.iter().any(|a| &a.number == n));
         applied.put_reading = Some(if extras_left { "added" } else { "replaced" });
     }
-    let wanted: BTreeSet<&String> = plan.wanted.iter().collect();
     for unwanted in after_put
         .iter()
         .filter(|a| E164::parse(&a.number).is_ok() && !wanted.contains(&a.number))
     {
+        if !refused.is_empty() {
+            applied.detaches_skipped.push(unwanted.number.clone());
+            continue;
+        }
         let slug = unwanted
             .slug
             .clone()
@@ -218,10 +255,38 @@ pub async fn apply(client: &Client, plan: &Plan) -> Result<Applied, ApiError> {
             .differences
             .push(format!("{missing} is still not attached"));
     }
-    for extra in have.difference(&wanted) {
+    for extra in have
+        .difference(&wanted)
+        .filter(|n| !applied.detaches_skipped.contains(n))
+    {
         applied
             .differences
             .push(format!("{extra} is still attached"));
     }
     Ok(applied)
+}
+
+/// Attaches each number of `plan.attach` alone; returns those refused, with the API's answer.
+async fn attach_one_by_one(
+    client: &Client,
+    plan: &Plan,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut refused = Vec::new();
+    for number in &plan.attach {
+        let mut trial: Vec<String> = client
+            .attached_numbers(&plan.model_id)
+            .await?
+            .into_iter()
+            .map(|a| a.number)
+            .collect();
+        trial.push(number.clone());
+        match client.attach_numbers(&plan.model_id, &trial).await {
+            Ok(()) => {}
+            Err(ApiError::Rejected { status, reason }) => {
+                refused.push((number.clone(), format!("HTTP {status}: {reason}")));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(refused)
 }

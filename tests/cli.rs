@@ -1,5 +1,7 @@
 //! The built `callroute` binary on the shipped example rules and on broken copies of them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -688,4 +690,22 @@ fn audit_prints_each_calls_proof_and_exports_csv() {
     assert!(lines.next().is_none());
     let out = callroute(&["audit", "+19995550000", "--config", config]);
     assert!(!out.status.success() || String::from_utf8_lossy(&out.stdout).contains("no attempts"));
+
+    // `| head -0`: every format ends quietly when its reader is gone.
+    for format in ["text", "csv", "json"] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_callroute"));
+        command.args(["audit", "--config", config, "--format", format]);
+        common::assert_quiet_on_closed_pipe(format, &common::with_stdout_closed(command));
+    }
+}
+
+#[test]
+fn suppress_check_of_thousands_of_numbers_ends_quietly_on_a_closed_pipe() {
+    let (_scratch, config) = compliance_scratch("suppress-pipe");
+    let numbers: Vec<String> = (0..3_900).map(|i| format!("+1212555{i:04}")).collect();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callroute"));
+    command
+        .args(["suppress", "--config", config.to_str().unwrap(), "check"])
+        .args(&numbers);
+    common::assert_quiet_on_closed_pipe("suppress check", &common::with_stdout_closed(command));
 }

@@ -89,6 +89,7 @@ fn simulator() -> Simulator {
         seed: 7,
         webhook: None,
         put_replaces: false,
+        workspace_numbers: None,
     })
 }
 

@@ -81,6 +81,7 @@ fn simulator(attempts_per_second: u32, faults: Faults) -> Simulator {
         seed: 11,
         webhook: None,
         put_replaces: false,
+        workspace_numbers: None,
     })
 }
 

@@ -115,3 +115,44 @@ async fn a_resting_number_under_detach_while_resting_is_planned_out() {
             .contains("flagged by carrier")
     );
 }
+
+/// The API refuses a PUT whole when one number is not the workspace's, without naming it:
+/// apply names it, attaches the others, and detaches nothing while it is refused.
+#[tokio::test]
+async fn a_refused_number_is_named_and_nothing_leaves_the_pool() {
+    const MIAMI: &str = "+13055550105";
+    for put_replaces in [false, true] {
+        let sim = Simulator::new(SimConfig {
+            put_replaces,
+            // The workspace owns the attached numbers and Miami; not New York.
+            workspace_numbers: Some(vec![MIAMI.to_string()]),
+            ..common::sim_config(&[SF, LA])
+        });
+        let client = common::client(&sim.start_local().await.unwrap());
+        let text = format!(
+            "agents: {{ a: {{ model_id: m-1, manage_pool: true }} }}\nnumbers:\n  \"{SF}\": {{}}\n  \"{NY}\": {{}}\n  \"{MIAMI}\": {{}}\ncampaigns:\n  c:\n    agent: a\n    routes:\n      - numbers: all\n"
+        );
+        let rules = compile_sources(&[(Path::new("r.yaml"), text.as_str())])
+            .0
+            .unwrap();
+        let agent = rules.agent("a").unwrap();
+        let view = PoolState::new(0);
+        let attached = client.attached_numbers("m-1").await.unwrap();
+        let plan = pool::plan(&rules, agent, &attached, &view, Utc::now());
+        assert_eq!(plan.attach, [NY, MIAMI]);
+
+        let applied = pool::apply(&client, &plan).await.unwrap();
+        assert!(!applied.is_complete());
+        assert_eq!(applied.refused.len(), 1, "{applied:?}");
+        assert_eq!(applied.refused[0].0, NY);
+        assert!(applied.refused[0].1.contains("404"), "{applied:?}");
+        assert_eq!(
+            applied.detaches_skipped,
+            [LA],
+            "put_replaces {put_replaces}"
+        );
+        assert!(applied.detached.is_empty());
+        assert!(applied.differences.is_empty(), "{applied:?}");
+        assert_eq!(applied.now_attached, [LA, MIAMI, SF]);
+    }
+}

@@ -2,6 +2,8 @@
 //! for NOTIFY_SOCKET (READY, RELOADING with MONOTONIC_USEC, watchdog pings, STOPPING),
 //! SIGHUP and `callroute reload` taking the same reload path, and SIGTERM exiting 0.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -566,6 +568,96 @@ fn pool_plan_exits_2_until_apply_and_numbers_rest_is_kept_and_audited() {
                 ["ops-anna pool apply", "ops-anna rest", "ops-anna resume"]
             );
         }
+    }
+    let _ = simulator.kill();
+    let _ = simulator.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `pool apply` with a number the workspace does not own: the number is named, the rest is
+/// attached, nothing is detached, it never says "applied"; status and plan flag it. Every
+/// printing pool command ends quietly when its reader has gone.
+#[test]
+fn pool_apply_names_a_refused_number_and_never_says_applied() {
+    let dir = std::env::temp_dir().join(format!("callroute-pool-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    // New York (+12125550107) is in the rules but not the workspace's.
+    std::fs::write(
+        dir.join("sim.yaml"),
+        "api_key: k\nput_replaces: true\nworkspace_numbers: []\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\", \"+13055550105\"]\n",
+    )
+    .unwrap();
+    let (mut simulator, base) = start_simulator(&dir.join("sim.yaml"));
+    std::fs::write(
+        dir.join("rules/rules.yaml"),
+        rules("+14155550100")
+            .replace("model_id: m-1", "model_id: m-1, manage_pool: true")
+            .replace("numbers: [\"+14155550100\"]", "numbers: all"),
+    )
+    .unwrap();
+    let config = dir.join("callroute.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "synthflow: {{ base_url: \"{base}\" }}\nrules: {}\nstore: sqlite://{}\n",
+            dir.join("rules").display(),
+            dir.join("q.db").display()
+        ),
+    )
+    .unwrap();
+    let command = |args: &[&str]| {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .env("SYNTHFLOW_API_KEY", "k");
+        command
+    };
+    let run = |args: &[&str]| command(args).output().unwrap();
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).to_string();
+
+    let applied = run(&["pool", "apply", "--yes"]);
+    let shown = text(&applied);
+    assert_eq!(applied.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("REFUSED +12125550107 (HTTP 404"),
+        "the refused number is named: {shown}"
+    );
+    assert!(
+        shown.contains("kept +13055550105 attached"),
+        "nothing leaves the pool while a replacement is refused: {shown}"
+    );
+    assert!(
+        !shown.lines().any(|l| l.trim() == "applied"),
+        "never 'applied' on failure: {shown}"
+    );
+    assert!(shown.contains("NOT applied as planned"), "{shown}");
+
+    let status = text(&run(&["pool", "status"]));
+    let row = status
+        .lines()
+        .find(|l| l.contains("+12125550107"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(row.contains("REFUSED by the API at"), "{row}");
+    assert!(row.contains("Phone number not found"), "{row}");
+    assert!(status.contains("+13055550105"), "{status}");
+    let plan = run(&["pool", "plan"]);
+    assert_eq!(plan.status.code(), Some(2));
+    assert!(
+        text(&plan).contains("+12125550107: REFUSED by the API at"),
+        "{}",
+        text(&plan)
+    );
+
+    for args in [&["pool", "status"][..], &["pool", "plan"][..]] {
+        let out = common::with_stdout_closed(command(args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(2)) && !stderr.contains("error"),
+            "{args:?}: {stderr}"
+        );
     }
     let _ = simulator.kill();
     let _ = simulator.wait();

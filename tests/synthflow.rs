@@ -28,6 +28,7 @@ fn config(attempts_per_second: u32, concurrency: u32) -> SimConfig {
         seed: 3,
         webhook: None,
         put_replaces: false,
+        workspace_numbers: None,
     }
 }
 

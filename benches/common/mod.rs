@@ -36,6 +36,7 @@ pub fn sim_config(attempts_per_second: u32, concurrency: u32) -> SimConfig {
         seed: 1,
         webhook: None,
         put_replaces: false,
+        workspace_numbers: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `callroute suppress` (the store-kept suppression lists, audited) and `callroute audit`
 //! (each call's proof, as text, JSON or CSV for a compliance review).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -304,15 +305,14 @@ pub async fn audit(
             limit,
         })
         .await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(super::Stdout);
     match format {
         AuditFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &rows)?;
-            println!();
+            writeln!(out)?;
         }
         AuditFormat::Csv => write_csv(&mut out, &rows)?,
         AuditFormat::Text => {
-            use std::io::Write;
             if rows.is_empty() {
                 writeln!(out, "no attempts match")?;
             }
@@ -321,6 +321,7 @@ pub async fn audit(
             }
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -205,6 +205,29 @@ pub async fn numbers(config: &Config, command: NumbersCommand) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// The audit action that records a number the API refused to attach.
+const REFUSED_ACTION: &str = "pool refused";
+
+/// Numbers the API refused at the last `pool apply` that tried them, with when and why.
+async fn refused_numbers(
+    store: &AnyStore,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let mut refused = std::collections::HashMap::new();
+    // Newest first: the first entry of a number is its latest refusal.
+    for entry in store.audit_log(1_000).await? {
+        if entry.action == REFUSED_ACTION {
+            refused.entry(entry.subject).or_insert_with(|| {
+                format!(
+                    "REFUSED by the API at {} ({})",
+                    callroute::format_instant(entry.at),
+                    entry.detail
+                )
+            });
+        }
+    }
+    Ok(refused)
+}
+
 pub async fn pool(
     config: &Config,
     rules: &RuleSet,
@@ -214,6 +237,7 @@ pub async fn pool(
     let engine_view = rests(&store).await?;
     let now = Utc::now();
     let by = actor();
+    let refused = refused_numbers(&store).await?;
     match command {
         PoolCommand::Status => {
             for agent in rules.agents() {
@@ -231,8 +255,13 @@ pub async fn pool(
                     }
                 );
                 for row in pool::rows(rules, agent, &attached, &engine_view, now) {
+                    let flag = (row.slug.is_none())
+                        .then(|| refused.get(&row.number))
+                        .flatten()
+                        .map(|why| format!("; {why}"))
+                        .unwrap_or_default();
                     println!(
-                        "  {:<14} slug {:<12} sid {:<36} {}{}",
+                        "  {:<14} slug {:<12} sid {:<36} {}{}{flag}",
                         row.number,
                         row.slug.as_deref().unwrap_or("-"),
                         row.sid.as_deref().unwrap_or("-"),
@@ -251,6 +280,11 @@ pub async fn pool(
                     .await?;
                 let plan = pool::plan(rules, agent, &attached, &engine_view, now);
                 print!("{plan}");
+                for number in &plan.attach {
+                    if let Some(why) = refused.get(number) {
+                        println!("    {number}: {why}");
+                    }
+                }
                 plans.push(plan);
             }
             if plans.is_empty() {
@@ -281,17 +315,41 @@ pub async fn pool(
                                 plan.agent
                             );
                         }
+                        for (number, why) in &applied.refused {
+                            println!(
+                                "agent `{}`: REFUSED {number} ({why}): the workspace may not own it; buy or import it in Synthflow, or take it out of the rules",
+                                plan.agent
+                            );
+                            store
+                                .audit(&AuditEntry {
+                                    at: now,
+                                    actor: by.clone(),
+                                    action: REFUSED_ACTION.into(),
+                                    subject: number.clone(),
+                                    detail: format!("agent `{}`: {why}", plan.agent),
+                                })
+                                .await?;
+                        }
+                        if !applied.detaches_skipped.is_empty() {
+                            println!(
+                                "agent `{}`: kept {} attached: while a number meant to join is refused, none leaves the pool",
+                                plan.agent,
+                                applied.detaches_skipped.join(", ")
+                            );
+                        }
                         for difference in &applied.differences {
                             println!(
                                 "agent `{}`: DIFFERS from the plan: {difference}",
                                 plan.agent
                             );
                         }
-                        clean &= applied.differences.is_empty();
+                        clean &= applied.is_complete();
                         format!(
-                            "attach {:?}, detach {:?}; now {:?}; differences {:?}",
+                            "attach {:?}, detach {:?}; refused {:?}; kept {:?}; now {:?}; differences {:?}",
                             plan.attach,
                             applied.detached,
+                            applied.refused,
+                            applied.detaches_skipped,
                             applied.now_attached,
                             applied.differences
                         )
@@ -317,7 +375,7 @@ pub async fn pool(
                 if clean {
                     "applied"
                 } else {
-                    "applied with differences (above)"
+                    "NOT applied as planned: see above; `pool plan` shows what is left"
                 }
             );
             Ok(ExitCode::from(if clean { 0 } else { 1 }))

@@ -44,6 +44,11 @@ pub struct SimConfig {
     /// adds the numbers to the pool, `true` makes the pool exactly those numbers.
     #[serde(default)]
     pub put_replaces: bool,
+    /// The numbers the workspace owns besides the attached ones: a PUT naming any other
+    /// number is refused whole (404, as the reference documents). Absent: the workspace
+    /// owns whatever number is asked for.
+    #[serde(default)]
+    pub workspace_numbers: Option<Vec<String>>,
 }
 
 /// The slug the simulated workspace gives `number`: opaque (not the digits), as the API
@@ -246,6 +251,7 @@ impl Simulator {
             .agents
             .iter()
             .flat_map(|a| a.attached.iter().cloned())
+            .chain(config.workspace_numbers.iter().flatten().cloned())
             .collect();
         Simulator {
             state: Arc::new(Mutex::new(SimState {
@@ -603,7 +609,13 @@ async fn attach(
     };
     let mut state = sim.lock();
     let replaces = state.config.put_replaces;
-    state.owned.extend(numbers.iter().cloned());
+    if state.config.workspace_numbers.is_some() {
+        if numbers.iter().any(|n| !state.owned.contains(n)) {
+            return detail(StatusCode::NOT_FOUND, "Phone number not found");
+        }
+    } else {
+        state.owned.extend(numbers.iter().cloned());
+    }
     match state.attached.get_mut(&model_id) {
         Some(pool) => {
             if replaces {

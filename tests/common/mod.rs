@@ -35,6 +35,7 @@ pub fn sim_config(attached: &[&str]) -> SimConfig {
         seed: 1,
         webhook: None,
         put_replaces: false,
+        workspace_numbers: None,
     }
 }
 
@@ -171,4 +172,27 @@ where
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Runs `command` with its reader gone before it writes anything (like `| head -0`):
+/// whatever it prints meets a closed pipe.
+pub fn with_stdout_closed(mut command: std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts that a command ended quietly on a closed pipe: exit 0, no panic, no error.
+pub fn assert_quiet_on_closed_pipe(what: &str, out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("error"),
+        "{what}: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{what}: {stderr}");
 }
