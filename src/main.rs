@@ -663,10 +663,15 @@ fn explain_lead(
         Err(code) => return Ok(code),
     };
     let rules = &loaded.rules;
-    let lead = match Lead::from_json(&read_arg(lead_arg)?) {
-        Ok(lead) => lead,
-        Err(e) => {
+    // A lead that cannot be read is bad data like a lead that does not parse: exit 65.
+    let lead = match read_arg(lead_arg).map(|text| Lead::from_json(&text)) {
+        Ok(Ok(lead)) => lead,
+        Ok(Err(e)) => {
             eprintln!("error: bad lead: {e}");
+            return Ok(ExitCode::from(EX_DATAERR));
+        }
+        Err(e) => {
+            eprintln!("error: bad lead: {e:#}");
             return Ok(ExitCode::from(EX_DATAERR));
         }
     };
@@ -685,8 +690,11 @@ fn explain_lead(
             }
         }
     }
-    if let Some(path) = &history {
-        replay_history(&mut pool, &lead, path)?;
+    if let Some(path) = &history
+        && let Err(e) = replay_history(&mut pool, &lead, path)
+    {
+        eprintln!("error: bad history: {e:#}");
+        return Ok(ExitCode::from(EX_DATAERR));
     }
     let rests = resting
         .iter()

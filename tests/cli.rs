@@ -265,7 +265,7 @@ fn a_reader_that_goes_away_ends_explain_quietly() {
 #[test]
 fn endless_inputs_are_read_only_so_far() {
     let out = callroute(&["explain", "--rules", "rules", "--lead", "@/dev/zero"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(65));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("larger than 1048576 bytes"), "{stderr}");
 
@@ -281,6 +281,27 @@ fn endless_inputs_are_read_only_so_far() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/dev/zero:1: line longer than"), "{stderr}");
+    assert_eq!(out.status.code(), Some(65));
+    for missing in ["@/nonexistent/lead.json"] {
+        let out = callroute(&["explain", "--rules", "rules", "--lead", missing]);
+        assert_eq!(out.status.code(), Some(65), "{missing}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/lead.json")
+        );
+    }
+    let out = callroute(&[
+        "explain",
+        "--rules",
+        "rules",
+        "--lead",
+        lead,
+        "--history",
+        "/nonexistent/history.jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent/history.jsonl")
+    );
 
     // A huge phone number is not echoed back whole.
     let huge = format!(
