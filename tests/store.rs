@@ -104,6 +104,7 @@ suite!(
     lead_ids_and_payloads_survive_copy_escaping,
     store_kept_lists_are_audited_and_checked_at_commit,
     earlier_calls_to_a_person_are_found_under_any_lead_id,
+    a_member_that_left_shows_its_last_sign_of_life,
 );
 
 fn info(host: &str) -> MemberInfo {
@@ -475,6 +476,28 @@ async fn claims_are_owned_by_one_member(db: &impl Db) {
     let members = a.members().await.unwrap();
     assert_eq!(members.len(), 2);
     assert!(members.iter().all(|m| m.left_at.is_none()));
+}
+
+/// After a restart, the daemon that left is listed with the time it left, never 1970.
+async fn a_member_that_left_shows_its_last_sign_of_life(db: &impl Db) {
+    let before = Utc::now() - Duration::seconds(5);
+    let old = db.handle().await;
+    old.join(&info("old")).await.unwrap();
+    old.leave().await.unwrap();
+    let new = db.handle().await;
+    new.join(&info("new")).await.unwrap();
+    let members = new.members().await.unwrap();
+    assert_eq!(members.len(), 2, "{members:?}");
+    for member in &members {
+        assert!(
+            member.heartbeat_at > before,
+            "{}: heartbeat {}",
+            member.info.host,
+            member.heartbeat_at
+        );
+    }
+    let left = members.iter().find(|m| m.info.host == "old").unwrap();
+    assert!(left.left_at.is_some());
 }
 
 async fn a_member_whose_lease_expired_is_taken_over_once(db: &impl Db) {

@@ -117,6 +117,13 @@ pub(super) fn audited_attempt(row: &impl Columns) -> super::AuditedAttempt {
 }
 
 pub(super) fn member(row: &impl Columns) -> Member {
+    let left_at = row.maybe_int("left_at").map(time);
+    // A member that left cleanly has its heartbeat zeroed (the mark that it may be taken
+    // over at once); its last sign of life is when it left.
+    let heartbeat_at = match row.int("heartbeat_at") {
+        0 => left_at.unwrap_or_else(|| time(row.int("started_at"))),
+        ms => time(ms),
+    };
     Member {
         id: row.text("id"),
         info: MemberInfo {
@@ -126,8 +133,8 @@ pub(super) fn member(row: &impl Columns) -> Member {
             rules_hash: row.text("rules_hash"),
         },
         started_at: time(row.int("started_at")),
-        heartbeat_at: time(row.int("heartbeat_at")),
-        left_at: row.maybe_int("left_at").map(time),
+        heartbeat_at,
+        left_at,
         taken_over_by: row.maybe_text("taken_over_by"),
     }
 }
