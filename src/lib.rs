@@ -36,9 +36,20 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// How instants are shown to people and scripts: RFC 3339, UTC, whole seconds.
+/// How instants are shown to people and scripts: RFC 3339, UTC, whole seconds (milliseconds,
+/// rounded up, when the instant has a fraction).
 pub fn format_instant(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    use chrono::{SecondsFormat, Timelike};
+    match t.nanosecond() {
+        0 => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+        // Milliseconds, rounded up: an instant shown is never before the one meant (a lead
+        // deferred "until" it shows a time at which it can really go).
+        nanos => {
+            let up = (1_000_000 - nanos % 1_000_000) % 1_000_000;
+            (t + chrono::Duration::nanoseconds(i64::from(up)))
+                .to_rfc3339_opts(SecondsFormat::Millis, true)
+        }
+    }
 }
 
 /// `text` cut to at most `max` characters, saying so when it was cut: what an error echoes

@@ -730,3 +730,51 @@ fn suppress_check_of_thousands_of_numbers_ends_quietly_on_a_closed_pipe() {
         .args(&numbers);
     common::assert_quiet_on_closed_pipe("suppress check", &common::with_stdout_closed(command));
 }
+
+/// A number used at 15:00:00 with a 20 s gap frees at 15:00:20.200 (the gap's safety
+/// margin): a lead decided at 15:00:20 is deferred until then, never "until" a time before
+/// it can really go, in the text and in JSON.
+#[test]
+fn a_deferral_shows_the_instant_the_lead_can_really_go() {
+    let scratch = ScratchRules::new("gap-until");
+    let dir = &scratch.0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let _ = std::fs::remove_file(entry.unwrap().path());
+    }
+    std::fs::write(
+        dir.join("rules.yaml"),
+        "agents: { a: { model_id: m } }\nlimits: { default: { min_gap: 20s } }\nnumbers:\n  \"+14155550100\": {}\nstate_laws: false\ncalling_hours:\n  default: { days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }\ncampaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n",
+    )
+    .unwrap();
+    let history = dir.join("history.jsonl");
+    std::fs::write(
+        &history,
+        "{\"from_phone_number\":\"+14155550100\",\"at\":\"2026-12-08T15:00:00Z\"}\n",
+    )
+    .unwrap();
+    let lead = r#"{"phone":"+14155550123","name":"A","campaign":"c"}"#;
+    let explain = |at: &str, format: &str| {
+        let out = callroute(&[
+            "explain",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--lead",
+            lead,
+            "--history",
+            history.to_str().unwrap(),
+            "--at",
+            at,
+            "--format",
+            format,
+        ]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = explain("2026-12-08T15:00:20Z", "text");
+    assert!(
+        text.starts_with("DEFER until 2026-12-08T15:00:20.200Z"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&explain("2026-12-08T15:00:20Z", "json")).unwrap();
+    assert_eq!(json["until"], "2026-12-08T15:00:20.200Z");
+    assert!(explain("2026-12-08T15:00:20.200Z", "text").starts_with("DIAL"));
+}
