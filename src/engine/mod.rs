@@ -844,7 +844,7 @@ campaigns:
                 until: t0 + chrono::Duration::minutes(60) + chrono::Duration::milliseconds(250),
                 reason: reason(
                     ReasonCode::AllNumbersAtLimit,
-                    "every eligible number of route `local` is at a limit; the first frees 2026-03-04T21:00:00Z"
+                    "every eligible number of route `local` is at a limit; the first frees 2026-03-04T21:00:00.250Z"
                 ),
             }
         );
