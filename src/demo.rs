@@ -125,6 +125,7 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
         webhook: None,
         put_replaces: false,
         workspace_numbers: None,
+        unlisted_zones: Vec::new(),
     });
     let base_url = simulator.start_local().await?;
 

@@ -132,6 +132,10 @@ fn describe() {
         "Attempts committed but not sent: the request would have left too late after its commit."
     );
     describe_counter!(
+        "callroute_requests_resent_total",
+        "Call requests the API refused (400) for a field callroute chose, sent again without it (label `without`: the field)."
+    );
+    describe_counter!(
         "callroute_takeovers_total",
         "Daemons whose work this daemon took over after their lease expired (or their process died)."
     );

@@ -90,6 +90,7 @@ fn simulator() -> Simulator {
         webhook: None,
         put_replaces: false,
         workspace_numbers: None,
+        unlisted_zones: Vec::new(),
     })
 }
 

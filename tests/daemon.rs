@@ -58,7 +58,11 @@ campaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      -
 }
 
 fn simulator(attempts_per_second: u32, faults: Faults) -> Simulator {
-    Simulator::new(SimConfig {
+    Simulator::new(sim_config(attempts_per_second, faults))
+}
+
+fn sim_config(attempts_per_second: u32, faults: Faults) -> SimConfig {
+    SimConfig {
         api_key: "k".into(),
         attempts_per_second,
         concurrency: 50,
@@ -82,7 +86,8 @@ fn simulator(attempts_per_second: u32, faults: Faults) -> Simulator {
         webhook: None,
         put_replaces: false,
         workspace_numbers: None,
-    })
+        unlisted_zones: Vec::new(),
+    }
 }
 
 fn leads_csv(count: usize) -> String {
@@ -431,4 +436,48 @@ async fn leads_enqueued_by_another_process_are_dialed_without_waiting_for_the_id
     running.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(sim.log().len(), 1, "the new lead waited for the idle poll");
+}
+
+/// A lead time zone Synthflow's list lacks (one newer than its list): the 400 is for a field
+/// callroute chose, so the same attempt goes again without `lead_timezone`; the lead is
+/// called once and never failed for it. A 400 for the lead's own data still fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_for_the_zone_callroute_chose_does_not_fail_the_lead() {
+    let mut config = sim_config(100, Faults::default());
+    config.unlisted_zones = vec!["America/Ciudad_Juarez".into()];
+    let sim = Simulator::new(config);
+    let base = sim.start_local().await.unwrap();
+    let dir = rules_dir("zone-400");
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.join("queue.db").display()))
+        .await
+        .unwrap();
+    let intake = intake::parse(
+        "id,phone,name,campaign,timezone\nJ,+14155550123,Juarez,c,America/Ciudad_Juarez\nK,+14155550124,Kolkata,c,Asia/Calcutta\n"
+            .as_bytes(),
+    )
+    .unwrap();
+    assert!(intake.rejected.is_empty(), "{:?}", intake.rejected);
+    store.enqueue(&intake.leads, Utc::now()).await.unwrap();
+    let daemon = start_daemon(store, &dir, base, DaemonConfig::default()).await;
+    let running = daemon.spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.log().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = sim.log();
+    let zone_of = |name: &str| {
+        log.iter()
+            .find(|c| c.request.name == name)
+            .unwrap_or_else(|| panic!("{name} was never called: {log:?}"))
+            .request
+            .lead_timezone
+            .clone()
+    };
+    assert_eq!(zone_of("Juarez"), None, "sent again without the zone");
+    assert_eq!(zone_of("Kolkata").as_deref(), Some("Asia/Kolkata"));
+    assert_eq!(log.len(), 2, "each lead called once");
+    let juarez = daemon.store().lead("J").await.unwrap().unwrap();
+    assert_ne!(juarez.state, LeadState::Failed, "{juarez:?}");
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,6 +29,7 @@ fn config(attempts_per_second: u32, concurrency: u32) -> SimConfig {
         webhook: None,
         put_replaces: false,
         workspace_numbers: None,
+        unlisted_zones: Vec::new(),
     }
 }
 

@@ -37,6 +37,7 @@ pub fn sim_config(attempts_per_second: u32, concurrency: u32) -> SimConfig {
         webhook: None,
         put_replaces: false,
         workspace_numbers: None,
+        unlisted_zones: Vec::new(),
     }
 }
 

@@ -51,7 +51,37 @@ impl<S: Store> Shared<S> {
             self.wake.notify_one();
             return;
         }
-        let result = account.client.create_call(&request).await;
+        let mut request = request;
+        let mut result = account.client.create_call(&request).await;
+        if let Err(ApiError::Rejected {
+            status: 400,
+            reason,
+        }) = &result
+            && let Some(zone) = request.lead_timezone.take()
+        {
+            // The zone is callroute's choice (derived from the lead's number or mapped from
+            // its data), not the lead's fault: a 400 must not fail the lead for it. The call
+            // was certainly not placed; the same attempt is sent again, on a beat of its
+            // own, without the field.
+            tracing::warn!(
+                lead = %lead.key,
+                "Synthflow refused the call request (HTTP 400: {reason}); sending it again without lead_timezone `{zone}`"
+            );
+            metrics::counter!("callroute_requests_resent_total", "without" => "lead_timezone")
+                .increment(1);
+            match self
+                .store
+                .reserve_pace(&account.name, account.pacing_interval)
+                .await
+            {
+                Ok(wait) => self.sleep_or_stop(wait).await,
+                Err(e) => {
+                    tracing::warn!("cannot reserve a pacing beat: {e}; waiting one interval");
+                    self.sleep_or_stop(account.pacing_interval).await;
+                }
+            }
+            result = account.client.create_call(&request).await;
+        }
         let outcome = match result {
             Ok(call_id) => {
                 account.consecutive_429.store(0, Ordering::SeqCst);

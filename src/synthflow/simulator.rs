@@ -49,6 +49,42 @@ pub struct SimConfig {
     /// owns whatever number is asked for.
     #[serde(default)]
     pub workspace_numbers: Option<Vec<String>>,
+    /// Zones missing from the simulated Timezones list besides those the reference says it
+    /// lacks (UTC, `Etc/*`, old aliases): a `lead_timezone` naming one gets a 400, as a zone
+    /// newer than Synthflow's list would.
+    #[serde(default)]
+    pub unlisted_zones: Vec<String>,
+}
+
+/// Whether the simulated Timezones list has `zone` (section 7 of the reference): IANA names
+/// under the listed areas, the six `US/*` aliases, not the old names the tz database links.
+fn zone_is_listed(config: &SimConfig, zone: &str) -> bool {
+    const AREAS: &[&str] = &[
+        "Africa/",
+        "America/",
+        "Antarctica/",
+        "Asia/",
+        "Atlantic/",
+        "Australia/",
+        "Europe/",
+        "Indian/",
+        "Pacific/",
+    ];
+    const US: &[&str] = &[
+        "US/Alaska",
+        "US/Central",
+        "US/Eastern",
+        "US/Hawaii",
+        "US/Mountain",
+        "US/Pacific",
+    ];
+    let named = zone.parse::<chrono_tz::Tz>().is_ok()
+        && (AREAS.iter().any(|a| zone.starts_with(a))
+            || US.contains(&zone)
+            || zone == "Arctic/Longyearbyen");
+    named
+        && crate::synthflow::wire::synthflow_zone(zone) == Some(zone)
+        && !config.unlisted_zones.iter().any(|z| z == zone)
 }
 
 /// The slug the simulated workspace gives `number`: opaque (not the digits), as the API
@@ -395,6 +431,14 @@ async fn create_call(State(sim): State<Simulator>, headers: HeaderMap, body: Str
         return detail(
             StatusCode::BAD_REQUEST,
             "Telephony - 400 - Invalid phone number",
+        );
+    }
+    if let Some(zone) = &request.lead_timezone
+        && !zone_is_listed(&sim.lock().config, zone)
+    {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid lead_timezone: {zone}"),
         );
     }
     let accepted = {

@@ -36,6 +36,7 @@ pub fn sim_config(attached: &[&str]) -> SimConfig {
         webhook: None,
         put_replaces: false,
         workspace_numbers: None,
+        unlisted_zones: Vec::new(),
     }
 }
 
