@@ -65,7 +65,7 @@ pub async fn run(
     // Anything `start` refuses (a refused key, an agent Synthflow does not know, the ledger
     // unreadable) is configuration.
     let daemon = Arc::new(
-        Daemon::start_with_accounts(store, Arc::new(rules), accounts, config.dialing.clone())
+        Daemon::open_with_accounts(store, Arc::new(rules), accounts, config.dialing.clone())
             .await
             .map_err(config_error)?,
     );
@@ -156,18 +156,36 @@ pub async fn run(
             }
         }
     });
+    // Up (listening, the watchdog fed) before Synthflow is asked anything: a hung API must
+    // not keep the service silent, unready to systemd or slow to stop.
     crate::systemd::ready(&format!(
-        "rules {}; dialing",
+        "rules {}; reading the agents' pools",
         crate::rules::hash_text(daemon.rules_hash())
     ));
-    daemon
-        .run(async move {
-            shutdown.await;
+    let signal = shutdown;
+    let work = async {
+        let first_read = tokio::select! {
+            read = daemon.read_pools_at_start() => Some(read),
+            () = until_stopped() => None,
+        };
+        if let Some(Err(e)) = first_read {
+            return Err(config_error(e));
+        }
+        daemon.run(until_stopped()).await?;
+        Ok(())
+    };
+    tokio::pin!(signal, work);
+    let result = tokio::select! {
+        result = &mut work => result,
+        () = &mut signal => {
             let _ = stop.send(true);
-        })
-        .await?;
+            work.await
+        }
+    };
+    // Stopped, or refused at start: the listeners stop too.
+    let _ = stop.send(true);
     let _ = admin.await;
-    Ok(())
+    result
 }
 
 /// A store URL fit for logs: a password in it is replaced by `***`.

@@ -282,12 +282,12 @@ fn endless_inputs_are_read_only_so_far() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/dev/zero:1: line longer than"), "{stderr}");
     assert_eq!(out.status.code(), Some(65));
-    for missing in ["@/nonexistent/lead.json"] {
-        let out = callroute(&["explain", "--rules", "rules", "--lead", missing]);
-        assert_eq!(out.status.code(), Some(65), "{missing}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/lead.json")
-        );
+    // Missing, or a directory: cannot be read.
+    for unreadable in ["@/nonexistent/lead.json", "@/"] {
+        let out = callroute(&["explain", "--rules", "rules", "--lead", unreadable]);
+        assert_eq!(out.status.code(), Some(65), "{unreadable}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("bad lead: cannot read"), "{stderr}");
     }
     let out = callroute(&[
         "explain",

@@ -481,3 +481,103 @@ async fn a_400_for_the_zone_callroute_chose_does_not_fail_the_lead() {
     running.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A hung API (requests taken, never answered) is reported within a few request timeouts:
+/// the status and `/readyz` say so, systemd's STATUS too, requests awaiting an answer are
+/// not shown as live calls, no new calls go out meanwhile, and dialing resumes by itself
+/// once the API answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_api_is_reported_and_dialing_resumes_when_it_answers() {
+    let sim = simulator(100, Faults::default());
+    let base = sim.start_local().await.unwrap();
+    let dir = rules_dir("hung");
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.join("queue.db").display()))
+        .await
+        .unwrap();
+    let client = Client::new(&ClientConfig {
+        base_url: base,
+        api_key: "k".into(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_millis(300),
+    })
+    .unwrap();
+    let config = DaemonConfig {
+        attempts_per_second: 20,
+        concurrency: 5,
+        poll_interval: Duration::from_millis(50),
+        reconcile_delay: Duration::from_millis(50),
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(300),
+        idle_poll: Duration::from_millis(100),
+        ..DaemonConfig::default()
+    };
+    let rules = Arc::new(load_dir(&dir).unwrap().rules);
+    let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());
+    let running = daemon.spawn();
+    sim.set_faults(Faults {
+        hung: true,
+        ..Faults::default()
+    });
+    let intake = intake::parse(leads_csv(12).as_bytes()).unwrap();
+    daemon
+        .store()
+        .enqueue(&intake.leads, Utc::now())
+        .await
+        .unwrap();
+    daemon.wake();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let problem = loop {
+        if let Some(problem) = daemon.api_problem() {
+            break problem;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a hung API was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(problem.contains("has not answered"), "{problem}");
+    // The requests out time out; nothing new is sent meanwhile (no slot is taken).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let status = daemon.status().await.unwrap();
+        if status.live_calls == 0 && status.accounts[0].awaiting_answer == 0 {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests still out or slots held while the API is silent: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        status
+            .to_string()
+            .contains("dialing   PAUSED: Synthflow has not answered"),
+        "{status}"
+    );
+    assert!(sim.log().is_empty());
+
+    sim.set_faults(Faults::default());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = daemon.store().counts().await.unwrap();
+        let done = count(&counts, LeadState::Completed) + count(&counts, LeadState::Failed);
+        if daemon.api_problem().is_none() && done + count(&counts, LeadState::Deferred) == 12 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dialing never resumed: {counts:?}, {:?}",
+            daemon.api_problem()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await.unwrap();
+    let log = sim.log();
+    let mut leads: Vec<&str> = log.iter().map(|c| c.request.name.as_str()).collect();
+    leads.sort();
+    leads.dedup();
+    assert_eq!(leads.len(), log.len(), "a lead called twice");
+    let _ = std::fs::remove_dir_all(&dir);
+}

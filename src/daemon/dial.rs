@@ -201,6 +201,11 @@ impl<S: Store> Shared<S> {
                 .await;
             return Ok(());
         }
+        if account.silence().is_some() {
+            // Synthflow does not answer: one more call would be one more attempt in doubt.
+            self.probe_silent(&account).await;
+            return Ok(());
+        }
         // Read before looking for work: a write after this point ends the idle wait.
         let version = self.store.data_version().await.ok();
         // Another process wrote (e.g. `callroute numbers rest`): rests apply at once.
@@ -344,6 +349,21 @@ impl<S: Store> Shared<S> {
         lock(&self.pool).note_total_attempts(&lead.key, stored.attempts);
         let mut paced = false;
         loop {
+            if account.silence().is_some() {
+                // Synthflow stopped answering while this lead waited (its attempts in doubt
+                // may hold the account's slots until it answers): back to the queue,
+                // untouched; the loop asks the API until it answers.
+                drop(permit);
+                let now = self.config.clock.now();
+                let reason = format!(
+                    "dialing paused: Synthflow is not answering account `{}`",
+                    account.name
+                );
+                self.store
+                    .defer(&stored.id, now, "api_not_answering", &reason, now)
+                    .await?;
+                return Ok(());
+            }
             // Decisions use the rules of the moment they are made, after every wait: a
             // reload while this lead waited for its slot or its pacing beat applies to it.
             let first = self.decide_now(&lead);

@@ -52,7 +52,7 @@ impl<S: Store> Shared<S> {
             return;
         }
         let mut request = request;
-        let mut result = account.client.create_call(&request).await;
+        let mut result = self.send_call(account, &request).await;
         if let Err(ApiError::Rejected {
             status: 400,
             reason,
@@ -80,7 +80,7 @@ impl<S: Store> Shared<S> {
                     self.sleep_or_stop(account.pacing_interval).await;
                 }
             }
-            result = account.client.create_call(&request).await;
+            result = self.send_call(account, &request).await;
         }
         let outcome = match result {
             Ok(call_id) => {

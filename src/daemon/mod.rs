@@ -37,6 +37,7 @@ mod health;
 mod members;
 mod pools;
 mod reload;
+mod silence;
 mod status;
 
 pub use follow::WebhookOutcome;
@@ -183,6 +184,12 @@ struct Account {
     consecutive_429: AtomicU32,
     consecutive_connect_failures: AtomicU32,
     auth_failed: AtomicBool,
+    /// Call requests in a row that got no answer (see `silence`).
+    unanswered_in_a_row: AtomicU32,
+    /// Set while the API does not answer this account: no new calls go out.
+    silent: Mutex<Option<silence::Silence>>,
+    /// Call requests sent and not answered yet.
+    awaiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Account {
@@ -200,12 +207,17 @@ impl Account {
             consecutive_429: AtomicU32::new(0),
             consecutive_connect_failures: AtomicU32::new(0),
             auth_failed: AtomicBool::new(false),
+            unanswered_in_a_row: AtomicU32::new(0),
+            silent: Mutex::new(None),
+            awaiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
+    /// Calls placed and not ended. A request awaiting its answer holds a slot too, but is
+    /// not a call (a hung API must not show as calls).
     fn live_calls(&self) -> usize {
         let total = self.concurrency.max(1) as usize;
-        total - self.live.available_permits().min(total)
+        (total - self.live.available_permits().min(total)).saturating_sub(self.awaiting())
     }
 }
 
@@ -359,6 +371,28 @@ impl<S: Store> Daemon<S> {
         accounts: Vec<AccountSetup>,
         config: DaemonConfig,
     ) -> Result<Daemon<S>, DaemonError> {
+        Daemon::open(store, rules, accounts, config, true).await
+    }
+
+    /// Everything `start_with_accounts` does but reading the pools: a service listens and
+    /// tells systemd it is up first, then reads them (`read_pools_at_start`), so a hung API
+    /// at start leaves it answering, pinging the watchdog and quick to stop.
+    pub async fn open_with_accounts(
+        store: S,
+        rules: Arc<RuleSet>,
+        accounts: Vec<AccountSetup>,
+        config: DaemonConfig,
+    ) -> Result<Daemon<S>, DaemonError> {
+        Daemon::open(store, rules, accounts, config, false).await
+    }
+
+    async fn open(
+        store: S,
+        rules: Arc<RuleSet>,
+        accounts: Vec<AccountSetup>,
+        config: DaemonConfig,
+        read_pools: bool,
+    ) -> Result<Daemon<S>, DaemonError> {
         let accounts: Vec<Arc<Account>> = accounts
             .into_iter()
             .map(|a| Arc::new(Account::new(a)))
@@ -438,28 +472,40 @@ impl<S: Store> Daemon<S> {
         };
         daemon.shared.load_health().await?;
         daemon.shared.reload_suppressions().await?;
-        match daemon.shared.refresh_pools().await {
-            Ok(()) => {}
-            // The key or an agent is wrong: configuration, which a restart will not fix.
+        *lock(&daemon.shared.api_problem) = Some("the agents' pools are not read yet".into());
+        daemon
+            .shared
+            .refresh_pools_now
+            .store(true, Ordering::SeqCst);
+        if read_pools {
+            daemon.read_pools_at_start().await?;
+        }
+        Ok(daemon)
+    }
+
+    /// The first read of the agents' pools. Fails if the key or an agent is refused
+    /// (configuration, which a restart will not fix); Synthflow unreachable or failing is
+    /// not a failure: dialing waits, the loop keeps trying and the status says why.
+    pub async fn read_pools_at_start(&self) -> Result<(), DaemonError> {
+        match self.shared.alive_while(self.shared.refresh_pools()).await {
+            Ok(()) => {
+                *lock(&self.shared.api_problem) = None;
+                self.shared.refresh_pools_now.store(false, Ordering::SeqCst);
+                Ok(())
+            }
             Err(e @ DaemonError::Unauthorized(_))
             | Err(
                 e @ DaemonError::Pool {
                     error: ApiError::Rejected { .. },
                     ..
                 },
-            ) => return Err(e),
+            ) => Err(e),
             Err(e) => {
-                // Synthflow unreachable or failing: start anyway, dial nothing until the
-                // pools are read (the loop keeps trying and says why in the status).
                 tracing::error!("{e}; dialing waits until the pools can be read");
-                *lock(&daemon.shared.api_problem) = Some(e.to_string());
-                daemon
-                    .shared
-                    .refresh_pools_now
-                    .store(true, Ordering::SeqCst);
+                *lock(&self.shared.api_problem) = Some(e.to_string());
+                Ok(())
             }
         }
-        Ok(daemon)
     }
 
     /// The time on the daemon's clock (the system clock, or the demo's simulated one).
@@ -651,11 +697,17 @@ impl<S: Store> Shared<S> {
         if self.watchdog.is_some() {
             crate::systemd::watchdog();
         }
+        let awaiting: usize = self.accounts.iter().map(|a| a.awaiting()).sum();
         let live: usize = self.accounts.iter().map(|a| a.live_calls()).sum();
         crate::systemd::status(&format!(
-            "rules {}; queue {} open; {live} calls live{}{}",
+            "rules {}; queue {} open; {live} calls live{}{}{}",
             self.rules.load().hash_text(),
             self.open_leads.load(Ordering::Relaxed),
+            if awaiting > 0 {
+                format!(", {awaiting} requests awaiting Synthflow")
+            } else {
+                String::new()
+            },
             if self
                 .accounts
                 .iter()
@@ -664,6 +716,8 @@ impl<S: Store> Shared<S> {
                 "; PAUSED: Synthflow refused an API key"
             } else if lock(&self.api_problem).is_some() {
                 "; PAUSED: Synthflow's pools cannot be read"
+            } else if self.accounts.iter().any(|a| a.silence().is_some()) {
+                "; PAUSED: Synthflow is not answering"
             } else {
                 ""
             },

@@ -69,6 +69,9 @@ pub struct AccountView {
     pub calls_last_minute: u32,
     /// Calls this daemon has live on the account.
     pub live_calls: usize,
+    /// Call requests sent and not answered yet (a slow or hung API shows here).
+    #[serde(default)]
+    pub awaiting_answer: usize,
     /// Synthflow refused the account's key: its leads wait, other accounts dial on.
     pub auth_failed: bool,
 }
@@ -181,11 +184,15 @@ impl fmt::Display for StatusView {
         for account in &self.accounts {
             writeln!(
                 out,
-                "account   `{}`: limit {}/s; {} of {} live calls{}",
+                "account   `{}`: limit {}/s; {} of {} live calls{}{}",
                 account.name,
                 account.attempts_per_second,
                 account.live_calls,
                 account.concurrency,
+                match account.awaiting_answer {
+                    0 => String::new(),
+                    n => format!(", {n} requests awaiting Synthflow's answer"),
+                },
                 if account.auth_failed {
                     "; PAUSED: Synthflow refused its API key"
                 } else {
@@ -464,6 +471,7 @@ impl<S: Store> Daemon<S> {
                 concurrency: a.concurrency,
                 calls_last_minute: self.calls_since(minute_ago, Some(&a.name)),
                 live_calls: a.live_calls(),
+                awaiting_answer: a.awaiting(),
                 auth_failed: a.auth_failed.load(Ordering::SeqCst),
             })
             .collect();
@@ -610,7 +618,15 @@ impl<S: Store> Daemon<S> {
 
     /// Why dialing is paused because Synthflow's pools cannot be read, if it is.
     pub fn api_problem(&self) -> Option<String> {
-        lock(&self.shared.api_problem).clone()
+        lock(&self.shared.api_problem).clone().or_else(|| {
+            let silent: Vec<String> = self
+                .shared
+                .accounts
+                .iter()
+                .filter_map(|a| a.silence_text())
+                .collect();
+            (!silent.is_empty()).then(|| silent.join("; "))
+        })
     }
 
     /// True once Synthflow refused a key: that account's dialing is paused, the queue intact.

@@ -165,6 +165,8 @@ pub struct Faults {
     /// Share of `POST /v2/calls` answered 429 whatever the load (another dialer on the
     /// account, say).
     pub rate_limit_rate: f64,
+    /// A hung API: every request is taken and never answered nor acted on.
+    pub hung: bool,
 }
 
 /// A call the simulator accepted.
@@ -389,6 +391,9 @@ impl Simulator {
     }
 
     async fn latency(&self) {
+        if self.lock().config.faults.hung {
+            std::future::pending::<()>().await;
+        }
         let ms = self.lock().config.faults.latency_ms;
         if ms > 0 {
             tokio::time::sleep(Duration::from_millis(ms)).await;
