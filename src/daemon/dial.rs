@@ -163,7 +163,13 @@ impl<S: Store> Shared<S> {
             timers.next_refresh = now_instant + self.config.pool_refresh;
             timers.next_key_retry = now_instant + self.config.retry_max.min(Duration::from_secs(5));
             // Pinging the watchdog meanwhile: a hung API is reported, not restarted into.
-            match self.alive_while(self.refresh_pools()).await {
+            let Some(refreshed) = self
+                .alive_while(self.unless_stopped(self.refresh_pools()))
+                .await
+            else {
+                return Ok(()); // stopping
+            };
+            match refreshed {
                 Ok(()) => {}
                 // One account's key refused, others working: only that account pauses (its
                 // loop waits); the pools are read again in a few seconds.
@@ -191,7 +197,8 @@ impl<S: Store> Shared<S> {
             // Rests written by `callroute numbers rest|resume`, and numbers to attach
             // again after a rest.
             self.reload_rests().await;
-            self.alive_while(self.sync_rest_attachments()).await;
+            self.alive_while(self.unless_stopped(self.sync_rest_attachments()))
+                .await;
         }
         if account.auth_failed.load(Ordering::SeqCst) {
             // Synthflow refused this account's key: its leads stay queued (claiming them

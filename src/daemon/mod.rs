@@ -487,7 +487,13 @@ impl<S: Store> Daemon<S> {
     /// (configuration, which a restart will not fix); Synthflow unreachable or failing is
     /// not a failure: dialing waits, the loop keeps trying and the status says why.
     pub async fn read_pools_at_start(&self) -> Result<(), DaemonError> {
-        match self.shared.alive_while(self.shared.refresh_pools()).await {
+        let read = self
+            .shared
+            .alive_while(self.shared.unless_stopped(self.shared.refresh_pools()));
+        let Some(read) = read.await else {
+            return Ok(()); // stopping
+        };
+        match read {
             Ok(()) => {
                 *lock(&self.shared.api_problem) = None;
                 self.shared.refresh_pools_now.store(false, Ordering::SeqCst);
@@ -546,7 +552,7 @@ impl<S: Store> Daemon<S> {
         // The rules or the pools may have changed while the daemon was down.
         shared.release_held("daemon started").await;
         // Rests that ended while it was down: their numbers are attached again now.
-        shared.sync_rest_attachments().await;
+        shared.unless_stopped(shared.sync_rest_attachments()).await;
         shared.adopt(taken);
         let heartbeat = tokio::spawn(shared.clone().keep_membership());
         let feed = shared
@@ -576,12 +582,14 @@ impl<S: Store> Daemon<S> {
         };
         tokio::pin!(main);
         tokio::select! {
-            result = &mut main => result,
+            // A shutdown that came before the start stops it before any request.
+            biased;
             () = shutdown => {
                 let _ = stop.send(true);
                 shared.wake.notify_one();
                 main.await
             }
+            result = &mut main => result,
         }
     }
 }
@@ -644,6 +652,16 @@ impl<S: Store> Shared<S> {
 
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Awaits `work` unless the daemon stops first (then `None`): a request to a hung API
+    /// must not hold up a shutdown for its whole timeout.
+    async fn unless_stopped<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            out = work => Some(out),
+            _ = shutdown.wait_for(|stop| *stop) => None,
+        }
     }
 
     async fn sleep_or_stop(&self, duration: Duration) {
