@@ -806,10 +806,13 @@ async fn termination() {
         Ok(signal) => signal,
         Err(_) => return std::future::pending().await,
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let signal = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    };
+    tracing::info!(
+        "{signal}: stopping; requests in flight get their answer recorded, live calls are followed again at the next start"
+    );
 }
 
 async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -825,8 +828,12 @@ async fn run_daemon(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         termination().await;
         callroute::systemd::stopping();
     };
-    match callroute::service::run(config, loaded.rules, shutdown).await {
-        Ok(()) => Ok(ExitCode::SUCCESS),
+    let warned = loaded.warnings.iter().map(ToString::to_string).collect();
+    match callroute::service::run(config, loaded.rules, warned, shutdown).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
         // Configuration found wrong at start: systemd must not restart into it.
         Err(e @ callroute::service::ServiceError::Config(_)) => {
             eprintln!("error: {e}");

@@ -28,9 +28,11 @@ fn config_error(error: impl std::fmt::Display) -> ServiceError {
 }
 
 /// Runs the service until `shutdown` resolves; returns once it has drained.
+/// `warned`: the rules' warnings already logged (a reload logs only new ones).
 pub async fn run(
     config: Config,
     rules: RuleSet,
+    warned: Vec<String>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServiceError> {
     let mut accounts = Vec::new();
@@ -70,6 +72,7 @@ pub async fn run(
             .map_err(config_error)?,
     );
     daemon.set_rules_dir(config.rules.clone());
+    daemon.set_warned(warned);
     let listener = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .map_err(|e| {

@@ -581,3 +581,143 @@ async fn a_hung_api_is_reported_and_dialing_resumes_when_it_answers() {
     assert_eq!(leads.len(), log.len(), "a lead called twice");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// While the loop waits for a call slot (one slot, long calls), the status line systemd
+/// shows still counts the leads that arrive: it is counted beside the loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_line_counts_leads_that_arrive_while_the_loop_waits() {
+    let mut config = sim_config(100, Faults::default());
+    config.concurrency = 1;
+    config.calls.talk_ms = 20_000;
+    config.calls.answer_rate = 1.0;
+    let sim = Simulator::new(config);
+    let base = sim.start_local().await.unwrap();
+    let dir = rules_dir("status-line");
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.join("queue.db").display()))
+        .await
+        .unwrap();
+    let daemon = start_daemon(
+        store,
+        &dir,
+        base,
+        DaemonConfig {
+            concurrency: 1,
+            lease: Duration::from_millis(600),
+            ..DaemonConfig::default()
+        },
+    )
+    .await;
+    let running = daemon.spawn();
+    let first = intake::parse(leads_csv(2).as_bytes()).unwrap();
+    daemon
+        .store()
+        .enqueue(&first.leads, Utc::now())
+        .await
+        .unwrap();
+    daemon.wake();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sim.log().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing placed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The second lead now waits for the only slot; 30 more arrive (32 open: the live call
+    // too).
+    let csv: String = std::iter::once("id,phone,name,campaign\n".to_string())
+        .chain((0..30).map(|i| format!("M{i},+1415555{:04},M {i},c\n", 2000 + i)))
+        .collect();
+    let more = intake::parse(csv.as_bytes()).unwrap();
+    daemon
+        .store()
+        .enqueue(&more.leads, Utc::now())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !daemon.status_line().contains("queue 32 open") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stale: {}",
+            daemon.status_line()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        daemon.status_line().contains("; 1 calls live"),
+        "{}",
+        daemon.status_line()
+    );
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the daemon logs, captured for the tests that read it (one global subscriber for
+/// this test binary; other tests' lines land here too).
+fn captured_log() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || Capture(writer.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        log
+    })
+    .clone()
+}
+
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every lead state change is logged at info, a call's end included (with its call id,
+/// caller ID, status and duration).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_end_is_logged_at_info() {
+    let log = captured_log();
+    let sim = simulator(100, Faults::default());
+    let base = sim.start_local().await.unwrap();
+    let dir = rules_dir("end-logged");
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.join("queue.db").display()))
+        .await
+        .unwrap();
+    let intake = intake::parse(leads_csv(1).as_bytes()).unwrap();
+    store.enqueue(&intake.leads, Utc::now()).await.unwrap();
+    let config = DaemonConfig {
+        poll_interval: Duration::from_millis(20),
+        ..DaemonConfig::default()
+    };
+    let daemon = start_daemon(store, &dir, base, config).await;
+    let running = daemon.spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let lead = daemon.store().lead("L0").await.unwrap().unwrap();
+        if matches!(lead.state, LeadState::Completed) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{lead:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await.unwrap();
+    let call_id = sim.log()[0].call_id.clone();
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("call ended") && l.contains(&call_id))
+        .unwrap_or_else(|| panic!("no end logged for {call_id}"));
+    assert!(line.contains("INFO"), "{line}");
+    assert!(
+        line.contains("from=+1") && line.contains("status="),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

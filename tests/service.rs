@@ -263,6 +263,14 @@ fn notify_protocol_reloads_and_shutdown() {
         "{view}"
     );
 
+    // A comment edited: the same warning is not logged again.
+    std::fs::write(
+        dir.join("rules/rules.yaml"),
+        format!("# edited\n{}", rules("+14155550100")),
+    )
+    .unwrap();
+    assert!(reload(&config).status.success());
+
     signal(daemon.id(), "TERM");
     expect(&socket, "STOPPING=1", Duration::from_secs(5));
     let status = daemon.wait().unwrap();
@@ -286,6 +294,22 @@ fn notify_protocol_reloads_and_shutdown() {
             .any(|e| e["message"] == "decision" && e["campaign"] == "c"),
         "{log}"
     );
+    let said = |text: &str| {
+        events
+            .iter()
+            .any(|e| e["message"].as_str().is_some_and(|m| m.contains(text)))
+    };
+    assert!(said("SIGTERM: stopping"), "SIGTERM is logged: {log}");
+    assert!(said("stopped"), "{log}");
+    // A reload logs only warnings the rules before it did not have: this one at start and
+    // when the route came back to San Francisco, not after the comment was edited.
+    let warning = "number +12125550107 is selected by no route";
+    let times = events
+        .iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(warning)))
+        .count();
+    assert_eq!(times, 2, "{log}");
+    assert!(said("1 warning(s) as before"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

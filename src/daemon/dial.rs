@@ -133,19 +133,6 @@ impl<S: Store> Shared<S> {
             timers.next_count = tokio::time::Instant::now() + Duration::from_secs(30);
             let cutoff = self.config.clock.now() - usage_lookback(&self.rules.load());
             lock(&self.pool).forget_leads_idle_since(cutoff);
-            if let Ok(counts) = self.store.counts().await {
-                let open = counts
-                    .iter()
-                    .filter(|(state, _)| {
-                        !matches!(
-                            state,
-                            LeadState::Completed | LeadState::Failed | LeadState::Rejected
-                        )
-                    })
-                    .map(|(_, n)| n)
-                    .sum();
-                self.open_leads.store(open, Ordering::Relaxed);
-            }
         }
         self.heartbeat();
         let now_instant = tokio::time::Instant::now();

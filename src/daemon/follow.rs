@@ -74,6 +74,13 @@ impl<S: Store> Shared<S> {
             .await?;
         match from {
             Some(from) => {
+                tracing::info!(
+                    call_id,
+                    from = %from,
+                    status,
+                    duration_s = duration.map(|d| d.as_secs()),
+                    "call ended: {status}"
+                );
                 self.note_call_end(&from, status, duration).await;
                 Ok(true)
             }

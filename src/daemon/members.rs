@@ -76,12 +76,13 @@ impl<S: Store> Shared<S> {
     }
 
     /// Renews the lease every third of it and takes over members whose lease expired,
-    /// until the daemon stops. A store that cannot be reached is retried; a lease found
+    /// until the daemon stops; counts the open leads for the status line on the way. A store that cannot be reached is retried; a lease found
     /// lost (this daemon stalled longer than the lease) is re-joined: another member has
     /// taken its claims and calls, and the store refuses attempts on claims it lost.
     pub(super) async fn keep_membership(self: Arc<Self>) {
         let every = (self.config.lease / 3).max(Duration::from_millis(100));
         loop {
+            self.count_open_leads().await;
             self.sleep_or_stop(every).await;
             if self.stopping() {
                 return;

@@ -328,6 +328,8 @@ struct Shared<S: Store> {
     decisions: Mutex<std::collections::VecDeque<status::DecisionView>>,
     /// Live calls' watchers, woken when a webhook reports the call's end.
     call_waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The running rules' warnings as last logged: a reload logs only new ones.
+    warned: Mutex<std::collections::BTreeSet<String>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -454,6 +456,7 @@ impl<S: Store> Daemon<S> {
                 suppression_read: std::sync::atomic::AtomicI64::new(-1),
                 health_judging: tokio::sync::Mutex::new(()),
                 call_waiters: Mutex::new(HashMap::new()),
+                warned: Mutex::new(std::collections::BTreeSet::new()),
                 rules_dir: Mutex::new(None),
                 rules_files: Mutex::new(Vec::new()),
                 watchdog: crate::systemd::watchdog_interval(),
@@ -512,6 +515,11 @@ impl<S: Store> Daemon<S> {
                 Ok(())
             }
         }
+    }
+
+    /// What systemd's STATUS says now.
+    pub fn status_line(&self) -> String {
+        self.shared.status_line()
     }
 
     /// The time on the daemon's clock (the system clock, or the demo's simulated one).
@@ -715,9 +723,14 @@ impl<S: Store> Shared<S> {
         if self.watchdog.is_some() {
             crate::systemd::watchdog();
         }
+        crate::systemd::status(&self.status_line());
+    }
+
+    /// The one line systemd shows (`systemctl status`).
+    fn status_line(&self) -> String {
         let awaiting: usize = self.accounts.iter().map(|a| a.awaiting()).sum();
         let live: usize = self.accounts.iter().map(|a| a.live_calls()).sum();
-        crate::systemd::status(&format!(
+        format!(
             "rules {}; queue {} open; {live} calls live{}{}{}",
             self.rules.load().hash_text(),
             self.open_leads.load(Ordering::Relaxed),
@@ -744,7 +757,26 @@ impl<S: Store> Shared<S> {
             } else {
                 ""
             },
-        ));
+        )
+    }
+
+    /// Counts the leads not finished, for the status line. Counted beside the loop (with
+    /// the lease renewal), so a loop busy with one batch or waiting for a slot does not
+    /// leave the line stale.
+    pub(super) async fn count_open_leads(&self) {
+        if let Ok(counts) = self.store.counts().await {
+            let open = counts
+                .iter()
+                .filter(|(state, _)| {
+                    !matches!(
+                        state,
+                        LeadState::Completed | LeadState::Failed | LeadState::Rejected
+                    )
+                })
+                .map(|(_, n)| n)
+                .sum();
+            self.open_leads.store(open, Ordering::Relaxed);
+        }
     }
 
     /// Awaits `work`, pinging the watchdog meanwhile: waiting for a call slot (calls last

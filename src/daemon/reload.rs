@@ -85,6 +85,11 @@ impl<S: Store> Daemon<S> {
         self.shared.rules.load().content_hash
     }
 
+    /// The rules' warnings already logged (at start): reloads log only new ones.
+    pub fn set_warned(&self, warnings: Vec<String>) {
+        *lock(&self.shared.warned) = warnings.iter().map(|w| warning_key(w)).collect();
+    }
+
     /// The rules watcher says how it notices changes (file events, or the periodic check
     /// only when events are unavailable).
     pub fn set_watching(&self, how: String) {
@@ -202,9 +207,22 @@ impl<S: Store> Daemon<S> {
                         changes.join("; ")
                     }
                 );
+                // Only what is new: every reload repeating every warning buries the news.
+                let mut warned = lock(&self.shared.warned);
+                let mut repeated = 0;
                 for warning in warnings {
-                    tracing::warn!("{warning}");
+                    if warned.contains(&warning_key(warning)) {
+                        repeated += 1;
+                    } else {
+                        tracing::warn!("{warning}");
+                    }
                 }
+                if repeated > 0 {
+                    tracing::info!(
+                        "{repeated} warning(s) as before (`callroute check` lists them all)"
+                    );
+                }
+                *warned = warnings.iter().map(|w| warning_key(w)).collect();
             }
             ReloadOutcome::Failed { errors } => {
                 tracing::error!(
@@ -260,5 +278,39 @@ impl<S: Store> Daemon<S> {
             trigger: trigger.to_string(),
             outcome: outcome.clone(),
         });
+    }
+}
+
+/// A warning without its line and column (`rules.yaml:4:3: warning: …` → `rules.yaml:
+/// warning: …`): a line added above it does not make it news.
+fn warning_key(warning: &str) -> String {
+    let Some(at) = warning.find(": warning: ") else {
+        return warning.to_string();
+    };
+    let mut place = &warning[..at];
+    for _ in 0..2 {
+        if let Some((before, number)) = place.rsplit_once(':')
+            && number.chars().all(|c| c.is_ascii_digit())
+        {
+            place = before;
+        }
+    }
+    format!("{place}{}", &warning[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_warning_is_the_same_news_wherever_its_line_moved() {
+        let key = super::warning_key;
+        assert_eq!(
+            key("r/rules.yaml:4:3: warning: number +1 is selected by no route"),
+            key("r/rules.yaml:5:3: warning: number +1 is selected by no route")
+        );
+        assert_ne!(
+            key("r/a.yaml:4:3: warning: x"),
+            key("r/b.yaml:4:3: warning: x")
+        );
+        assert_eq!(key("no location"), "no location");
     }
 }
