@@ -189,10 +189,15 @@ fn notify_protocol_reloads_and_shutdown() {
         r#"{"phone":"+13055550199","name":"M","campaign":"c","timezone":"Pacific/Kiritimati"}"#;
     let answer = http(admin_port, "POST", "/v1/leads", lead);
     assert!(answer.contains("\"accepted\":1"), "{answer}");
+    // A campaign the rules do not have (here a phone number in the wrong column).
+    let stray = r#"{"phone":"+13055550198","name":"S","campaign":"+13055550777"}"#;
+    let answer = http(admin_port, "POST", "/v1/leads", stray);
+    assert!(answer.contains("\"accepted\":1"), "{answer}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let metrics = loop {
         let metrics = http(admin_port, "GET", "/metrics", "");
-        if metrics.contains("callroute_decisions_total{") || std::time::Instant::now() > deadline {
+        let both = metrics.contains("campaign=\"c\"") && metrics.contains("campaign=\"unknown\"");
+        if both || std::time::Instant::now() > deadline {
             break metrics;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -210,9 +215,10 @@ fn notify_protocol_reloads_and_shutdown() {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }
     assert!(
-        !metrics.contains("3055550199"),
+        !metrics.contains("3055550199") && !metrics.contains("3055550777"),
         "a lead's number leaked into a label"
     );
+    assert!(metrics.contains("campaign=\"unknown\""), "{metrics}");
     // The metrics listener serves /metrics alone, without the token, for Prometheus.
     let open_metrics = raw_http(metrics_port, "GET", "/metrics", "", None, "text/plain");
     assert!(open_metrics.starts_with("HTTP/1.0 200"), "{open_metrics}");

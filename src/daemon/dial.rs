@@ -671,9 +671,16 @@ impl<S: Store> Shared<S> {
         } else {
             reason.clone()
         };
+        // Labels only for the rules' campaigns: a campaign name comes from lead data, and
+        // every unknown one (typos, phone numbers in the wrong column) would be a series.
+        let campaign = if self.rules.load().campaign(&lead.campaign).is_some() {
+            lead.campaign.clone()
+        } else {
+            "unknown".to_string()
+        };
         metrics::counter!(
             "callroute_decisions_total",
-            "campaign" => lead.campaign.clone(),
+            "campaign" => campaign,
             "route" => route.to_string(),
             "outcome" => decision.outcome(),
             "reason" => reason_label
