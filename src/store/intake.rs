@@ -75,9 +75,14 @@ pub fn batches<R: BufRead>(mut input: R, rows: usize) -> Result<Batches<R>, Inta
             input.read_to_string(&mut text).map_err(cannot_read)?;
             Source::Whole(Some(parse_json(&text)))
         }
-        Some(b'{') => Source::Lines { input, line: 0 },
+        Some(b'{') => Source::Lines {
+            input: LineBounded::new(input),
+            line: 0,
+        },
         Some(_) => {
-            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+            let mut reader = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_reader(LineBounded::new(input));
             let headers = reader
                 .headers()
                 .map_err(|e| IntakeError(format!("line 1: bad CSV header: {e}")))?
@@ -102,11 +107,11 @@ pub struct Batches<R: BufRead> {
 
 enum Source<R: BufRead> {
     Csv {
-        records: csv::StringRecordsIntoIter<R>,
+        records: csv::StringRecordsIntoIter<LineBounded<R>>,
         columns: Vec<Column>,
     },
     Lines {
-        input: R,
+        input: LineBounded<R>,
         line: usize,
     },
     Whole(Option<Intake>),
@@ -119,6 +124,8 @@ impl<R: BufRead> Iterator for Batches<R> {
     fn next(&mut self) -> Option<Intake> {
         let mut batch = Intake::default();
         let full = |batch: &Intake| batch.leads.len() + batch.rejected.len() >= self.rows;
+        // The input failed (or a line had no end): nothing after it is read.
+        let mut unreadable = false;
         match &mut self.source {
             Source::Done => return None,
             Source::Whole(whole) => return whole.take(),
@@ -134,6 +141,7 @@ impl<R: BufRead> Iterator for Batches<R> {
                                 line: *line + 1,
                                 reason: format!("cannot read: {e}"),
                             });
+                            unreadable = true;
                             break;
                         }
                     }
@@ -151,6 +159,14 @@ impl<R: BufRead> Iterator for Batches<R> {
                 while !full(&batch) {
                     match records.next() {
                         None => break,
+                        Some(Err(e)) if e.is_io_error() => {
+                            batch.rejected.push(RejectedRow {
+                                line: records.reader().get_ref().line(),
+                                reason: format!("cannot read: {e}"),
+                            });
+                            unreadable = true;
+                            break;
+                        }
                         Some(Err(e)) => {
                             let line = e.position().map_or(0, |p| p.line() as usize);
                             batch.rejected.push(RejectedRow {
@@ -170,7 +186,75 @@ impl<R: BufRead> Iterator for Batches<R> {
             self.source = Source::Done;
             return None;
         }
+        if unreadable {
+            self.source = Source::Done;
+        }
         Some(batch)
+    }
+}
+
+/// The longest line a CSV or JSON Lines input may have: a lead is a few hundred bytes, and
+/// a line without an end must not be read into memory whole.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// A reader that fails once a line grows past `MAX_LINE` bytes.
+pub struct LineBounded<R> {
+    inner: R,
+    line: usize,
+    since_newline: usize,
+}
+
+impl<R: BufRead> LineBounded<R> {
+    fn new(inner: R) -> LineBounded<R> {
+        LineBounded {
+            inner,
+            line: 1,
+            since_newline: 0,
+        }
+    }
+
+    /// The line being read (1-based).
+    fn line(&self) -> usize {
+        self.line
+    }
+}
+
+impl<R: BufRead> BufRead for LineBounded<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.since_newline > MAX_LINE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "line {} is longer than {MAX_LINE} bytes; nothing after it is read",
+                    self.line
+                ),
+            ));
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if let Ok(buffer) = self.inner.fill_buf() {
+            for &byte in &buffer[..amount.min(buffer.len())] {
+                if byte == b'\n' {
+                    self.line += 1;
+                    self.since_newline = 0;
+                } else {
+                    self.since_newline += 1;
+                }
+            }
+        }
+        self.inner.consume(amount);
+    }
+}
+
+impl<R: BufRead> Read for LineBounded<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
     }
 }
 
@@ -292,6 +376,33 @@ fn raw_from_record(columns: &[Column], record: &csv::StringRecord) -> RawLead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line that never ends (a 300 MB CSV line, say) is refused once it passes
+    /// `MAX_LINE`, with its line number; the rows before it are kept, nothing after it is
+    /// read. The input here is endless: without the bound the test would never end.
+    #[test]
+    fn a_line_without_an_end_is_refused_not_read_whole() {
+        for start in [
+            "id,phone,name,campaign\nL1,+14155550123,Ana,spring\n",
+            "{\"id\":\"L1\",\"phone\":\"+14155550123\",\"name\":\"Ana\",\"campaign\":\"spring\"}\n",
+        ] {
+            let endless = std::io::BufReader::new(start.as_bytes().chain(std::io::repeat(b'x')));
+            let mut leads = 0;
+            let mut rejected = Vec::new();
+            for batch in batches(endless, 100).unwrap() {
+                leads += batch.leads.len();
+                rejected.extend(batch.rejected);
+            }
+            assert_eq!(leads, 1, "{start}");
+            assert_eq!(rejected.len(), 1, "{rejected:?}");
+            assert!(
+                rejected[0].reason.contains("longer than 1048576 bytes"),
+                "{rejected:?}"
+            );
+            let line = if start.starts_with('{') { 2 } else { 3 };
+            assert_eq!(rejected[0].line, line, "{rejected:?}");
+        }
+    }
 
     #[test]
     fn csv_rows_with_variables_and_labels_and_bad_rows_reported_by_line() {
