@@ -377,6 +377,65 @@ impl Config {
     }
 }
 
+/// What a set-up risks that it should not, found at start: `refusals` stop the service
+/// (exit 78), `warnings` are logged loudly.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SetupRisks {
+    pub refusals: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Weak set-ups: an admin listener off loopback that anyone could read without a
+    /// token, or with reads left open; secret files that every user of the host can read.
+    pub fn setup_risks(&self, admin_token_set: bool) -> SetupRisks {
+        let mut risks = SetupRisks::default();
+        let exposed = !self.admin_listen.ip().is_loopback();
+        if exposed && !admin_token_set {
+            risks.refusals.push(format!(
+                "admin_listen {} is reachable from the network and no admin token is set: anyone could read the status, decisions and leads' numbers; set an admin token (CALLROUTE_ADMIN_TOKEN, admin.token_file or the credential callroute-admin-token) or listen on 127.0.0.1",
+                self.admin_listen
+            ));
+        } else if exposed && self.admin.open_reads {
+            risks.warnings.push(format!(
+                "admin_listen {} is reachable from the network with admin.open_reads: true: the status, decisions and leads' numbers are readable without the token",
+                self.admin_listen
+            ));
+        }
+        let files = [
+            ("synthflow.api_key_file", self.api_key_file.as_ref()),
+            (
+                "synthflow.webhook_secret_file",
+                self.webhook_secret_file.as_ref(),
+            ),
+            ("admin.token_file", self.admin.token_file.as_ref()),
+        ]
+        .into_iter()
+        .chain(
+            self.accounts
+                .iter()
+                .map(|a| ("accounts[].api_key_file", a.api_key_file.as_ref())),
+        );
+        for (what, path) in files {
+            let Some(path) = path else { continue };
+            if let Some(mode) = world_readable(path) {
+                risks.warnings.push(format!(
+                    "{what} {} can be read by every user of this host (mode {mode:o}): chmod 600 it (or 640 for a group), or use systemd's LoadCredential=",
+                    path.display()
+                ));
+            }
+        }
+        risks
+    }
+}
+
+/// The file's mode when others may read it.
+fn world_readable(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o004 != 0).then_some(mode)
+}
+
 fn secret(
     variable: &str,
     file: Option<&PathBuf>,
@@ -415,6 +474,30 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(10));
         assert_eq!(config.base_url, "https://api.synthflow.ai/v2");
         assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn weak_setups_are_refused_or_warned() {
+        let exposed = Config::parse(Path::new("c.yaml"), "admin_listen: 0.0.0.0:9464\n").unwrap();
+        let risks = exposed.setup_risks(false);
+        assert_eq!(risks.refusals.len(), 1, "{risks:?}");
+        assert!(risks.refusals[0].contains("no admin token"));
+        assert_eq!(exposed.setup_risks(true), SetupRisks::default());
+        let loopback = Config::parse(Path::new("c.yaml"), "store: sqlite:///tmp/q.db\n").unwrap();
+        assert_eq!(loopback.setup_risks(false), SetupRisks::default());
+
+        use std::os::unix::fs::PermissionsExt;
+        let key = std::env::temp_dir().join(format!("callroute-key-{}", std::process::id()));
+        std::fs::write(&key, "secret\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!("synthflow: {{ api_key_file: {} }}\n", key.display());
+        let config = Config::parse(Path::new("c.yaml"), &text).unwrap();
+        let risks = config.setup_risks(true);
+        assert_eq!(risks.warnings.len(), 1, "{risks:?}");
+        assert!(risks.warnings[0].contains("mode 644"), "{risks:?}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(config.setup_risks(true).warnings.is_empty());
+        let _ = std::fs::remove_file(&key);
     }
 
     #[test]

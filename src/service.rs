@@ -56,6 +56,13 @@ pub async fn run(
     }
     let webhook_secret = config.webhook_secret().map_err(config_error)?;
     let admin_token = config.admin_token().map_err(config_error)?;
+    let risks = config.setup_risks(admin_token.is_some());
+    for warning in &risks.warnings {
+        tracing::warn!("UNSAFE SET-UP: {warning}");
+    }
+    if !risks.refusals.is_empty() {
+        return Err(config_error(risks.refusals.join("; ")));
+    }
     let store = AnyStore::open(&config.store).await.map_err(|e| {
         config_error(format!(
             "cannot open the store {}: {e}",

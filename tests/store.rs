@@ -966,3 +966,31 @@ async fn earlier_calls_to_a_person_are_found_under_any_lead_id(db: &impl Db) {
     assert_eq!(since.len(), 4);
     assert_eq!(since[3].to_number.as_deref(), Some("+13055550124"));
 }
+
+/// A new SQLite store holds leads' numbers and names: readable by its owner only, the WAL
+/// and shared-memory files too, whatever the umask.
+#[tokio::test]
+async fn a_new_sqlite_store_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("callroute-private-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("q.db");
+    let store = SqliteStore::open(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    store
+        .enqueue(&[("a".to_string(), raw("+14155550123"))], t0())
+        .await
+        .unwrap();
+    for name in ["q.db", "q.db-wal", "q.db-shm"] {
+        let mode = std::fs::metadata(dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name}: {mode:o}");
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

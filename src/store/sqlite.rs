@@ -170,6 +170,21 @@ fn ms(t: DateTime<Utc>) -> i64 {
 
 use super::rows::{self, time};
 
+/// Creates the database file `path` (mode 0600) if it does not exist; any query string
+/// (`?mode=…`) is not part of the name. A failure is left to SQLite to report.
+fn create_private(path: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = path.split('?').next().unwrap_or(path);
+    if file.is_empty() || std::path::Path::new(file).exists() {
+        return;
+    }
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file);
+}
+
 impl SqliteStore {
     /// Leads in `state` counted by the value of `column`, most first.
     async fn count_by(
@@ -190,6 +205,9 @@ impl SqliteStore {
     }
 
     /// Opens (creating if needed) `sqlite://PATH`, or `sqlite::memory:` for tests.
+    /// Opens (creating if missing) the store `url` names. A new file is made readable by
+    /// its owner only: it holds leads' numbers and names (SQLite gives its WAL and
+    /// shared-memory files the same mode).
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
         let path = url
             .strip_prefix("sqlite://")
@@ -204,6 +222,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
         let in_memory = path.contains(":memory:");
+        if !in_memory {
+            create_private(path);
+        }
         let options_for_watch = options.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 4 })
