@@ -490,4 +490,68 @@ async fn the_console_asks_for_the_token_once_and_its_session_only_reads() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
+
+    // A session lasts 12 hours: the cookie says so, and a session past its end (signed
+    // right, expired) is refused.
+    assert!(cookie.contains("Max-Age=43200"), "{cookie}");
+    let past = 1_000_000_000u64;
+    let expired = format!(
+        "callroute_session={past}.{}",
+        callroute::synthflow::webhook::sign(
+            common::ADMIN_TOKEN,
+            &format!("callroute console session {past}")
+        )
+    );
+    let old = http
+        .get(format!("{admin}/v1/status"))
+        .header("cookie", &expired)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
+
+    // A form on another site cannot sign anyone in, right token or not.
+    let cross = http
+        .post(format!("{admin}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://evil.example")
+        .body(format!("token={}", common::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    assert!(cross.headers().get("set-cookie").is_none());
+    let cross = http
+        .post(format!("{admin}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "null")
+        .body(format!("token={}", common::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+
+    // Guessing is throttled: after 10 wrong tokens in a minute (one was tried above), even
+    // the right one waits.
+    for _ in 0..9 {
+        let wrong = http
+            .post(format!("{admin}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("token=guess")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+    }
+    let throttled = http
+        .post(format!("{admin}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", common::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers().get("retry-after").is_some());
+    assert!(throttled.headers().get("set-cookie").is_none());
 }

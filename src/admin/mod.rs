@@ -117,7 +117,10 @@ pub fn router<S: Store>(daemon: Arc<Daemon<S>>, webhooks: Webhooks, access: Acce
         .with_state(daemon.clone());
     let login = Router::new()
         .route("/login", post(login))
-        .with_state(access.clone());
+        .with_state(Arc::new(Login {
+            access: access.clone(),
+            wrong: Mutex::new(std::collections::VecDeque::new()),
+        }));
     let reads = Router::new()
         .route("/", get(console))
         .route("/v1/status", get(status::<S>))
@@ -219,21 +222,40 @@ async fn require_read(State(access): State<Arc<Access>>, request: Request, next:
 
 const SESSION_COOKIE: &str = "callroute_session";
 
-/// The console session's cookie value: derived from the token, so it changes when the
-/// token does and never shows the token itself.
-fn session_value(token: &str) -> String {
-    crate::synthflow::webhook::sign(token, "callroute console session")
+/// How long a console session lasts; then the token is asked again.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// The console session's cookie value: `EXPIRES.SIGNATURE`, signed with the token, so it
+/// ends at `EXPIRES` (unix seconds), changes when the token does and never shows it.
+fn session_value(token: &str, expires: u64) -> String {
+    let signature =
+        crate::synthflow::webhook::sign(token, &format!("callroute console session {expires}"));
+    format!("{expires}.{signature}")
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn has_session(token: &str, headers: &HeaderMap) -> bool {
-    let expected = session_value(token);
+    let valid = |value: &str| {
+        let Some((expires, _)) = value.split_once('.') else {
+            return false;
+        };
+        let Ok(expires) = expires.parse::<u64>() else {
+            return false;
+        };
+        expires > unix_now() && same_secret(value, &session_value(token, expires))
+    };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|cookies| cookies.split(';'))
         .filter_map(|cookie| cookie.trim().split_once('='))
-        .any(|(name, value)| name == SESSION_COOKIE && same_secret(value, &expected))
+        .any(|(name, value)| name == SESSION_COOKIE && valid(value))
 }
 
 /// Headers of every page: nothing loaded from elsewhere, no framing, nothing cached.
@@ -279,29 +301,87 @@ struct LoginForm {
     token: String,
 }
 
+/// The sign-in's state: the token, and the wrong tries of the last minute.
+struct Login {
+    access: Arc<Access>,
+    wrong: Mutex<std::collections::VecDeque<Instant>>,
+}
+
+/// Wrong tokens accepted per minute (over every peer); beyond, sign-in waits.
+pub const LOGIN_TRIES_PER_MINUTE: usize = 10;
+
+/// True when the request comes from another site: a browser names the page that sent it
+/// (`Origin`, or `Sec-Fetch-Site`); a form on any other site must not sign anyone in.
+fn cross_site(headers: &HeaderMap) -> bool {
+    // Browsers that send it say it best (the console's `Referrer-Policy: no-referrer` makes
+    // them send `Origin: null` even from its own page).
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false; // not a browser's cross-site request (curl, a script)
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    origin == "null" || origin_host != host
+}
+
 async fn login(
-    State(access): State<Arc<Access>>,
+    State(login): State<Arc<Login>>,
+    headers: HeaderMap,
     form: Result<axum::Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Some(token) = &access.token else {
+    let Some(token) = &login.access.token else {
         return axum::response::Redirect::to("/").into_response();
     };
+    if cross_site(&headers) {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            "Sign in from the console's own page.",
+        );
+    }
+    {
+        let mut wrong = lock(&login.wrong);
+        while wrong
+            .front()
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            wrong.pop_front();
+        }
+        if wrong.len() >= LOGIN_TRIES_PER_MINUTE {
+            let wait = 60 - wrong[0].elapsed().as_secs().min(59);
+            let mut page = login_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many wrong tokens: try again in {wait} s."),
+            );
+            if let Ok(value) = wait.to_string().parse() {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return page;
+        }
+    }
     match form {
-        Ok(axum::Form(form)) if same_secret(form.token.trim(), token) => (
-            StatusCode::SEE_OTHER,
-            [
-                (header::LOCATION, "/".to_string()),
-                (
-                    header::SET_COOKIE,
-                    format!(
-                        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-                        session_value(token)
+        Ok(axum::Form(form)) if same_secret(form.token.trim(), token) => {
+            let lifetime = SESSION_LIFETIME.as_secs();
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, "/".to_string()),
+                    (
+                        header::SET_COOKIE,
+                        format!(
+                            "{SESSION_COOKIE}={}; Path=/; Max-Age={lifetime}; HttpOnly; SameSite=Strict",
+                            session_value(token, unix_now() + lifetime)
+                        ),
                     ),
-                ),
-            ],
-        )
-            .into_response(),
-        Ok(_) => login_page(StatusCode::UNAUTHORIZED, "Wrong token."),
+                ],
+            )
+                .into_response()
+        }
+        Ok(_) => {
+            lock(&login.wrong).push_back(Instant::now());
+            login_page(StatusCode::UNAUTHORIZED, "Wrong token.")
+        }
         Err(_) => login_page(StatusCode::BAD_REQUEST, "Send the form's `token` field."),
     }
 }
