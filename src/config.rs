@@ -41,6 +41,8 @@ struct RawAdmin {
     open_reads: Option<bool>,
     metrics_listen: Option<Spanned<String>>,
     max_connections: Option<Spanned<u32>>,
+    per_peer_connections: Option<Spanned<u32>>,
+    health_reserve: Option<Spanned<u32>>,
     header_timeout: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
 }
@@ -246,6 +248,18 @@ impl Config {
                 &a.max_connections,
                 "max_connections",
                 l.max_connections as u32,
+            ) as usize;
+            l.per_peer = positive(
+                &mut r,
+                &a.per_peer_connections,
+                "per_peer_connections",
+                l.per_peer as u32,
+            ) as usize;
+            l.health_reserve = positive(
+                &mut r,
+                &a.health_reserve,
+                "health_reserve",
+                l.health_reserve as u32,
             ) as usize;
             l.header_timeout = duration(&mut r, &a.header_timeout, l.header_timeout);
             l.request_timeout = duration(&mut r, &a.request_timeout, l.request_timeout);

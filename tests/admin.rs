@@ -243,6 +243,8 @@ async fn slow_idle_and_surplus_connections_are_shed() {
         max_connections: 4,
         header_timeout: Duration::from_millis(400),
         request_timeout: Duration::from_secs(2),
+        health_reserve: 2,
+        per_peer: 64,
     };
     let access = callroute::admin::Access {
         token: Some(common::ADMIN_TOKEN.into()),
@@ -259,23 +261,55 @@ async fn slow_idle_and_surplus_connections_are_shed() {
     let waited = closed_after(&mut slow).await;
     assert!((300..2000).contains(&waited), "closed after {waited} ms");
 
-    // Four idle connections fill the cap: a fifth is closed at once...
+    // Four idle connections fill the cap; the health checks still answer, from the
+    // reserve, and nothing else does there.
     let mut idle = Vec::new();
     for _ in 0..4 {
         idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    for path in ["/healthz", "/readyz"] {
+        let health = fresh().get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(health.status(), 200, "{path} at the cap");
+    }
+    let busy = fresh()
+        .get(format!("{admin}/v1/status"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 503);
+    // The reserve (two here) takes idle connections only briefly; beyond it, a connection
+    // is closed at once.
+    let mut reserved = Vec::new();
+    for _ in 0..2 {
+        reserved.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let mut surplus = tokio::net::TcpStream::connect(&address).await.unwrap();
     let waited = closed_after(&mut surplus).await;
     assert!(waited < 300, "the surplus connection waited {waited} ms");
-    // ...and once the idle ones time out, the listener answers again.
+    for mut connection in reserved {
+        let waited = closed_after(&mut connection).await;
+        assert!(waited < 1000, "a reserve connection idled {waited} ms");
+    }
+    // Once the idle ones time out, the listener answers everything again.
     common::eventually(
         Duration::from_secs(3),
         "the listener answers again",
         || async {
-            reqwest::get(format!("{admin}/healthz"))
+            fresh()
+                .get(format!("{admin}/v1/status"))
+                .bearer_auth(common::ADMIN_TOKEN)
+                .send()
                 .await
-                .is_ok_and(|health| health.status() == 200)
+                .is_ok_and(|status| status.status() == 200)
         },
     )
     .await;
@@ -554,4 +588,60 @@ async fn the_console_asks_for_the_token_once_and_its_session_only_reads() {
     assert_eq!(throttled.status(), 429);
     assert!(throttled.headers().get("retry-after").is_some());
     assert!(throttled.headers().get("set-cookie").is_none());
+}
+
+/// One peer may hold only its share of the connections: beyond it, it gets the health
+/// checks alone, and the rest stays for others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_holds_only_its_share_of_the_connections() {
+    let daemon = idle_daemon().await;
+    let limits = callroute::admin::ServeLimits {
+        max_connections: 8,
+        header_timeout: Duration::from_millis(1500),
+        request_timeout: Duration::from_secs(2),
+        health_reserve: 2,
+        per_peer: 2,
+    };
+    let access = callroute::admin::Access {
+        token: Some(common::ADMIN_TOKEN.into()),
+        open_reads: false,
+    };
+    let admin = common::serve_admin_with(&daemon, access, limits).await;
+    let address = admin.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let status = client
+        .get(format!("{admin}/v1/status"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status.status(),
+        503,
+        "past its share, the peer gets health only"
+    );
+    let health = client.get(format!("{admin}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    drop(idle);
+    common::eventually(
+        Duration::from_secs(3),
+        "the share is free again",
+        || async {
+            client
+                .get(format!("{admin}/v1/status"))
+                .bearer_auth(common::ADMIN_TOKEN)
+                .send()
+                .await
+                .is_ok_and(|s| s.status() == 200)
+        },
+    )
+    .await;
 }

@@ -59,6 +59,13 @@ pub struct ServeLimits {
     pub header_timeout: Duration,
     /// Time to send the body and get the answer.
     pub request_timeout: Duration,
+    /// Connections kept for `/healthz` and `/readyz` once the cap is reached (or a peer has
+    /// its share): one request each, headers within `HEALTH_HEADER_TIMEOUT`. A listener
+    /// flooded with idle or half-sent connections still answers its health checks.
+    pub health_reserve: usize,
+    /// Connections one peer address may hold of `max_connections`; beyond, it gets the
+    /// health reserve only.
+    pub per_peer: usize,
 }
 
 impl Default for ServeLimits {
@@ -67,6 +74,42 @@ impl Default for ServeLimits {
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            health_reserve: 16,
+            per_peer: 64,
+        }
+    }
+}
+
+/// How long a connection of the health reserve may take to send its request's headers.
+pub const HEALTH_HEADER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// On a connection of the health reserve, everything but the health checks is refused.
+async fn health_only(request: Request, next: Next) -> Response {
+    match request.uri().path() {
+        "/healthz" | "/readyz" => next.run(request).await,
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "busy: the admin listener is at its connection limit; only /healthz and /readyz answer\n",
+        )
+            .into_response(),
+    }
+}
+
+/// One peer's connections, counted while they are open.
+struct PeerSlot {
+    peers: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    peer: std::net::IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = lock(&self.peers);
+        if let Some(count) = peers.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                peers.remove(&self.peer);
+            }
         }
     }
 }
@@ -403,15 +446,20 @@ pub async fn serve(
             }
         },
     ));
+    let health_service = hyper_util::service::TowerToHyperService::new(
+        router.clone().layer(middleware::from_fn(health_only)),
+    );
     let service = hyper_util::service::TowerToHyperService::new(router);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let reserve = Arc::new(tokio::sync::Semaphore::new(limits.health_reserve));
+    let peers: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, address)) => (stream, address.ip()),
                 Err(e) => {
                     // Out of file descriptors, typically: wait for connections to close.
                     tracing::warn!("admin listener cannot accept: {e}");
@@ -420,20 +468,47 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("callroute_admin_connections_refused_total").increment(1);
-            drop(stream);
-            continue;
+        let peer_has_room = {
+            let mut peers_now = lock(&peers);
+            let count = peers_now.entry(peer).or_insert(0);
+            *count += 1;
+            *count <= limits.per_peer.max(1)
         };
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .serve_connection(TokioIo::new(stream), service.clone());
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(slot);
-        });
+        let peer_slot = PeerSlot {
+            peers: peers.clone(),
+            peer,
+        };
+        let general = peer_has_room
+            .then(|| slots.clone().try_acquire_owned().ok())
+            .flatten();
+        let builder = |timeout| {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout);
+            builder
+        };
+        if let Some(slot) = general {
+            let connection = builder(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service.clone());
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = connection.await;
+                drop((slot, peer_slot));
+            });
+        } else if let Ok(slot) = reserve.clone().try_acquire_owned() {
+            let connection = builder(HEALTH_HEADER_TIMEOUT.min(limits.header_timeout))
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), health_service.clone());
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = connection.await;
+                drop((slot, peer_slot));
+            });
+        } else {
+            metrics::counter!("callroute_admin_connections_refused_total").increment(1);
+            drop((stream, peer_slot));
+        }
     }
     // Answer what is in flight, briefly.
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
