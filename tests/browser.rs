@@ -265,6 +265,36 @@ async fn the_console_shows_the_running_daemon() {
     let png = browser.screenshot().await.unwrap();
     std::fs::write(screenshot_path("console.png"), png).unwrap();
 
+    // At a phone's width (390 px) nothing scrolls sideways: the numbers table turns into
+    // one labelled card per number.
+    browser.set_window_size(390, 1400).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let widths = browser
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (scroll, inner) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+        if inner <= 400 {
+            assert!(
+                scroll <= inner,
+                "the page is {scroll} px wide in a {inner} px window"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the window never narrowed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(screenshot_path("console-390.png"), png).unwrap();
+    browser.set_window_size(1280, 1500).await.unwrap();
+
     // A broken edit of the rules: the page says the files are broken, where, and that the
     // running rules stay.
     let dir = std::env::temp_dir().join(format!("callroute-console-{}", std::process::id()));
