@@ -163,23 +163,33 @@ async fn the_console_shows_the_running_daemon() {
 
     // A call placed during the test: once the daemon has decided it, the page shows it
     // within one refresh.
-    let answer = reqwest::Client::new()
-        .post(format!("{admin}/v1/leads"))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .header("content-type", "text/csv")
-        .body("id,phone,name,campaign\nbrowser-lead-1,+14155550123,Pat,c\nbrowser-lead-2,+14155550124,Sam,c\nbrowser-lead-3,+14155550125,Kim,c\n")
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success());
-    let started = Instant::now();
-    loop {
-        let status = daemon.status().await.unwrap();
-        if status.decisions.iter().any(|d| d.lead == "browser-lead-3") {
-            break;
+    // One after another: leads enqueued together are claimed in no set order.
+    for (id, phone, name) in [
+        ("browser-lead-1", "+14155550123", "Pat"),
+        ("browser-lead-2", "+14155550124", "Sam"),
+        ("browser-lead-3", "+14155550125", "Kim"),
+    ] {
+        let answer = reqwest::Client::new()
+            .post(format!("{admin}/v1/leads"))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .header("content-type", "text/csv")
+            .body(format!("id,phone,name,campaign\n{id},{phone},{name},c\n"))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success());
+        let started = Instant::now();
+        loop {
+            let status = daemon.status().await.unwrap();
+            if status.decisions.iter().any(|d| d.lead == id) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{id} never decided"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "never decided");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let summary = wait_for_text(
         &browser,
