@@ -440,6 +440,17 @@ async fn the_console_asks_for_the_token_once_and_its_session_only_reads() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // A sign-in form posted with `token` and the extra headers a browser would send.
+    let login = |token: &str, headers: &[(&str, &str)]| {
+        let mut request = http
+            .post(format!("{admin}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
     // Without the token: the sign-in page, not the console, and no status.
     let page = http.get(format!("{admin}/")).send().await.unwrap();
     assert_eq!(page.status(), 401);
@@ -454,24 +465,12 @@ async fn the_console_asks_for_the_token_once_and_its_session_only_reads() {
     let body = page.text().await.unwrap();
     assert!(body.contains(r#"<form method="post" action="/login">"#));
     assert!(!body.contains("/v1/status"));
-    let wrong = http
-        .post(format!("{admin}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=guess")
-        .send()
-        .await
-        .unwrap();
+    let wrong = login("guess", &[]).await.unwrap();
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
 
     // The token, once: a session cookie that is not the token itself.
-    let signed_in = http
-        .post(format!("{admin}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={}", common::ADMIN_TOKEN))
-        .send()
-        .await
-        .unwrap();
+    let signed_in = login(common::ADMIN_TOKEN, &[]).await.unwrap();
     assert_eq!(signed_in.status(), 303);
     assert_eq!(signed_in.headers()["location"], "/");
     let cookie = signed_in.headers()["set-cookie"]
@@ -545,46 +544,26 @@ async fn the_console_asks_for_the_token_once_and_its_session_only_reads() {
     assert_eq!(old.status(), 401);
 
     // A form on another site cannot sign anyone in, right token or not.
-    let cross = http
-        .post(format!("{admin}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("origin", "https://evil.example")
-        .body(format!("token={}", common::ADMIN_TOKEN))
-        .send()
+    let cross = login(common::ADMIN_TOKEN, &[("origin", "https://evil.example")])
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
     assert!(cross.headers().get("set-cookie").is_none());
-    let cross = http
-        .post(format!("{admin}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("sec-fetch-site", "cross-site")
-        .header("origin", "null")
-        .body(format!("token={}", common::ADMIN_TOKEN))
-        .send()
-        .await
-        .unwrap();
+    let cross = login(
+        common::ADMIN_TOKEN,
+        &[("sec-fetch-site", "cross-site"), ("origin", "null")],
+    )
+    .await
+    .unwrap();
     assert_eq!(cross.status(), 403);
 
     // Guessing is throttled: after 10 wrong tokens in a minute (one was tried above), even
     // the right one waits.
     for _ in 0..9 {
-        let wrong = http
-            .post(format!("{admin}/login"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("token=guess")
-            .send()
-            .await
-            .unwrap();
+        let wrong = login("guess", &[]).await.unwrap();
         assert_eq!(wrong.status(), 401);
     }
-    let throttled = http
-        .post(format!("{admin}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={}", common::ADMIN_TOKEN))
-        .send()
-        .await
-        .unwrap();
+    let throttled = login(common::ADMIN_TOKEN, &[]).await.unwrap();
     assert_eq!(throttled.status(), 429);
     assert!(throttled.headers().get("retry-after").is_some());
     assert!(throttled.headers().get("set-cookie").is_none());

@@ -490,17 +490,20 @@ fn a_hung_api_never_starves_the_watchdog() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn pool_plan_exits_2_until_apply_and_numbers_rest_is_kept_and_audited() {
-    let dir = std::env::temp_dir().join(format!("callroute-pool-cli-{}", std::process::id()));
+/// A scratch directory for the pool commands: a simulator whose agent `m-1` has SF and
+/// Miami attached (`sim_extra`: more of its configuration), managed rules with SF and New
+/// York, and a configuration naming both. Returns the directory, the simulator and the
+/// configuration's path.
+fn pool_scratch(name: &str, sim_extra: &str) -> (std::path::PathBuf, Killed, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("callroute-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("rules")).unwrap();
     std::fs::write(
         dir.join("sim.yaml"),
-        "api_key: k\nput_replaces: true\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\", \"+13055550105\"]\n",
+        format!("api_key: k\nput_replaces: true\n{sim_extra}agents:\n  - model_id: m-1\n    attached: [\"+14155550100\", \"+13055550105\"]\n"),
     )
     .unwrap();
-    let (mut simulator, base) = start_simulator(&dir.join("sim.yaml"));
+    let (simulator, base) = start_simulator(&dir.join("sim.yaml"));
     std::fs::write(
         dir.join("rules/rules.yaml"),
         rules("+14155550100")
@@ -518,6 +521,12 @@ fn pool_plan_exits_2_until_apply_and_numbers_rest_is_kept_and_audited() {
         ),
     )
     .unwrap();
+    (dir, simulator, config)
+}
+
+#[test]
+fn pool_plan_exits_2_until_apply_and_numbers_rest_is_kept_and_audited() {
+    let (dir, mut simulator, config) = pool_scratch("pool-cli", "");
     let callroute = |args: &[&str]| {
         Command::new(BIN)
             .args(args)
@@ -625,33 +634,8 @@ fn pool_plan_exits_2_until_apply_and_numbers_rest_is_kept_and_audited() {
 /// printing pool command ends quietly when its reader has gone.
 #[test]
 fn pool_apply_names_a_refused_number_and_never_says_applied() {
-    let dir = std::env::temp_dir().join(format!("callroute-pool-refused-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("rules")).unwrap();
     // New York (+12125550107) is in the rules but not the workspace's.
-    std::fs::write(
-        dir.join("sim.yaml"),
-        "api_key: k\nput_replaces: true\nworkspace_numbers: []\nagents:\n  - model_id: m-1\n    attached: [\"+14155550100\", \"+13055550105\"]\n",
-    )
-    .unwrap();
-    let (mut simulator, base) = start_simulator(&dir.join("sim.yaml"));
-    std::fs::write(
-        dir.join("rules/rules.yaml"),
-        rules("+14155550100")
-            .replace("model_id: m-1", "model_id: m-1, manage_pool: true")
-            .replace("numbers: [\"+14155550100\"]", "numbers: all"),
-    )
-    .unwrap();
-    let config = dir.join("callroute.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "synthflow: {{ base_url: \"{base}\" }}\nrules: {}\nstore: sqlite://{}\n",
-            dir.join("rules").display(),
-            dir.join("q.db").display()
-        ),
-    )
-    .unwrap();
+    let (dir, mut simulator, config) = pool_scratch("pool-refused", "workspace_numbers: []\n");
     let command = |args: &[&str]| {
         let mut command = Command::new(BIN);
         command

@@ -294,6 +294,19 @@ impl<S: Store> Shared<S> {
             .record(started.elapsed().as_secs_f64());
     }
 
+    /// Puts a claimed lead back in the queue, due now and untouched, while its account's
+    /// dialing is paused (`code` and `reason` say why).
+    async fn paused(
+        &self,
+        stored: &StoredLead,
+        code: &str,
+        reason: &str,
+    ) -> Result<(), DaemonError> {
+        let now = self.config.clock.now();
+        self.store.defer(&stored.id, now, code, reason, now).await?;
+        Ok(())
+    }
+
     pub(super) async fn handle(
         self: Arc<Self>,
         stored: StoredLead,
@@ -317,15 +330,11 @@ impl<S: Store> Shared<S> {
         };
         if account.auth_failed.load(Ordering::SeqCst) {
             // Back to the queue, untouched, until the key works again.
-            let now = self.config.clock.now();
             let reason = format!(
                 "dialing paused: Synthflow refused the API key of account `{}`",
                 account.name
             );
-            self.store
-                .defer(&stored.id, now, "api_key_refused", &reason, now)
-                .await?;
-            return Ok(());
+            return self.paused(&stored, "api_key_refused", &reason).await;
         }
         // A live-call slot first: waiting for it costs nothing and a defer gives it back.
         let mut shutdown = self.shutdown.clone();
@@ -348,15 +357,11 @@ impl<S: Store> Shared<S> {
                 // may hold the account's slots until it answers): back to the queue,
                 // untouched; the loop asks the API until it answers.
                 drop(permit);
-                let now = self.config.clock.now();
                 let reason = format!(
                     "dialing paused: Synthflow is not answering account `{}`",
                     account.name
                 );
-                self.store
-                    .defer(&stored.id, now, "api_not_answering", &reason, now)
-                    .await?;
-                return Ok(());
+                return self.paused(&stored, "api_not_answering", &reason).await;
             }
             // Decisions use the rules of the moment they are made, after every wait: a
             // reload while this lead waited for its slot or its pacing beat applies to it.

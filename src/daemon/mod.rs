@@ -373,7 +373,9 @@ impl<S: Store> Daemon<S> {
         accounts: Vec<AccountSetup>,
         config: DaemonConfig,
     ) -> Result<Daemon<S>, DaemonError> {
-        Daemon::open(store, rules, accounts, config, true).await
+        let daemon = Daemon::open_with_accounts(store, rules, accounts, config).await?;
+        daemon.read_pools_at_start().await?;
+        Ok(daemon)
     }
 
     /// Everything `start_with_accounts` does but reading the pools: a service listens and
@@ -384,16 +386,6 @@ impl<S: Store> Daemon<S> {
         rules: Arc<RuleSet>,
         accounts: Vec<AccountSetup>,
         config: DaemonConfig,
-    ) -> Result<Daemon<S>, DaemonError> {
-        Daemon::open(store, rules, accounts, config, false).await
-    }
-
-    async fn open(
-        store: S,
-        rules: Arc<RuleSet>,
-        accounts: Vec<AccountSetup>,
-        config: DaemonConfig,
-        read_pools: bool,
     ) -> Result<Daemon<S>, DaemonError> {
         let accounts: Vec<Arc<Account>> = accounts
             .into_iter()
@@ -480,9 +472,6 @@ impl<S: Store> Daemon<S> {
             .shared
             .refresh_pools_now
             .store(true, Ordering::SeqCst);
-        if read_pools {
-            daemon.read_pools_at_start().await?;
-        }
         Ok(daemon)
     }
 
