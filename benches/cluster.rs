@@ -210,6 +210,7 @@ async fn commit_latencies(schema: &str, writers: usize, count: usize) -> Vec<u12
                         exempt: Vec::new(),
                         now,
                     }),
+                    person_calls: None,
                 };
                 let started = Instant::now();
                 let _ = store.begin_attempt_checked(&attempt, &guard).await.unwrap();

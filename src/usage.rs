@@ -34,6 +34,10 @@ pub struct PoolState {
     /// Recent calls to each person's number, whatever lead id they were made under: the
     /// laws' caps (FL, OK, MD: 3 in 24 h) count calls to the person, not to a row.
     called: HashMap<E164, VecDeque<DateTime<Utc>>>,
+    /// Uses taken back (not placed), by lead key and epoch millisecond: a ledger read made
+    /// before the take-back (a claim's history, a refused commit) can deliver the use after
+    /// it, and must not count it again.
+    undone: HashSet<(String, i64)>,
 }
 
 /// Recent uses of one caller ID, oldest first.
@@ -296,11 +300,24 @@ impl PoolState {
         at: DateTime<Utc>,
     ) -> bool {
         let ms = at.timestamp_millis();
+        if self.undone.contains(&(lead_key.to_string(), ms)) {
+            return false;
+        }
         if self
             .leads
             .get(lead_key)
             .is_some_and(|h| h.attempts.iter().any(|t| t.timestamp_millis() == ms))
         {
+            // Known as the lead's use, but perhaps not as a call to its person (learnt
+            // before the number called was known): a commit that found it unknown must
+            // not find it unknown again.
+            if let Some(called) = called {
+                let calls = self.called.entry(called).or_default();
+                if !calls.iter().any(|t| t.timestamp_millis() == ms) {
+                    insert_sorted(calls, at);
+                    prune(calls, at);
+                }
+            }
             return false;
         }
         self.record_for_key(number, lead_key, called, at);
@@ -330,6 +347,8 @@ impl PoolState {
         called: Option<E164>,
         at: DateTime<Utc>,
     ) {
+        self.undone
+            .insert((lead_key.to_string(), at.timestamp_millis()));
         if let Some(calls) = called.and_then(|c| self.called.get_mut(&c))
             && let Some(index) = calls.iter().position(|&t| t == at)
         {
@@ -371,6 +390,8 @@ impl PoolState {
     /// assignments expired, and their lifetime count comes back from the store
     /// (`note_total_attempts`) if they are ever decided again. Keeps memory bounded.
     pub fn forget_leads_idle_since(&mut self, cutoff: DateTime<Utc>) {
+        let cutoff_ms = cutoff.timestamp_millis();
+        self.undone.retain(|(_, at)| *at >= cutoff_ms);
         self.called
             .retain(|_, calls| calls.back().is_some_and(|&at| at >= cutoff));
         self.leads.retain(|_, history| {
@@ -381,6 +402,19 @@ impl PoolState {
 
     pub fn lead_history(&self, lead_key: &str) -> Option<&LeadHistory> {
         self.leads.get(lead_key)
+    }
+
+    /// Calls to the person's number `called` at or after `since`, in epoch milliseconds
+    /// (what a commit-time check compares with the ledger).
+    pub fn calls_to_ms_since(&self, called: E164, since: DateTime<Utc>) -> Vec<i64> {
+        self.called.get(&called).map_or_else(Vec::new, |calls| {
+            let first = calls.partition_point(|&t| t < since);
+            calls
+                .iter()
+                .skip(first)
+                .map(|t| t.timestamp_millis())
+                .collect()
+        })
     }
 
     /// Calls to the person's number `called` at or after `since`, under any lead id.
@@ -640,6 +674,56 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc)
             + Duration::minutes(minute)
+    }
+
+    /// A use learnt without the number it called (an old feed line), then found by a
+    /// commit's person check: learning it again must count the call to the person, or the
+    /// commit would find it unknown for ever.
+    #[test]
+    fn a_known_use_learnt_again_with_its_person_counts_the_call() {
+        let mut pool = PoolState::default();
+        let number = E164::parse("+14155550100").unwrap();
+        let person = E164::parse("+13055550123").unwrap();
+        assert!(pool.learn(number, "row-1", None, t(0)));
+        assert!(pool.calls_to_ms_since(person, t(-1)).is_empty());
+        assert!(
+            !pool.learn(number, "row-1", Some(person), t(0)),
+            "not a new use"
+        );
+        assert_eq!(
+            pool.calls_to_ms_since(person, t(-1)),
+            [t(0).timestamp_millis()]
+        );
+        assert_eq!(
+            pool.uses_ms_since(number, t(-1)).len(),
+            1,
+            "nor counted twice"
+        );
+        pool.learn(number, "row-1", Some(person), t(0));
+        assert_eq!(pool.calls_to_since(person, t(-1)), 1);
+    }
+
+    /// A use taken back (not placed) and then delivered by a ledger read made before the
+    /// take-back is not counted: a phantom call would keep a person under a cap for a day.
+    #[test]
+    fn a_use_taken_back_is_not_learnt_again_from_an_older_read() {
+        let mut pool = PoolState::default();
+        let number = E164::parse("+14155550100").unwrap();
+        let person = E164::parse("+13055550123").unwrap();
+        assert!(pool.learn(number, "row-1", Some(person), t(0)));
+        pool.forget(number, "row-1", Some(person), t(0));
+        assert!(!pool.learn(number, "row-1", Some(person), t(0)));
+        assert_eq!(pool.calls_to_since(person, t(-1)), 0);
+        assert!(pool.uses_ms_since(number, t(-1)).is_empty());
+        assert!(
+            pool.learn(number, "row-1", Some(person), t(1)),
+            "a later attempt counts"
+        );
+        pool.forget_leads_idle_since(t(2));
+        assert!(
+            pool.undone.is_empty(),
+            "take-backs are forgotten with the leads"
+        );
     }
 
     #[test]

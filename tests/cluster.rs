@@ -94,8 +94,31 @@ fn simulator() -> Simulator {
     })
 }
 
-/// Rules, configuration and `leads` leads in a scratch directory; the store is `schema`.
+/// Rules, configuration and `leads` leads (each its own person) in a scratch directory;
+/// the store is `schema`.
 fn set_up(name: &str, schema: &str, base: &str, leads: usize, lease: &str) -> Cluster {
+    let mut csv = String::from("id,phone,name,campaign\n");
+    for i in 0..leads {
+        csv += &format!(
+            "L{i},+1{}555{:04},N{i},c\n",
+            ["415", "212", "617", "312"][i % 4],
+            2000 + i / 4
+        );
+    }
+    set_up_with(name, schema, base, lease, "", &csv, leads)
+}
+
+/// `set_up` with `extra_rules` appended to the rules file and the lead file `csv`
+/// (`leads` rows).
+fn set_up_with(
+    name: &str,
+    schema: &str,
+    base: &str,
+    lease: &str,
+    extra_rules: &str,
+    csv: &str,
+    leads: usize,
+) -> Cluster {
     let dir = std::env::temp_dir().join(format!("callroute-cluster-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("rules")).unwrap();
@@ -108,7 +131,7 @@ fn set_up(name: &str, schema: &str, base: &str, leads: usize, lease: &str) -> Cl
         format!(
             "agents: {{ a: {{ model_id: m-1 }} }}\nlimits: {{ default: {{ per_minute: {PER_MINUTE}, min_gap: {MIN_GAP_MS}ms }} }}\nnumbers:\n{listed}\
 calling_hours:\n  default: {{ days: [mon, tue, wed, thu, fri, sat, sun], start: \"00:00\", end: \"24:00\" }}\nstate_laws: false\n\
-campaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n"
+campaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      - numbers: all\n{extra_rules}"
         ),
     )
     .unwrap();
@@ -124,14 +147,6 @@ campaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      -
         ),
     )
     .unwrap();
-    let mut csv = String::from("id,phone,name,campaign\n");
-    for i in 0..leads {
-        csv += &format!(
-            "L{i},+1{}555{:04},N{i},c\n",
-            ["415", "212", "617", "312"][i % 4],
-            2000 + i / 4
-        );
-    }
     std::fs::write(dir.join("leads.csv"), csv).unwrap();
     let cluster = Cluster {
         dir,
@@ -317,6 +332,86 @@ async fn three_daemons_call_each_lead_once_within_every_limit() {
     .await
     .unwrap_or_default();
     eprintln!("attempts by member: {attempts_by_member:?}");
+}
+
+/// A 24 h cap counts calls to the person under any lead id, across daemons: each person
+/// is five rows of the list, spread over the daemons' claims, and is called three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_keep_a_persons_cap_across_lead_ids() {
+    let Some(schema) = common::pg_schema("cluster_person").await else {
+        return;
+    };
+    const PERSONS: usize = 40;
+    const ROWS: usize = 5;
+    const CAP: usize = 3;
+    let mut csv = String::from("id,phone,name,campaign\n");
+    // Row-major, so each daemon's claim holds rows of every person.
+    for row in 0..ROWS {
+        for person in 0..PERSONS {
+            csv += &format!("R{row}-P{person:02},+1305555{:04},N,c\n", 2000 + person);
+        }
+    }
+    let sim = simulator();
+    let base = serve(&sim);
+    let extra = format!("lead_attempts:\n  default: {{ per_24h: {CAP} }}\n");
+    let mut cluster = set_up_with("person", &schema, &base, "5s", &extra, &csv, PERSONS * ROWS);
+    for _ in 0..3 {
+        cluster.start_daemon();
+    }
+    let calls = PERSONS * CAP;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let unsettled = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM leads WHERE state NOT IN ('completed', 'failed', 'rejected', 'deferred')",
+        )
+        .fetch_one(&mut cluster.db().await)
+        .await
+        .unwrap()
+    };
+    while (unsettled().await > 0 || sim.log().len() < calls) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Anything extra would show now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deferred: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT id, reason, due_at FROM leads WHERE state = 'deferred' ORDER BY id")
+            .fetch_all(&mut cluster.db().await)
+            .await
+            .unwrap();
+    let unsettled: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, state, reason FROM leads WHERE state NOT IN ('completed', 'deferred')",
+    )
+    .fetch_all(&mut cluster.db().await)
+    .await
+    .unwrap();
+    cluster.stop_all();
+    let logs = cluster.logs();
+    let mut by_person: HashMap<String, usize> = HashMap::new();
+    for call in sim.log() {
+        *by_person.entry(call.request.phone.clone()).or_default() += 1;
+    }
+    let over: Vec<_> = by_person.iter().filter(|(_, n)| **n > CAP).collect();
+    assert!(
+        over.is_empty(),
+        "persons called over the cap: {over:?}\n{logs}"
+    );
+    assert_eq!(by_person.len(), PERSONS, "every person called\n{logs}");
+    let under: Vec<_> = by_person.iter().filter(|(_, n)| **n < CAP).collect();
+    assert!(
+        under.is_empty(),
+        "persons called under the cap: {under:?}\nnot done: {unsettled:?}\ndeferred: {deferred:?}\n{logs}"
+    );
+    assert_eq!(
+        deferred.len(),
+        PERSONS * (ROWS - CAP),
+        "{deferred:?}\n{logs}"
+    );
+    assert!(
+        deferred
+            .iter()
+            .all(|(_, reason, _)| reason.contains("any lead")),
+        "the rest wait for the person's cap: {deferred:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

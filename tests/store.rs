@@ -14,7 +14,7 @@ use callroute::store::postgres::PgStore;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{
     AttemptGuard, AttemptQuery, AttemptStatus, AuditEntry, Begun, LeadState, MemberInfo,
-    NewAttempt, NotPlaced, NumberUses, Store, SuppressionGuard,
+    NewAttempt, NotPlaced, NumberUses, PersonCalls, Store, SuppressionGuard,
 };
 
 /// Handles on one store, as several processes would open it.
@@ -98,6 +98,7 @@ suite!(
     claims_are_owned_by_one_member,
     a_member_whose_lease_expired_is_taken_over_once,
     a_commit_refuses_a_number_used_since_the_decision,
+    a_commit_refuses_a_person_called_since_the_decision,
     a_commit_refuses_an_account_at_its_live_call_limit,
     pacing_beats_are_shared_and_paused_together,
     a_commit_refuses_a_second_already_full,
@@ -618,6 +619,74 @@ async fn a_commit_refuses_a_number_used_since_the_decision(db: &impl Db) {
     assert!(
         matches!(again, Begun::Written(_)),
         "with every use counted: {again:?}"
+    );
+}
+
+/// The laws' 24 h caps count calls to the person: a daemon that decided lead `row-4`
+/// without the calls another daemon made to the same number under `row-1`..`row-3` (from
+/// other caller IDs, so no number's check sees them) must not commit.
+async fn a_commit_refuses_a_person_called_since_the_decision(db: &impl Db) {
+    let (a, b) = (db.handle().await, db.handle().await);
+    a.join(&info("a")).await.unwrap();
+    b.join(&info("b")).await.unwrap();
+    let person = "+13055550123";
+    let earlier: Vec<_> = (1..=3).map(|i| (format!("row-{i}"), raw(person))).collect();
+    a.enqueue(&earlier, t0()).await.unwrap();
+    assert_eq!(a.claim_due(t0(), 10).await.unwrap().len(), 3);
+    b.enqueue(&[("row-4".to_string(), raw(person))], t0())
+        .await
+        .unwrap();
+    assert_eq!(b.claim_due(t0(), 10).await.unwrap().len(), 1);
+    let guard = |known: Vec<i64>| AttemptGuard {
+        person_calls: Some(PersonCalls {
+            to_number: person.to_string(),
+            uses: NumberUses {
+                since: t0() - Duration::hours(24),
+                known_ms: known,
+            },
+        }),
+        ..AttemptGuard::default()
+    };
+    for i in 1..=3 {
+        let lead = format!("row-{i}");
+        let from = format!("+1305555010{i}");
+        let new = NewAttempt {
+            to_number: Some(person),
+            ..attempt(&lead, &from, t0() + Duration::minutes(i))
+        };
+        let known = (1..i)
+            .map(|k| (t0() + Duration::minutes(k)).timestamp_millis())
+            .collect();
+        let begun = a.begin_attempt_checked(&new, &guard(known)).await.unwrap();
+        assert!(matches!(begun, Begun::Written(_)), "{lead}: {begun:?}");
+    }
+    let at = t0() + Duration::minutes(10);
+    let fourth = NewAttempt {
+        to_number: Some(person),
+        ..attempt("row-4", "+13055550109", at)
+    };
+    let stale = b
+        .begin_attempt_checked(&fourth, &guard(vec![]))
+        .await
+        .unwrap();
+    let Begun::Stale(unknown) = stale else {
+        panic!("b decided without a's three calls to the person: {stale:?}");
+    };
+    let ids: Vec<&str> = unknown.iter().map(|a| a.lead_id.as_str()).collect();
+    assert_eq!(ids, ["row-1", "row-2", "row-3"]);
+    assert_eq!(
+        b.lead("row-4").await.unwrap().unwrap().state,
+        LeadState::Claimed,
+        "a refused commit changes nothing"
+    );
+    let known = unknown.iter().map(|a| a.at.timestamp_millis()).collect();
+    let again = b
+        .begin_attempt_checked(&fourth, &guard(known))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Begun::Written(_)),
+        "with every call counted: {again:?}"
     );
 }
 

@@ -375,10 +375,10 @@ impl<S: Store> Shared<S> {
                 paced = true;
                 continue;
             }
-            // The number's uses as the decision counted them (read under the same lock as
-            // the decision: the feed may add uses after it, which the commit must then see
-            // as unknown).
-            let (rules, now, decision, route, trace, number_uses) = first;
+            // The number's uses and the person's calls as the decision counted them (read
+            // under the same lock as the decision: the feed may add uses after it, which
+            // the commit must then see as unknown).
+            let (rules, now, decision, route, trace, counted) = first;
             if let Decision::Dial {
                 from_phone_number,
                 model_id,
@@ -401,10 +401,10 @@ impl<S: Store> Shared<S> {
                     return Ok(());
                 }
                 let guard = crate::store::AttemptGuard {
-                    number_uses,
                     concurrency: Some(account.concurrency),
                     per_second: Some(account.attempts_per_second),
                     suppression: Some(Self::suppression_guard(&rules, &lead, now)),
+                    ..counted
                 };
                 let from = from_phone_number.to_string();
                 let to = lead.phone.to_string();
@@ -595,6 +595,30 @@ impl<S: Store> Shared<S> {
         })
     }
 
+    /// The calls to the lead's person the decision counted, when a law's 24 h cap counts
+    /// them (the trace lists the caps it checked).
+    fn person_guard(
+        pool: &PoolState,
+        trace: &crate::engine::Trace,
+        lead: &Lead,
+        now: DateTime<Utc>,
+    ) -> Option<crate::store::PersonCalls> {
+        if !trace.attempt_counts.iter().any(|c| c.window == "per_24h") {
+            return None;
+        }
+        // Whole milliseconds, as the ledger keeps them.
+        let since_ms =
+            (now - chrono::Duration::hours(24) - chrono::Duration::seconds(1)).timestamp_millis();
+        let since = DateTime::<Utc>::from_timestamp_millis(since_ms)?;
+        Some(crate::store::PersonCalls {
+            to_number: lead.phone.to_string(),
+            uses: crate::store::NumberUses {
+                since,
+                known_ms: pool.calls_to_ms_since(lead.phone, since),
+            },
+        })
+    }
+
     /// Decides `lead` now with the running rules; returns the snapshot it decided on (one
     /// decision finishes on one snapshot: the call request is built from the same rules).
     pub(super) fn decide_now(
@@ -606,22 +630,33 @@ impl<S: Store> Shared<S> {
         Decision,
         String,
         crate::engine::Trace,
-        Option<crate::store::NumberUses>,
+        crate::store::AttemptGuard,
     ) {
         let rules = self.rules.load_full();
-        let (decision, trace, number_uses) = {
+        let (decision, trace, counted) = {
             let pool = lock(&self.pool);
             let now = self.config.clock.now();
             let (decision, trace) = decide(&rules, lead, &pool, now);
-            let number_uses = match &decision {
+            let counted = match &decision {
                 Decision::Dial {
                     from_phone_number,
                     route,
                     ..
-                } => Self::number_guard(&pool, &rules, lead, route, *from_phone_number, now),
-                _ => None,
+                } => crate::store::AttemptGuard {
+                    number_uses: Self::number_guard(
+                        &pool,
+                        &rules,
+                        lead,
+                        route,
+                        *from_phone_number,
+                        now,
+                    ),
+                    person_calls: Self::person_guard(&pool, &trace, lead, now),
+                    ..crate::store::AttemptGuard::default()
+                },
+                _ => crate::store::AttemptGuard::default(),
             };
-            (decision, trace, number_uses)
+            (decision, trace, counted)
         };
         let now = trace.now.unwrap_or_else(Utc::now);
         for excluded in &trace.excluded {
@@ -635,7 +670,7 @@ impl<S: Store> Shared<S> {
             .find(|r| r.matched)
             .map(|r| r.route.to_string())
             .unwrap_or_default();
-        (rules, now, decision, route, trace, number_uses)
+        (rules, now, decision, route, trace, counted)
     }
 
     /// One counter per decision actually acted on, labelled by campaign, route, outcome and

@@ -277,6 +277,10 @@ impl Retries {
 
 struct Shared<S: Store> {
     store: S,
+    /// Other members' attempts, subscribed before the ledger was read at start (an attempt
+    /// undone between the read and the subscription would otherwise be counted for a
+    /// day); `run` follows it.
+    feed: Mutex<Option<tokio::sync::broadcast::Receiver<crate::store::FedAttempt>>>,
     retries: Retries,
     /// The accounts, the first being the one of agents that name none.
     accounts: Vec<Arc<Account>>,
@@ -397,6 +401,7 @@ impl<S: Store> Daemon<S> {
         let mut pool = PoolState::new(now.timestamp_millis() as u64);
         let lookback = usage_lookback(&rules);
         let mut last_attempts: HashMap<String, DateTime<Utc>> = HashMap::new();
+        let feed = store.attempt_feed();
         for attempt in store.attempts_since(now - lookback).await? {
             let last = last_attempts
                 .entry(attempt.account.clone())
@@ -428,6 +433,7 @@ impl<S: Store> Daemon<S> {
             shared: Arc::new(Shared {
                 member: members::Membership::new(),
                 store,
+                feed: Mutex::new(feed),
                 retries: Retries::default(),
                 rules: ArcSwap::new(rules),
                 accounts,
@@ -552,9 +558,8 @@ impl<S: Store> Daemon<S> {
         shared.unless_stopped(shared.sync_rest_attachments()).await;
         shared.adopt(taken);
         let heartbeat = tokio::spawn(shared.clone().keep_membership());
-        let feed = shared
-            .store
-            .attempt_feed()
+        let feed = lock(&shared.feed)
+            .take()
             .map(|feed| tokio::spawn(shared.clone().follow_feed(feed)));
         let stop = self.stop.clone();
         let main = async {

@@ -243,6 +243,10 @@ pub struct AttemptGuard {
     /// window). The attempt is written only if the ledger holds no other use of the number
     /// since then. `None`: the number has no limit to keep.
     pub number_uses: Option<NumberUses>,
+    /// The calls to the lead's person the decision counted, for a law's cap that counts
+    /// calls to a person under any lead id: the attempt is written only if the ledger
+    /// holds no other call to `to_number` since `uses.since`. `None`: no such cap applies.
+    pub person_calls: Option<PersonCalls>,
     /// The account's live-call limit: the attempt is written only while fewer attempts of
     /// the account are open (in doubt or live).
     pub concurrency: Option<u32>,
@@ -290,13 +294,19 @@ pub struct NumberUses {
     pub known_ms: Vec<i64>,
 }
 
+#[derive(Debug, Clone)]
+pub struct PersonCalls {
+    pub to_number: String,
+    pub uses: NumberUses,
+}
+
 /// What `begin_attempt_checked` did.
 #[derive(Debug, Clone)]
 pub enum Begun {
     /// Written, with this attempt id.
     Written(i64),
-    /// Not written: the ledger has uses of the number the decision did not count (another
-    /// daemon's). Learn them and decide again.
+    /// Not written: the ledger has uses of the number, or calls to the person, the decision
+    /// did not count (another daemon's). Learn them and decide again.
     Stale(Vec<Attempt>),
     /// Not written: the account has `live` open attempts, at its limit.
     AccountBusy { live: u32 },
@@ -307,6 +317,23 @@ pub enum Begun {
     NotOwned,
     /// Not written: the number was put on a store-kept suppression list since the decision.
     Suppressed(Vec<crate::compliance::StoredEntry>),
+}
+
+/// What a commit compares with the ledger, in lock order: the ledger column, its value,
+/// and the uses the decision counted.
+fn ledger_checks<'a>(
+    attempt: &'a NewAttempt<'_>,
+    guard: &'a AttemptGuard,
+) -> impl Iterator<Item = (&'static str, &'a str, &'a NumberUses)> {
+    let number = guard
+        .number_uses
+        .iter()
+        .map(|uses| ("from_number", attempt.from_number, uses));
+    let person = guard
+        .person_calls
+        .iter()
+        .map(|person| ("to_number", person.to_number.as_str(), &person.uses));
+    number.chain(person)
 }
 
 /// The ledger's uses of a number that `known_ms` does not account for (compared as

@@ -892,17 +892,27 @@ impl Store for PgStore {
         if owned.rows_affected() == 0 {
             return Ok(Begun::NotOwned);
         }
-        if let Some(uses) = &guard.number_uses {
-            // One commit per number at a time, whoever makes it.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('callroute number ' || $1))")
-                .bind(attempt.from_number)
+        for (column, value, uses) in super::ledger_checks(attempt, guard) {
+            // One commit per number, and per called person, at a time, whoever makes it
+            // (the number's lock first: the order is fixed, so two commits never wait on
+            // each other).
+            // (Keyed as before persons had locks: a daemon of the last version still
+            // shares the numbers' locks during a rolling upgrade.)
+            let kind = if column == "from_number" {
+                "number"
+            } else {
+                "person"
+            };
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('callroute ' || $1 || ' ' || $2))")
+                .bind(kind)
+                .bind(value)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
             let rows = sqlx::query(AssertSqlSafe(format!(
-                "{ATTEMPT_SELECT} WHERE a.from_number = $1 AND a.at >= $2 AND (r.status IS NULL OR r.status != 'not_placed')"
+                "{ATTEMPT_SELECT} WHERE a.{column} = $1 AND a.at >= $2 AND (r.status IS NULL OR r.status != 'not_placed')"
             )))
-            .bind(attempt.from_number)
+            .bind(value)
             .bind(ms(uses.since))
             .fetch_all(&mut *tx)
             .await

@@ -771,11 +771,11 @@ impl Store for SqliteStore {
         if owned.rows_affected() == 0 {
             return Ok(Begun::NotOwned);
         }
-        if let Some(uses) = &guard.number_uses {
+        for (column, value, uses) in super::ledger_checks(attempt, guard) {
             let rows = sqlx::query(AssertSqlSafe(format!(
-                "{ATTEMPT_SELECT} WHERE a.from_number = ? AND a.at >= ? AND (r.status IS NULL OR r.status != 'not_placed')"
+                "{ATTEMPT_SELECT} WHERE a.{column} = ? AND a.at >= ? AND (r.status IS NULL OR r.status != 'not_placed')"
             )))
-            .bind(attempt.from_number)
+            .bind(value)
             .bind(ms(uses.since))
             .fetch_all(&mut *tx)
             .await
