@@ -69,6 +69,7 @@ struct RawDialing {
     retry_base: Option<Spanned<String>>,
     retry_max: Option<Spanned<String>>,
     reconcile_delay: Option<Spanned<String>>,
+    absent_after: Option<Spanned<String>>,
     drain_timeout: Option<Spanned<String>>,
     idle_poll: Option<Spanned<String>>,
     lease: Option<Spanned<String>>,
@@ -272,6 +273,7 @@ impl Config {
             c.retry_base = duration(&mut r, &d.retry_base, c.retry_base);
             c.retry_max = duration(&mut r, &d.retry_max, c.retry_max);
             c.reconcile_delay = duration(&mut r, &d.reconcile_delay, c.reconcile_delay);
+            c.absent_after = duration(&mut r, &d.absent_after, c.absent_after);
             c.drain_timeout = duration(&mut r, &d.drain_timeout, c.drain_timeout);
             c.idle_poll = duration(&mut r, &d.idle_poll, c.idle_poll);
             c.lease = duration(&mut r, &d.lease, c.lease);

@@ -142,7 +142,7 @@ campaigns:\n  c:\n    agent: a\n    purpose: informational\n    routes:\n      -
     std::fs::write(
         &config,
         format!(
-            "synthflow: {{ base_url: \"{base}\", attempts_per_second: {PACE}, concurrency: 40, request_timeout: 2s }}\nrules: {}\nstore: \"{store}\"\nadmin_listen: 127.0.0.1:0\ndialing: {{ poll_interval: 40ms, retry_base: 50ms, retry_max: 500ms, reconcile_delay: 50ms, idle_poll: 200ms, drain_timeout: 3s, lease: {lease} }}\n",
+            "synthflow: {{ base_url: \"{base}\", attempts_per_second: {PACE}, concurrency: 40, request_timeout: 2s }}\nrules: {}\nstore: \"{store}\"\nadmin_listen: 127.0.0.1:0\ndialing: {{ poll_interval: 40ms, retry_base: 50ms, retry_max: 500ms, reconcile_delay: 50ms, absent_after: 1s, idle_poll: 200ms, drain_timeout: 3s, lease: {lease} }}\n",
             dir.join("rules").display(),
         ),
     )

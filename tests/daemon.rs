@@ -135,6 +135,8 @@ async fn run(name: &str, sim: Simulator, leads: usize, request_timeout_ms: u64) 
         retry_base: Duration::from_millis(50),
         retry_max: Duration::from_millis(500),
         reconcile_delay: Duration::from_millis(50),
+        // Counted from the request's timeout: absent 0.5 s after it, if two lookups agree.
+        absent_after: Duration::from_millis(500),
         idle_poll: Duration::from_millis(100),
         ..DaemonConfig::default()
     };
@@ -291,6 +293,34 @@ async fn faults_never_cause_a_second_call() {
         "every lead called exactly once: {:?}",
         result.counts
     );
+    assert_eq!(
+        count(&result.counts, LeadState::Completed),
+        40 - FLORIDA_LEADS as u64,
+        "{:?}",
+        result.counts
+    );
+}
+
+/// No idempotency key: a request that timed out may still become a call a moment later.
+/// A lookup made at once finds nothing; only lookups after `absent_after` (and two of them)
+/// may send the lead again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_api_creates_after_the_client_gave_up_is_not_made_twice() {
+    let faults = Faults {
+        // Acted on 0.6 s after arrival; the client gives up at 0.3 s and first looks at
+        // 0.35 s, the lead may go again only after 0.3 + 0.5 s.
+        late_accept_rate: 0.3,
+        late_accept_ms: 600,
+        ..Faults::default()
+    };
+    let result = run("late-accept", simulator(20, faults), 40, 300).await;
+    // (Numbers' gaps are not checked here: the simulator stamps a late call when it acts.)
+    let mut by_lead: std::collections::HashMap<&str, usize> = Default::default();
+    for call in &result.log {
+        *by_lead.entry(call.request.phone.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = by_lead.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "leads called twice: {twice:?}");
     assert_eq!(
         count(&result.counts, LeadState::Completed),
         40 - FLORIDA_LEADS as u64,
@@ -506,6 +536,9 @@ async fn a_hung_api_is_reported_and_dialing_resumes_when_it_answers() {
         concurrency: 5,
         poll_interval: Duration::from_millis(50),
         reconcile_delay: Duration::from_millis(50),
+        // The requests the hung API took are looked up, and sent again 1 s after they
+        // timed out once lookups agree they are absent.
+        absent_after: Duration::from_secs(1),
         retry_base: Duration::from_millis(50),
         retry_max: Duration::from_millis(300),
         idle_poll: Duration::from_millis(100),

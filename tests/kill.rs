@@ -91,7 +91,7 @@ fn kill_9_repeatedly_then_restart_loses_nothing_and_calls_no_one_twice() {
         &dir,
         "callroute.yaml",
         &format!(
-            "synthflow: {{ base_url: \"{base}\", attempts_per_second: 25, concurrency: 20, request_timeout: 300ms }}\nrules: {}\nstore: sqlite://{}\nadmin_listen: 127.0.0.1:0\ndialing: {{ poll_interval: 30ms, retry_base: 50ms, retry_max: 300ms, reconcile_delay: 50ms, idle_poll: 100ms, drain_timeout: 2s }}\n",
+            "synthflow: {{ base_url: \"{base}\", attempts_per_second: 25, concurrency: 20, request_timeout: 300ms }}\nrules: {}\nstore: sqlite://{}\nadmin_listen: 127.0.0.1:0\ndialing: {{ poll_interval: 30ms, retry_base: 50ms, retry_max: 300ms, reconcile_delay: 50ms, absent_after: 1s, idle_poll: 100ms, drain_timeout: 2s }}\n",
             dir.join("rules").display(),
             dir.join("queue.db").display()
         ),

@@ -305,8 +305,17 @@ impl<S: Store> Shared<S> {
         Ok(())
     }
 
+    /// Whether a call Synthflow lists for the attempt's lead is the attempt's (a record
+    /// that names no caller ID is taken as ours: the safe reading).
+    fn is_ours(call: &crate::synthflow::CallRecord, attempt: &Attempt) -> bool {
+        call.from_phone_number
+            .as_deref()
+            .is_none_or(|f| f == attempt.from_number)
+    }
+
     /// Finds out whether an attempt without a clear answer placed a call: found → placed;
-    /// certainly absent → back to the queue; lookup failing → left in doubt and retried.
+    /// certainly absent (two empty lookups, the last `absent_after` past the request's
+    /// timeout) → back to the queue; lookup failing → left in doubt and retried.
     pub(super) async fn reconcile(self: Arc<Self>, attempt: Attempt, phone: Option<String>) {
         let phone = match phone {
             Some(phone) => phone,
@@ -320,6 +329,18 @@ impl<S: Store> Shared<S> {
                 _ => return,
             },
         };
+        let account = self.account(&attempt.account);
+        // Synthflow's records carry wall-clock times.
+        let sent_at = self.config.clock.to_wall(attempt.at);
+        // Before this, "no such call" may only mean "not yet": the API may still be acting on
+        // the request it took. Absent is only believed from two empty lookups, the last one
+        // started after it.
+        let settled_at = sent_at
+            + chrono::Duration::from_std(
+                account.client.request_timeout() + self.config.absent_after,
+            )
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let mut empty_lookups = 0u32;
         let mut delay = self.config.reconcile_delay;
         // Never resend on a guess: keep asking until the lookup answers (or we stop; the next
         // start asks again).
@@ -328,20 +349,29 @@ impl<S: Store> Shared<S> {
             if self.stopping() {
                 return;
             }
-            // Synthflow's records carry wall-clock times.
-            let since = self.config.clock.to_wall(attempt.at) - chrono::Duration::seconds(5);
-            let account = self.account(&attempt.account);
+            let since = sent_at - chrono::Duration::seconds(5);
+            let asked_at = Utc::now();
             match account
                 .client
                 .find_calls(&attempt.model_id, &phone, since.timestamp_millis())
                 .await
             {
+                Ok(calls)
+                    if !calls.iter().any(|c| Self::is_ours(c, &attempt))
+                        && (asked_at < settled_at || empty_lookups == 0) =>
+                {
+                    empty_lookups += 1;
+                    let settle = (settled_at - Utc::now()).to_std().unwrap_or_default();
+                    delay = (delay * 2)
+                        .min(self.config.retry_max)
+                        .min(settle.max(self.config.reconcile_delay));
+                    tracing::debug!(
+                        attempt = attempt.id,
+                        "no call found yet after an unclear answer; looking again in {delay:?}"
+                    );
+                }
                 Ok(calls) => {
-                    let ours = calls.iter().find(|c| {
-                        c.from_phone_number
-                            .as_deref()
-                            .is_none_or(|f| f == attempt.from_number)
-                    });
+                    let ours = calls.iter().find(|c| Self::is_ours(c, &attempt));
                     let now = self.config.clock.now();
                     let result = match ours {
                         Some(call) => {

@@ -105,6 +105,11 @@ pub struct DaemonConfig {
     pub retry_max: Duration,
     /// Wait before looking up a call whose request got no clear answer.
     pub reconcile_delay: Duration,
+    /// A call looked for after an unclear answer is taken as absent (and its lead sent
+    /// again) only when two lookups found nothing, the last one at least this long after
+    /// the request timed out: an API still working on a request it took must not be
+    /// taken for one that dropped it (there is no idempotency key).
+    pub absent_after: Duration,
     /// How long shutdown waits for requests in flight.
     pub drain_timeout: Duration,
     /// Longest idle sleep (new leads from other processes are noticed at least this often).
@@ -125,6 +130,7 @@ impl Default for DaemonConfig {
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(300),
             reconcile_delay: Duration::from_secs(2),
+            absent_after: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
             idle_poll: Duration::from_secs(30),
             clock: crate::clock::Clock::System,

@@ -23,6 +23,7 @@ pub struct Client {
     http: reqwest::Client,
     base_url: String,
     api_key: String,
+    request_timeout: Duration,
 }
 
 // Hand-written so that the API key can never reach a log through `{:?}`.
@@ -107,7 +108,13 @@ impl Client {
             http,
             base_url: config.base_url.trim_end_matches('/').to_string(),
             api_key: config.api_key.clone(),
+            request_timeout: config.request_timeout,
         })
+    }
+
+    /// How long a request may take before the client gives up on it.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     fn url(&self, path: &str) -> String {

@@ -145,6 +145,11 @@ pub struct Faults {
     pub rate_limit_rate: f64,
     /// A hung API: every request is taken and never answered nor acted on.
     pub hung: bool,
+    /// Share of `POST /v2/calls` the API acts on only `late_accept_ms` after they arrive (a
+    /// queue behind its gateway), whether or not the client still waits: a client that
+    /// timed out and looked at once finds no call, which exists a moment later.
+    pub late_accept_rate: f64,
+    pub late_accept_ms: u64,
 }
 
 /// A call the simulator accepted.
@@ -395,6 +400,26 @@ enum Accepted {
 
 async fn create_call(State(sim): State<Simulator>, headers: HeaderMap, body: String) -> Response {
     sim.latency().await;
+    let late = {
+        let mut state = sim.lock();
+        let faults = &state.config.faults;
+        let (rate, ms) = (faults.late_accept_rate, faults.late_accept_ms);
+        (rate > 0.0 && state.draw() < rate).then_some(ms)
+    };
+    if let Some(ms) = late {
+        // Acted on in a task of its own: a client hanging up does not stop it.
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            accept_call(sim, headers, body).await
+        });
+        return task.await.unwrap_or_else(|_| {
+            detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        });
+    }
+    accept_call(sim, headers, body).await
+}
+
+async fn accept_call(sim: Simulator, headers: HeaderMap, body: String) -> Response {
     // Arrival is when the request reaches the API, before any work on it.
     let now = Utc::now();
     if !sim.authorised(&headers) {
