@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::daemon::AccountSetup;
 use crate::daemon::{Daemon, DaemonError};
 use crate::rules::RuleSet;
+use crate::store::StoreError;
 use crate::store::any::AnyStore;
 use crate::synthflow::{Client, ClientConfig};
 
@@ -71,13 +72,31 @@ pub async fn run(
     })?;
     crate::metrics::install();
     metrics::gauge!("callroute_rules_reload_success").set(1.0);
-    // Anything `start` refuses (a refused key, an agent Synthflow does not know, the ledger
-    // unreadable) is configuration.
-    let daemon = Arc::new(
-        Daemon::open_with_accounts(store, Arc::new(rules), accounts, config.dialing.clone())
-            .await
-            .map_err(config_error)?,
-    );
+    // Anything `open` refuses (an agent naming no account, a store newer than this binary)
+    // is configuration; a database error (a fail-over, a connection cut while the ledger is
+    // read) is not: systemd must not be told never to restart for it, so it is tried again.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let rules = Arc::new(rules);
+    let daemon = loop {
+        let opened = Daemon::open_with_accounts(
+            store.clone(),
+            rules.clone(),
+            accounts.clone(),
+            config.dialing.clone(),
+        )
+        .await;
+        match opened {
+            Ok(daemon) => break Arc::new(daemon),
+            Err(DaemonError::Store(e @ StoreError::Database(_))) => {
+                tracing::warn!("the store failed while starting ({e}); trying again in 1 s");
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    () = &mut shutdown => return Ok(()),
+                }
+            }
+            Err(e) => return Err(config_error(e)),
+        }
+    };
     daemon.set_rules_dir(config.rules.clone());
     daemon.set_warned(warned);
     let listener = tokio::net::TcpListener::bind(config.admin_listen)

@@ -693,3 +693,72 @@ fn pool_apply_names_a_refused_number_and_never_says_applied() {
     let _ = simulator.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A database error while the daemon reads its ledger at start (a fail-over, a connection
+/// cut) is not configuration: exiting 78 would keep systemd from ever restarting it. The
+/// daemon says so and tries again until the store answers. (PostgreSQL; skipped without.)
+#[test]
+fn a_store_failing_while_the_daemon_starts_is_waited_for() {
+    use sqlx::Connection;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(schema) = runtime.block_on(common::pg_schema("start_store_away")) else {
+        return;
+    };
+    let dir = scratch("store-away");
+    let admin_port = free_port();
+    let config = format!(
+        "synthflow: {{ base_url: \"http://127.0.0.1:1/v2\" }}\nrules: {}\nstore: \"{}\"\nadmin_listen: 127.0.0.1:{admin_port}\n",
+        dir.join("rules").display(),
+        common::pg_store_url(&schema),
+    );
+    std::fs::write(dir.join("callroute.yaml"), &config).unwrap();
+    let migrated = Command::new(BIN)
+        .args([
+            "migrate",
+            "--config",
+            dir.join("callroute.yaml").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    let sql = |statement: &str| {
+        runtime.block_on(async {
+            let mut db = sqlx::PgConnection::connect(&common::pg_store_url(&schema))
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
+                .execute(&mut db)
+                .await
+                .unwrap();
+        })
+    };
+    // The ledger unreadable while the daemon starts.
+    sql("ALTER TABLE attempts RENAME TO attempts_away");
+    let mut daemon = Killed(run_daemon(&dir, &config, None));
+    let mut stderr = BufReader::new(daemon.stderr.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !line.contains("the store failed while starting") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the daemon ended");
+        assert!(Instant::now() < deadline, "no word of the store failing");
+    }
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "still running: {line}"
+    );
+    sql("ALTER TABLE attempts_away RENAME TO attempts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = std::net::TcpStream::connect(("127.0.0.1", admin_port))
+            .map(|_| raw_http(admin_port, "GET", "/healthz", "", None, "text/plain"));
+        if answer.is_ok_and(|a| a.starts_with("HTTP/1.0 200")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon never came up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(daemon.id(), "TERM");
+    assert!(daemon.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

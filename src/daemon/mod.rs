@@ -169,6 +169,7 @@ pub struct Event {
 }
 
 /// One Synthflow account (workspace) a daemon dials on: its key, pace and live-call limit.
+#[derive(Clone)]
 pub struct AccountSetup {
     pub name: String,
     pub client: Client,
