@@ -166,6 +166,9 @@ pub fn to_text(decision: &Decision, trace: &Trace) -> String {
     for hit in &trace.lead_attempts {
         let _ = writeln!(out, "  attempts {hit}");
     }
+    if let Some(cadence) = &trace.cadence {
+        let _ = writeln!(out, "  cadence  {cadence}");
+    }
     if let Some(sticky) = &trace.sticky {
         let _ = writeln!(out, "  sticky   {sticky}");
     }

@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of the code.
 
 pub mod admin;
+pub mod cadence;
 pub mod clock;
 pub mod compliance;
 pub mod config;

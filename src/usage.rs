@@ -53,6 +53,9 @@ pub struct LeadHistory {
     attempts: VecDeque<DateTime<Utc>>,
     total: u32,
     last: Option<(E164, DateTime<Utc>)>,
+    /// Every caller ID the lead's attempts showed, with when (kept as long as the lead is:
+    /// a cadence's redial avoids them however long ago they were).
+    shown: Vec<(E164, DateTime<Utc>)>,
 }
 
 /// A usage window of a caller ID or a lead.
@@ -285,6 +288,7 @@ impl PoolState {
         insert_sorted(&mut history.attempts, at);
         prune(&mut history.attempts, at);
         history.total += 1;
+        history.shown.push((number, at));
         if history.last.is_none_or(|(_, last_at)| at >= last_at) {
             history.last = Some((number, at));
         }
@@ -367,8 +371,11 @@ impl PoolState {
                 history.attempts.remove(index);
                 history.total = history.total.saturating_sub(1);
             }
+            if let Some(index) = history.shown.iter().position(|&s| s == (number, at)) {
+                history.shown.remove(index);
+            }
             if history.last == Some((number, at)) {
-                history.last = None;
+                history.last = history.shown.iter().max_by_key(|&&(_, t)| t).copied();
             }
         }
     }
@@ -625,6 +632,22 @@ impl LeadHistory {
 
     pub fn last(&self) -> Option<(E164, DateTime<Utc>)> {
         self.last
+    }
+
+    /// Whether an attempt of the lead showed caller ID `number`.
+    pub fn showed(&self, number: E164) -> bool {
+        self.shown.iter().any(|&(n, _)| n == number)
+    }
+
+    /// The caller IDs the lead's attempts showed, oldest first, each once.
+    pub fn shown(&self) -> Vec<E164> {
+        let mut numbers: Vec<E164> = Vec::new();
+        for &(number, _) in &self.shown {
+            if !numbers.contains(&number) {
+                numbers.push(number);
+            }
+        }
+        numbers
     }
 
     /// Attempts at or after `since` (within what memory keeps: `RETENTION`).

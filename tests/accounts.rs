@@ -155,12 +155,15 @@ async fn each_account_is_paced_to_its_own_limit_and_neither_holds_up_the_other()
     let slow_rate = rate(&slow_log.iter().map(|c| c.accepted_at).collect::<Vec<_>>());
     let fast_rate = rate(&fast_log.iter().map(|c| c.accepted_at).collect::<Vec<_>>());
     eprintln!("slow account: {slow_rate:.2}/s of 4; fast account: {fast_rate:.2}/s of 20");
+    // Never over either limit; the lower bounds leave room for a loaded machine (seen at
+    // 3.38/s in CI with the whole suite running) while a fast account held up by the slow
+    // one would run near 4/s.
     assert!(
-        slow_rate <= 4.0 && slow_rate > 3.4,
+        slow_rate <= 4.0 && slow_rate > 3.0,
         "slow account at {slow_rate:.2}/s"
     );
     assert!(
-        fast_rate <= 20.0 && fast_rate > 17.0,
+        fast_rate <= 20.0 && fast_rate > 15.0,
         "the fast account ran at {fast_rate:.2}/s: held up by the slow one?"
     );
     let names: Vec<&str> = status.accounts.iter().map(|a| a.name.as_str()).collect();

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
 
+use callroute::cadence::Redial;
 use callroute::compliance::StoredEntry;
 use callroute::lead::RawLead;
 use callroute::store::postgres::PgStore;
@@ -92,6 +93,7 @@ macro_rules! suite {
 suite!(
     enqueue_is_idempotent_by_id,
     a_lead_goes_from_queued_through_dialing_to_completed,
+    a_call_end_with_a_redial_waits_once_for_the_next_attempt,
     not_placed_attempts_retry_or_fail_and_do_not_count_as_usage,
     deferred_leads_wait_and_claims_are_released,
     held_leads_are_counted_by_reason_and_queued_again_at_once,
@@ -223,6 +225,76 @@ async fn a_lead_goes_from_queued_through_dialing_to_completed(db: &impl Db) {
             .len(),
         1
     );
+}
+
+/// A cadence's redial is written with the call's end: the lead waits (deferred, code
+/// `cadence`) until the redial is due, then is claimed for attempt 2. The end of a call is
+/// recorded once, so a second report of it (the webhook after the poll) adds no redial.
+async fn a_call_end_with_a_redial_waits_once_for_the_next_attempt(db: &impl Db) {
+    let store = db.handle().await;
+    store
+        .enqueue(&[("a".to_string(), raw("+14155550123"))], t0())
+        .await
+        .unwrap();
+    store.claim_due(t0(), 10).await.unwrap();
+    let attempt = store
+        .begin_attempt("a", "m", "+14155550100", "west", t0())
+        .await
+        .unwrap();
+    store.attempt_placed(attempt, "call-1", t0()).await.unwrap();
+    let ended = t0() + Duration::minutes(1);
+    let redial = Redial {
+        attempt: 2,
+        max_attempts: 3,
+        due_at: ended + Duration::minutes(30),
+        reason: "cadence: attempt 2 of 3 after no-answer".into(),
+    };
+    let from = store
+        .end_call("call-1", "no-answer", None, ended, Some(&redial))
+        .await
+        .unwrap();
+    assert_eq!(from.as_deref(), Some("+14155550100"));
+    let lead = store.lead("a").await.unwrap().unwrap();
+    assert_eq!(lead.state, LeadState::Deferred);
+    assert_eq!(lead.due_at, redial.due_at);
+    assert_eq!(lead.reason_code.as_deref(), Some("cadence"));
+    assert_eq!(lead.attempts, 1);
+    assert!(
+        store.live_calls().await.unwrap().is_empty(),
+        "the call's slot is free"
+    );
+    let again = store
+        .end_call("call-1", "no-answer", None, ended, Some(&redial))
+        .await
+        .unwrap();
+    assert!(again.is_none(), "a call ends once");
+    assert_eq!(store.call_ends_since(t0()).await.unwrap().len(), 1);
+    assert!(
+        store
+            .claim_due(redial.due_at - Duration::seconds(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before it is due"
+    );
+    let claimed = store.claim_due(redial.due_at, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempts, 1);
+    let second = store
+        .begin_attempt("a", "m", "+14155550101", "west", redial.due_at)
+        .await
+        .unwrap();
+    store
+        .attempt_placed(second, "call-2", redial.due_at)
+        .await
+        .unwrap();
+    store
+        .complete("call-2", "completed", None, redial.due_at)
+        .await
+        .unwrap();
+    let lead = store.lead("a").await.unwrap().unwrap();
+    assert_eq!((lead.state, lead.attempts), (LeadState::Completed, 2));
+    assert_eq!(lead.reason.as_deref(), Some("completed"));
 }
 
 async fn not_placed_attempts_retry_or_fail_and_do_not_count_as_usage(db: &impl Db) {

@@ -68,24 +68,62 @@ impl<S: Store> Shared<S> {
         status: &str,
         duration: Option<std::time::Duration>,
     ) -> Result<bool, StoreError> {
+        let now = self.config.clock.now();
+        let redial = self.redial_after(call_id, status, now).await?;
         let from = self
             .store
-            .complete(call_id, status, duration, self.config.clock.now())
+            .end_call(call_id, status, duration, now, redial.as_ref())
             .await?;
         match from {
             Some(from) => {
+                let next = redial
+                    .as_ref()
+                    .map_or(String::new(), |r| format!("; {}", r.reason));
                 tracing::info!(
                     call_id,
                     from = %from,
                     status,
                     duration_s = duration.map(|d| d.as_secs()),
-                    "call ended: {status}"
+                    "call ended: {status}{next}"
                 );
+                if let Some(redial) = &redial {
+                    metrics::counter!("callroute_cadence_redials_total", "attempt" => redial.attempt.min(9).to_string()).increment(1);
+                }
                 self.note_call_end(&from, status, duration).await;
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// The redial the cadence of `call_id`'s campaign gives its lead after `status`, with the
+    /// rules running now (none when no campaign has a cadence: no read).
+    async fn redial_after(
+        &self,
+        call_id: &str,
+        status: &str,
+        ended_at: DateTime<Utc>,
+    ) -> Result<Option<crate::cadence::Redial>, StoreError> {
+        let rules = self.rules.load_full();
+        if !rules.campaigns.values().any(|c| c.cadence.is_some()) {
+            return Ok(None);
+        }
+        let Some(lead) = self.store.lead_of_call(call_id).await? else {
+            return Ok(None);
+        };
+        if lead.state != LeadState::Placed {
+            return Ok(None);
+        }
+        let campaign = lead
+            .raw
+            .campaign
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default();
+        Ok(rules
+            .campaign(campaign)
+            .and_then(|c| c.cadence.as_ref())
+            .and_then(|cadence| cadence.next(lead.attempts, status, ended_at)))
     }
 
     /// Polls a live call until it ends, then records the outcome and frees its slot.

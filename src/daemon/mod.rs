@@ -53,9 +53,11 @@ fn called_of(to_number: &Option<String>) -> Option<E164> {
     to_number.as_deref().and_then(|t| E164::parse(t).ok())
 }
 
-/// How far back usage matters: the longest limit window (a local day: up to 25 h), or the
-/// longest sticky TTL. Usage is rebuilt from this far back at start, and leads idle for
-/// longer are forgotten from memory.
+/// How far back usage matters: the longest limit window (a local day: up to 25 h), the
+/// longest sticky TTL, or the longest cadence (a redial avoids the caller IDs of all the
+/// lead's earlier attempts). Usage is rebuilt from this far back at start, a claimed lead's
+/// earlier attempts are read from this far back, and leads idle for longer are forgotten
+/// from memory.
 fn usage_lookback(rules: &RuleSet) -> chrono::Duration {
     let longest_sticky = rules
         .campaigns()
@@ -63,7 +65,16 @@ fn usage_lookback(rules: &RuleSet) -> chrono::Duration {
         .filter_map(|r| r.sticky)
         .max()
         .unwrap_or_default();
-    crate::usage::RETENTION.max(chrono::Duration::from_std(longest_sticky).unwrap_or_default())
+    let longest_cadence = rules
+        .campaigns()
+        .filter_map(|c| c.cadence.as_ref())
+        .map(|c| c.span() + Duration::from_secs(3600))
+        .max()
+        .unwrap_or_default()
+        // The start-up read stays bounded: a redial avoids the caller IDs of the last 35 days.
+        .min(Duration::from_secs(35 * 24 * 3600));
+    crate::usage::RETENTION
+        .max(chrono::Duration::from_std(longest_sticky.max(longest_cadence)).unwrap_or_default())
 }
 
 /// How often an idle daemon looks whether another process wrote to the store.

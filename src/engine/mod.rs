@@ -9,6 +9,7 @@ use chrono::{DateTime, Offset, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::cadence::CallerIdPolicy;
 use crate::compliance::Purpose;
 use crate::hours::{Window, next_open_all};
 use crate::lead::Lead;
@@ -137,6 +138,8 @@ pub struct Trace {
     /// The lead's attempts in each capped window, as the caps were checked (for the proof).
     pub attempt_counts: Vec<AttemptCount>,
     pub sticky: Option<String>,
+    /// A redial of the campaign's cadence: which attempt, and the caller ID it asks for.
+    pub cadence: Option<String>,
     pub tiers: Vec<TierCheck>,
     pub excluded: Vec<Exclusion>,
     pub picked: Option<Pick>,
@@ -562,6 +565,18 @@ campaigns:
     routes:
       - numbers: all
         local_presence: [area_code]
+  redial-different:
+    agent: sales
+    cadence: { redial_on: [no-answer], delays: [30m], max_attempts: 4, caller_id: different }
+    routes:
+      - numbers: ["+14155550100", "+14155550101", "+12135550103"]
+        local_presence: [area_code, any]
+  redial-same:
+    agent: sales
+    cadence: { redial_on: [no-answer], delays: [30m], max_attempts: 4, caller_id: same }
+    routes:
+      - numbers: ["+14155550100", "+14155550101", "+12135550103"]
+        local_presence: [area_code, any]
 "#;
 
     fn rules() -> RuleSet {
@@ -1040,6 +1055,79 @@ campaigns:
         let (expired, trace) = decide(&rules, &lead, &pool, t0 + chrono::Duration::days(8));
         assert_ne!(dialed(&expired).1, PickedBy::Sticky);
         assert!(trace.sticky.unwrap().contains("expired"));
+    }
+
+    /// `caller_id: different`: a redial never shows a caller ID an earlier attempt showed
+    /// while another is eligible, even one outside the lead's area code; when every
+    /// eligible one was shown, it reuses one and says so.
+    #[test]
+    fn a_redial_shows_a_caller_id_the_lead_has_not_seen() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        let lead = lead("+14155550123", "redial-different");
+        let mut t = at(NOON_PACIFIC);
+        let mut shown: Vec<String> = Vec::new();
+        for attempt in 1..=3 {
+            let (decision, trace) = decide(&rules, &lead, &pool, t);
+            let (number, _) = dialed(&decision);
+            assert!(
+                !shown.contains(&number),
+                "attempt {attempt}: {number} again"
+            );
+            if attempt > 1 {
+                let cadence = trace.cadence.unwrap();
+                assert!(
+                    cadence.contains(&format!("attempt {attempt} of 4")),
+                    "{cadence}"
+                );
+                assert!(cadence.contains("different from"), "{cadence}");
+            }
+            shown.push(number.clone());
+            pool.record(E164::parse(&number).unwrap(), &lead, t);
+            t += chrono::Duration::hours(2);
+        }
+        assert!(shown[0].starts_with("+1415") && shown[1].starts_with("+1415"));
+        assert_eq!(
+            shown[2], "+12135550103",
+            "another area before a number seen"
+        );
+        let (fourth, trace) = decide(&rules, &lead, &pool, t);
+        let (number, _) = dialed(&fourth);
+        assert!(shown.contains(&number));
+        assert!(
+            trace
+                .picked
+                .unwrap()
+                .why
+                .contains("shown to this lead before"),
+            "a reuse is said"
+        );
+    }
+
+    /// `caller_id: same`: the last caller ID while it is usable, else as the route picks.
+    #[test]
+    fn a_redial_keeps_the_last_caller_id_while_it_is_usable() {
+        let rules = rules();
+        let mut pool = pool(&rules);
+        let lead = lead("+14155550123", "redial-same");
+        let t0 = at(NOON_PACIFIC);
+        let (first, trace) = decide(&rules, &lead, &pool, t0);
+        assert!(trace.cadence.is_none(), "a first attempt is no redial");
+        let number = E164::parse(&dialed(&first).0).unwrap();
+        pool.record(number, &lead, t0);
+        let later = t0 + chrono::Duration::hours(2);
+        let (again, trace) = decide(&rules, &lead, &pool, later);
+        assert_eq!(dialed(&again).0, number.to_string());
+        assert!(trace.picked.unwrap().why.contains("caller_id: same"));
+        let others: Vec<E164> = rules
+            .numbers()
+            .map(|n| n.number)
+            .filter(|&n| n != number)
+            .collect();
+        pool.set_attached("m-1", others);
+        let (moved, trace) = decide(&rules, &lead, &pool, later);
+        assert_ne!(dialed(&moved).0, number.to_string());
+        assert!(trace.cadence.unwrap().contains("unavailable"));
     }
 
     #[test]

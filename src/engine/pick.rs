@@ -45,7 +45,62 @@ pub(super) fn pick_number(
         }
     };
 
-    if let Some(ttl) = route.sticky {
+    // A redial of a cadence: `same` keeps the last caller ID while it is usable; `different`
+    // avoids every one the lead saw while another is eligible (and outranks `sticky`).
+    let history = pool.lead_history(&lead.key).filter(|h| h.total() > 0);
+    let redial = campaign.cadence.as_ref().zip(history);
+    let mut avoid: Vec<E164> = Vec::new();
+    if let Some((cadence, history)) = redial {
+        let attempt = format!(
+            "attempt {} of {} (cadence at {})",
+            history.total() + 1,
+            cadence.max_attempts,
+            cadence.defined_at
+        );
+        trace.cadence = Some(match cadence.caller_id {
+            CallerIdPolicy::Any => format!("{attempt}; caller ID as the route picks"),
+            CallerIdPolicy::Different => {
+                avoid = history.shown();
+                let shown: Vec<String> = avoid.iter().map(ToString::to_string).collect();
+                format!(
+                    "{attempt}; caller ID different from {} while another is eligible",
+                    shown.join(", ")
+                )
+            }
+            CallerIdPolicy::Same => match history.last() {
+                None => format!("{attempt}; caller ID as the route picks (none shown yet)"),
+                Some((number, at)) => {
+                    let member = rules
+                        .number(number)
+                        .filter(|info| route.selection.member_set.contains(&id_of(rules, info)));
+                    match member.map(|info| (info, usable(info))) {
+                        Some((_, Ok(()))) => {
+                            trace.picked = Some(Pick {
+                                number,
+                                by: PickedBy::Sticky,
+                                strategy: None,
+                                why: format!(
+                                    "the same caller ID as the call at {} (caller_id: same)",
+                                    rfc3339(at)
+                                ),
+                            });
+                            trace.cadence = Some(format!("{attempt}; the same caller ID"));
+                            return dial(number, PickedBy::Sticky);
+                        }
+                        Some((_, Err(why))) => {
+                            format!("{attempt}; {number} (the last shown) unavailable: {why}")
+                        }
+                        None => format!(
+                            "{attempt}; {number} (the last shown) is no longer selected by route `{}`",
+                            route.name
+                        ),
+                    }
+                }
+            },
+        });
+    }
+
+    if let Some(ttl) = route.sticky.filter(|_| avoid.is_empty()) {
         trace.sticky = Some(match pool.lead_history(&lead.key).and_then(|h| h.last()) {
             None => "no earlier call to this lead".to_string(),
             Some((number, at)) => {
@@ -74,6 +129,8 @@ pub(super) fn pick_number(
     }
 
     let mut seen: HashSet<NumberId> = HashSet::default();
+    // Tiers whose only eligible numbers were ones to avoid: used if no tier has another.
+    let mut reusable: Vec<(Tier, Vec<&NumberInfo>, Vec<&NumberInfo>)> = Vec::new();
     let mut earliest_free: Option<DateTime<Utc>> = None;
     let mut resting_until: Option<DateTime<Utc>> = None;
     let mut any_candidate = false;
@@ -133,12 +190,31 @@ pub(super) fn pick_number(
             candidates: count,
             eligible: eligible.len(),
         });
-        if let Some((info, why)) = choose(route.strategy, &eligible, &attached, lead, pool, now) {
+        let (shown, fresh): (Vec<&NumberInfo>, Vec<&NumberInfo>) = eligible
+            .into_iter()
+            .partition(|info| avoid.contains(&info.number));
+        if let Some((info, why)) = choose(route.strategy, &fresh, &attached, lead, pool, now) {
             trace.picked = Some(Pick {
                 number: info.number,
                 by: tier.into(),
                 strategy: Some(route.strategy),
                 why,
+            });
+            return dial(info.number, tier.into());
+        }
+        if !shown.is_empty() {
+            reusable.push((tier, shown, attached));
+        }
+    }
+    for (tier, shown, attached) in reusable {
+        if let Some((info, why)) = choose(route.strategy, &shown, &attached, lead, pool, now) {
+            trace.picked = Some(Pick {
+                number: info.number,
+                by: tier.into(),
+                strategy: Some(route.strategy),
+                why: format!(
+                    "{why}; shown to this lead before: no other eligible number (caller_id: different)"
+                ),
             });
             return dial(info.number, tier.into());
         }

@@ -1070,6 +1070,20 @@ impl Compiler {
                     }
                     parsed.unwrap_or_default()
                 });
+                let cadence = raw
+                    .cadence
+                    .as_ref()
+                    .and_then(|c| super::cadence::compile_cadence(&mut r, &name.value, c));
+                if let (Some(cadence), Some(raw_cadence)) = (&cadence, &raw.cadence)
+                    && cadence.caller_id == crate::cadence::CallerIdPolicy::Different
+                {
+                    for route in routes.iter().filter(|route| route.sticky.is_some()) {
+                        r.warn(raw_cadence, format!(
+                            "route `{}` keeps a lead's caller ID (`sticky`), but this cadence says `caller_id: different`: redials show another number (the cadence wins for redials)",
+                            route.name
+                        ));
+                    }
+                }
                 if let Some(agent) = agent {
                     campaigns.insert(
                         name.value.clone(),
@@ -1083,6 +1097,7 @@ impl Compiler {
                             routes,
                             consent,
                             purpose: purpose.unwrap_or_default(),
+                            cadence,
                         },
                     );
                 }

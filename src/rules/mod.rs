@@ -1,5 +1,6 @@
 //! The rules language: raw YAML types, validation, and the compiled `RuleSet`.
 
+mod cadence;
 mod compile;
 mod compliance;
 pub mod diag;

@@ -317,6 +317,8 @@ pub struct Campaign {
     pub consent: Option<crate::compliance::ConsentRule>,
     /// Telemarketing calls are held to the federal window; informational ones are not.
     pub purpose: crate::compliance::Purpose,
+    /// Redials by outcome (`None`: each lead is called once).
+    pub cadence: Option<crate::cadence::Cadence>,
 }
 
 impl Campaign {

@@ -221,6 +221,19 @@ pub struct RawCampaign {
     pub consent: Option<Spanned<RawConsent>>,
     /// `telemarketing` (default: the federal 08:00-21:00 window binds) or `informational`.
     pub purpose: Option<Spanned<String>>,
+    /// Redials by the call's outcome.
+    pub cadence: Option<Spanned<RawCadence>>,
+}
+
+/// `cadence:` of a campaign: which outcomes are dialed again, after how long, how many
+/// attempts in all, and which caller ID a redial shows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCadence {
+    pub redial_on: Spanned<Vec<Spanned<String>>>,
+    pub delays: Spanned<Vec<Spanned<String>>>,
+    pub max_attempts: Spanned<u32>,
+    pub caller_id: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

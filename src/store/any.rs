@@ -253,16 +253,17 @@ impl Store for AnyStore {
         }
     }
 
-    async fn complete(
+    async fn end_call(
         &self,
         call_id: &str,
         outcome: &str,
         duration: Option<Duration>,
         now: DateTime<Utc>,
+        redial: Option<&crate::cadence::Redial>,
     ) -> Result<Option<String>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.complete(call_id, outcome, duration, now).await,
-            AnyStore::Postgres(s) => s.complete(call_id, outcome, duration, now).await,
+            AnyStore::Sqlite(s) => s.end_call(call_id, outcome, duration, now, redial).await,
+            AnyStore::Postgres(s) => s.end_call(call_id, outcome, duration, now, redial).await,
         }
     }
 

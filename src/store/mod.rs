@@ -319,6 +319,35 @@ pub enum Begun {
     Suppressed(Vec<crate::compliance::StoredEntry>),
 }
 
+/// A lead's row after its call ended: completed with the call's status, or waiting for its
+/// cadence's next attempt.
+struct AfterTheCall<'a> {
+    state: LeadState,
+    due_at: Option<DateTime<Utc>>,
+    reason: &'a str,
+    reason_code: Option<&'static str>,
+}
+
+fn after_the_call<'a>(
+    outcome: &'a str,
+    redial: Option<&'a crate::cadence::Redial>,
+) -> AfterTheCall<'a> {
+    match redial {
+        Some(redial) => AfterTheCall {
+            state: LeadState::Deferred,
+            due_at: Some(redial.due_at),
+            reason: &redial.reason,
+            reason_code: Some("cadence"),
+        },
+        None => AfterTheCall {
+            state: LeadState::Completed,
+            due_at: None,
+            reason: outcome,
+            reason_code: None,
+        },
+    }
+}
+
 /// What a commit compares with the ledger, in lock order: the ledger column, its value,
 /// and the uses the decision counted.
 fn ledger_checks<'a>(
@@ -667,6 +696,19 @@ pub trait Store: Send + Sync + 'static {
         outcome: &str,
         duration: Option<std::time::Duration>,
         now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        self.end_call(call_id, outcome, duration, now, None)
+    }
+    /// `complete`, or with `redial` the lead waits for its cadence's next attempt instead
+    /// (`deferred` until `redial.due_at`, reason code `cadence`), in the same transaction
+    /// as the end: a call's end is recorded once, so each attempt gets at most one redial.
+    fn end_call(
+        &self,
+        call_id: &str,
+        outcome: &str,
+        duration: Option<std::time::Duration>,
+        now: DateTime<Utc>,
+        redial: Option<&crate::cadence::Redial>,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Calls that ended since `since`, oldest first (for number health).
     fn call_ends_since(

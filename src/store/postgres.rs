@@ -1094,16 +1094,21 @@ impl Store for PgStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn complete(
+    async fn end_call(
         &self,
         call_id: &str,
         outcome: &str,
         duration: Option<Duration>,
         now: DateTime<Utc>,
+        redial: Option<&crate::cadence::Redial>,
     ) -> Result<Option<String>, StoreError> {
+        let next = super::after_the_call(outcome, redial);
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let done = sqlx::query("UPDATE leads SET state = 'completed', reason = $1, updated_at = $2 WHERE call_id = $3 AND state = 'placed'")
-            .bind(outcome)
+        let done = sqlx::query("UPDATE leads SET state = $1, due_at = COALESCE($2, due_at), reason = $3, reason_code = $4, updated_at = $5 WHERE call_id = $6 AND state = 'placed'")
+            .bind(next.state.as_str())
+            .bind(next.due_at.map(ms))
+            .bind(next.reason)
+            .bind(next.reason_code)
             .bind(ms(now))
             .bind(call_id)
             .execute(&mut *tx)
@@ -1132,6 +1137,10 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        }
+        if next.state == LeadState::Deferred {
+            // Idle members re-read when the next lead is due.
+            self.notify(&mut tx, "q").await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(Some(from.unwrap_or_default()))

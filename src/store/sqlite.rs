@@ -914,16 +914,21 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn complete(
+    async fn end_call(
         &self,
         call_id: &str,
         outcome: &str,
         duration: Option<Duration>,
         now: DateTime<Utc>,
+        redial: Option<&crate::cadence::Redial>,
     ) -> Result<Option<String>, StoreError> {
+        let next = super::after_the_call(outcome, redial);
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let done = sqlx::query("UPDATE leads SET state = 'completed', reason = ?, updated_at = ? WHERE call_id = ? AND state = 'placed'")
-            .bind(outcome)
+        let done = sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, reason_code = ?, updated_at = ? WHERE call_id = ? AND state = 'placed'")
+            .bind(next.state.as_str())
+            .bind(next.due_at.map(ms))
+            .bind(next.reason)
+            .bind(next.reason_code)
             .bind(ms(now))
             .bind(call_id)
             .execute(&mut *tx)
