@@ -205,23 +205,29 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
     let events = daemon.events();
     let mut last_from: HashMap<&str, &str> = HashMap::new();
     let mut placed_at: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    // Each lead's calls, in order: a cadence's redials show from other caller IDs.
+    let mut placed_from: HashMap<&str, Vec<&str>> = HashMap::new();
     for event in &events {
         if let Some(from) = &event.from_phone_number {
             last_from.insert(&event.lead_id, from);
         }
         if event.outcome == "placed" {
             placed_at.entry(&event.lead_id).or_insert(event.at);
+            if let Some(from) = &event.from_phone_number {
+                placed_from.entry(&event.lead_id).or_default().push(from);
+            }
         }
     }
     let _ = writeln!(
         report,
-        "\n{:<9} {:<13} {:<10} {:<13} reason",
-        "lead", "phone", "state", "from"
+        "\n{:<9} {:<13} {:<10} {:<13} {:>5}  reason",
+        "lead", "phone", "state", "from", "calls"
     );
     let mut ids: Vec<&String> = intake.leads.iter().map(|(id, _)| id).collect();
     ids.sort();
     // Per lead zone: when its first call went out, and how its leads ended.
     let mut zones: BTreeMap<String, ZoneRow> = BTreeMap::new();
+    let mut waiting_for_cadence = 0;
     for id in ids {
         let Some(lead) = daemon.store().lead(id).await? else {
             continue;
@@ -244,6 +250,9 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
         }
         if lead.state == LeadState::Deferred {
             row.deferred += 1;
+            if lead.reason_code.as_deref() == Some("cadence") {
+                waiting_for_cadence += 1;
+            }
         }
         let reason = match lead.state {
             LeadState::Completed => format!(
@@ -258,13 +267,21 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
             ),
             _ => lead.reason.unwrap_or_default(),
         };
+        let calls = placed_from.get(id.as_str()).map_or(&[][..], Vec::as_slice);
+        let earlier = match calls {
+            [earlier @ .., _] if !earlier.is_empty() => {
+                format!(" (earlier calls from {})", earlier.join(", "))
+            }
+            _ => String::new(),
+        };
         let _ = writeln!(
             report,
-            "{:<9} {:<13} {:<10} {:<13} {reason}",
+            "{:<9} {:<13} {:<10} {:<13} {:>5}  {reason}{earlier}",
             lead.id,
             lead.raw.phone.unwrap_or_default(),
             lead.state.as_str(),
             last_from.get(id.as_str()).copied().unwrap_or("-"),
+            calls.len(),
         );
     }
 
@@ -354,6 +371,24 @@ pub async fn run(rules_dir: &Path, options: DemoOptions) -> anyhow::Result<Strin
         simulator.rate_limited(),
         limit_waits,
         summary.join(", ")
+    );
+    let redialed: Vec<&Vec<&str>> = placed_from.values().filter(|c| c.len() > 1).collect();
+    let fresh = redialed
+        .iter()
+        .filter(|calls| {
+            calls
+                .iter()
+                .enumerate()
+                .all(|(i, from)| !calls[..i].contains(from))
+        })
+        .count();
+    let _ = writeln!(
+        report,
+        "cadence: {} leads redialed after an unanswered call ({} calls in all), {} of them each time from a caller ID they had not seen; {} waiting for their next attempt",
+        redialed.len(),
+        redialed.iter().map(|c| c.len()).sum::<usize>(),
+        fresh,
+        waiting_for_cadence
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)

@@ -67,6 +67,14 @@ fn describe() {
         "Routing decisions by campaign, route, outcome and reason."
     );
     describe_counter!(
+        "callroute_cadence_redials_total",
+        "Redials a cadence scheduled when a call ended, by the attempt they will be (9: 9 or more)."
+    );
+    describe_gauge!(
+        "callroute_cadence_waiting",
+        "Leads waiting for the next attempt of their campaign's cadence."
+    );
+    describe_counter!(
         "callroute_calls_placed_total",
         "Calls placed, by caller ID."
     );

@@ -189,13 +189,13 @@ fn text_output_explains_the_pick() {
 fn history_replay_shows_limits_and_stickiness() {
     let scratch = ScratchRules::new("history");
     let history = scratch.0.join("history.jsonl");
-    // The Miami number was used by another lead 10 s ago (min_gap 20s); this lead was called
-    // from New York yesterday, and the national route is sticky for 7 days.
+    // The Chicago number was used by another lead 10 s ago (min_gap 20s); this lead was
+    // called from Phoenix yesterday, and the support route is sticky for 8 days.
     std::fs::write(
         &history,
         concat!(
-            r#"{"from_phone_number":"+12125550107","at":"2026-03-03T10:00:00-05:00"}"#, "\n",
-            r#"{"from_phone_number":"+13055550105","at":"2026-03-04T09:59:50-05:00","lead":{"phone":"+13055550999","name":"X","campaign":"spring-promo"}}"#, "\n",
+            r#"{"from_phone_number":"+16025550111","at":"2026-03-03T10:00:00-05:00"}"#, "\n",
+            r#"{"from_phone_number":"+13125550114","at":"2026-03-04T09:59:50-05:00","lead":{"phone":"+13125550999","name":"X","campaign":"support-callbacks"}}"#, "\n",
         ),
     )
     .unwrap();
@@ -208,14 +208,46 @@ fn history_replay_shows_limits_and_stickiness() {
         "--at",
         "2026-03-04T10:00:00-05:00",
         "--lead",
-        r#"{"phone":"+13055550123","name":"Bo","campaign":"spring-promo"}"#,
+        r#"{"phone":"+13125550123","name":"Bo","campaign":"support-callbacks"}"#,
         "--history",
         history.to_str().unwrap(),
     ]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["outcome"], "dial", "{json}");
-    assert_eq!(json["from_phone_number"], "+12125550107");
+    assert_eq!(json["from_phone_number"], "+16025550111");
     assert_eq!(json["tier"], "sticky");
+}
+
+/// A redial of the example cadence (`caller_id: different`): the lead was called from New
+/// York yesterday, unanswered; today's attempt 2 shows another number and says why.
+#[test]
+fn a_redial_is_explained_with_its_attempt_and_the_caller_ids_it_avoids() {
+    let scratch = ScratchRules::new("redial");
+    let history = scratch.0.join("history.jsonl");
+    std::fs::write(
+        &history,
+        r#"{"from_phone_number":"+12125550107","at":"2026-03-03T10:00:00-05:00"}"#,
+    )
+    .unwrap();
+    let out = callroute(&[
+        "explain",
+        "--rules",
+        "rules",
+        "--at",
+        "2026-03-04T10:00:00-05:00",
+        "--lead",
+        r#"{"phone":"+12125550123","name":"Bo","campaign":"spring-promo"}"#,
+        "--history",
+        history.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("DIAL from"), "{text}");
+    assert!(!text.starts_with("DIAL from +12125550107"), "{text}");
+    assert!(
+        text.contains("cadence  attempt 2 of 4 (cadence at rules/campaigns.yaml:")
+            && text.contains("different from +12125550107"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -267,7 +267,15 @@ impl fmt::Display for StatusView {
             writeln!(out, "held      {:>6}  {}", held.count, held.reason)?;
         }
         for deferred in &self.deferred {
-            writeln!(out, "deferred  {:>6}  {}", deferred.count, deferred.reason)?;
+            if deferred.reason == "cadence" {
+                writeln!(
+                    out,
+                    "waiting   {:>6}  cadence: the next attempt of their campaign's cadence (`explain --history` says when and why)",
+                    deferred.count
+                )?;
+            } else {
+                writeln!(out, "deferred  {:>6}  {}", deferred.count, deferred.reason)?;
+            }
         }
         for rejected in &self.rejected {
             writeln!(out, "rejected  {:>6}  {}", rejected.count, rejected.reason)?;
@@ -434,6 +442,13 @@ impl<S: Store> Daemon<S> {
             for (state, n) in counts {
                 metrics::gauge!("callroute_leads", "state" => state.as_str()).set(n as f64);
             }
+        }
+        if let Ok(deferred) = self.shared.store.deferred_reasons().await {
+            let waiting = deferred
+                .iter()
+                .find(|(code, _)| code == "cadence")
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("callroute_cadence_waiting").set(waiting as f64);
         }
     }
 

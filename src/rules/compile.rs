@@ -602,7 +602,13 @@ impl Compiler {
             |f| f.lead_attempts.as_ref(),
             compile_attempts,
         );
-        let campaigns = self.campaigns(files, &agents, &numbers, &number_ids);
+        let campaigns = self.campaigns(
+            files,
+            &agents,
+            &numbers,
+            &number_ids,
+            lead_attempts.default.min_gap,
+        );
         let declared = files
             .iter()
             .any(|(_, f)| f.campaigns.as_ref().is_some_and(|m| !m.0.is_empty()));
@@ -986,6 +992,7 @@ impl Compiler {
         agents: &BTreeMap<String, Agent>,
         numbers: &[NumberInfo],
         number_ids: &HashMap<E164, NumberId>,
+        lead_min_gap: Option<std::time::Duration>,
     ) -> BTreeMap<String, Campaign> {
         let mut names = Names::default();
         let mut campaigns = BTreeMap::new();
@@ -1074,6 +1081,15 @@ impl Compiler {
                     .cadence
                     .as_ref()
                     .and_then(|c| super::cadence::compile_cadence(&mut r, &name.value, c));
+                if let (Some(cadence), Some(raw_cadence), Some(gap)) =
+                    (&cadence, &raw.cadence, lead_min_gap)
+                    && cadence.delays.iter().any(|delay| *delay < gap)
+                {
+                    r.warn(raw_cadence, format!(
+                        "a delay of this cadence is shorter than `lead_attempts`' min_gap ({}): those redials wait for the min_gap",
+                        humantime::format_duration(gap)
+                    ));
+                }
                 if let (Some(cadence), Some(raw_cadence)) = (&cadence, &raw.cadence)
                     && cadence.caller_id == crate::cadence::CallerIdPolicy::Different
                 {
