@@ -56,13 +56,15 @@ pub const LONGEST_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The most attempts a cadence may give a lead.
 pub const MOST_ATTEMPTS: u32 = 20;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Cadence {
     pub redial_on: Vec<String>,
     /// After attempt 1, 2, …; the last one repeats. Never empty.
     pub delays: Vec<Duration>,
     pub max_attempts: u32,
     pub caller_id: CallerIdPolicy,
+    /// Call-record fields that end the cadence whatever the status (an appointment booked).
+    pub stop_when: Vec<crate::compliance::OutcomeMatch>,
     /// `file:line` of the `cadence:` key, for traces.
     pub defined_at: String,
 }
@@ -85,16 +87,22 @@ impl Cadence {
         self.delays[index]
     }
 
-    /// After attempt `attempts_made` ended with `status` at `ended_at`: the redial, if the
-    /// cadence gives one. An outcome that is not known (the end never seen) gets none: the
-    /// call may have reached the person, and a redial could be a call too many.
+    /// After attempt `attempts_made` ended with `status` at `ended_at` (its record's fields
+    /// flattened by `compliance::outcome_fields`): the redial, if the cadence gives one. An
+    /// outcome that is not known (the end never seen) gets none: the call may have reached
+    /// the person, and a redial could be a call too many. Neither does a call whose record
+    /// matches `stop_when`.
     pub fn next(
         &self,
         attempts_made: u32,
         status: &str,
+        fields: &serde_json::Value,
         ended_at: DateTime<Utc>,
     ) -> Option<Redial> {
-        if attempts_made >= self.max_attempts || !self.redial_on.iter().any(|s| s == status) {
+        if attempts_made >= self.max_attempts
+            || !self.redial_on.iter().any(|s| s == status)
+            || self.stopped_by(fields).is_some()
+        {
             return None;
         }
         let delay = self.delay_after(attempts_made);
@@ -111,6 +119,11 @@ impl Cadence {
                 humantime::format_duration(delay)
             ),
         })
+    }
+
+    /// The `stop_when` condition a call's record meets, as `field = value`.
+    pub fn stopped_by(&self, fields: &serde_json::Value) -> Option<String> {
+        crate::compliance::first_match(&self.stop_when, fields)
     }
 
     /// Longest time from a lead's first attempt to its last: how far back its earlier
@@ -134,8 +147,16 @@ mod tests {
             ],
             max_attempts: 5,
             caller_id: CallerIdPolicy::Different,
+            stop_when: vec![crate::compliance::OutcomeMatch {
+                field: vec!["appointment_booked".into()],
+                equals: vec!["true".into()],
+            }],
             defined_at: "rules.yaml:3".into(),
         }
+    }
+
+    fn none() -> serde_json::Value {
+        serde_json::json!({})
     }
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -146,12 +167,12 @@ mod tests {
     fn delays_follow_the_attempts_and_the_last_repeats() {
         let c = cadence();
         let ended = at("2026-03-04T15:00:00Z");
-        let due = |k| c.next(k, "no-answer", ended).unwrap().due_at;
+        let due = |k| c.next(k, "no-answer", &none(), ended).unwrap().due_at;
         assert_eq!(due(1), at("2026-03-04T15:30:00Z"));
         assert_eq!(due(2), at("2026-03-04T17:00:00Z"));
         assert_eq!(due(3), at("2026-03-05T15:00:00Z"));
         assert_eq!(due(4), at("2026-03-05T15:00:00Z"), "the last delay repeats");
-        let redial = c.next(1, "busy", ended).unwrap();
+        let redial = c.next(1, "busy", &none(), ended).unwrap();
         assert_eq!((redial.attempt, redial.max_attempts), (2, 5));
         assert!(
             redial.reason.contains("attempt 2 of 5 after busy"),
@@ -169,14 +190,26 @@ mod tests {
         let c = cadence();
         let ended = at("2026-03-04T15:00:00Z");
         assert!(
-            c.next(5, "no-answer", ended).is_none(),
+            c.next(5, "no-answer", &none(), ended).is_none(),
             "attempt 5 of 5 was the last"
         );
-        assert!(c.next(1, "completed", ended).is_none());
-        assert!(c.next(1, "left_voicemail", ended).is_none(), "not listed");
+        assert!(c.next(1, "completed", &none(), ended).is_none());
         assert!(
-            c.next(1, "unknown: no final status within 3 h", ended)
+            c.next(1, "left_voicemail", &none(), ended).is_none(),
+            "not listed"
+        );
+        assert!(
+            c.next(1, "unknown: no final status within 3 h", &none(), ended)
                 .is_none()
+        );
+        let booked = serde_json::json!({ "appointment_booked": true });
+        assert!(
+            c.next(1, "no-answer", &booked, ended).is_none(),
+            "stop_when"
+        );
+        assert_eq!(
+            c.stopped_by(&booked).as_deref(),
+            Some("appointment_booked = true")
         );
     }
 }

@@ -447,20 +447,25 @@ impl OptOut {
     /// The first matching field and value of a call record (the webhook's or `GET
     /// /v2/calls`'s), e.g. `disposition = do_not_call`.
     pub fn matches(&self, record: &serde_json::Value) -> Option<String> {
-        self.when.iter().find_map(|m| {
-            let value = m.field.iter().try_fold(record, |v, key| v.get(key))?;
-            let text = match value {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                serde_json::Value::Number(n) => n.to_string(),
-                _ => return None,
-            };
-            m.equals
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(text.trim()))
-                .then(|| format!("{} = {}", m.field.join("."), text))
-        })
+        first_match(&self.when, record)
     }
+}
+
+/// The first of `matches` a call record satisfies, as `field = value`.
+pub fn first_match(matches: &[OutcomeMatch], record: &serde_json::Value) -> Option<String> {
+    matches.iter().find_map(|m| {
+        let value = m.field.iter().try_fold(record, |v, key| v.get(key))?;
+        let text = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        m.equals
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(text.trim()))
+            .then(|| format!("{} = {}", m.field.join("."), text))
+    })
 }
 
 /// A call's outcome as one flat object the `opt_out` rule reads: the webhook's top level,

@@ -523,13 +523,22 @@ async fn connections_cut_mid_run_pause_the_daemons_and_lose_nothing() {
         .unwrap();
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        let cut: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-        )
-        .bind(&schema)
-        .fetch_all(&mut admin)
-        .await
-        .unwrap();
+        // A daemon between connections (starting, or waiting a second after the last cut)
+        // has none to cut: wait until it has reconnected.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let cut = loop {
+            let cut: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            )
+            .bind(&schema)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+            if !cut.is_empty() || Instant::now() > deadline {
+                break cut;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         eprintln!("cut {} connections", cut.len());
         assert!(!cut.is_empty(), "the daemons' connections were found");
     }

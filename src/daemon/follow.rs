@@ -27,7 +27,12 @@ impl<S: Store> Daemon<S> {
                 Ok(record) if record.is_terminal() => {
                     let recorded = self
                         .shared
-                        .record_end(call_id, &record.status, record.duration())
+                        .record_end(
+                            call_id,
+                            &record.status,
+                            record.duration(),
+                            &record.to_get_json(),
+                        )
                         .await?;
                     if recorded {
                         self.shared
@@ -60,16 +65,17 @@ pub enum WebhookOutcome {
 }
 
 impl<S: Store> Shared<S> {
-    /// Records how `call_id` ended and counts it for its caller ID's health. Returns false
-    /// when it was not a live call of ours.
+    /// Records how `call_id` ended (its record: `fields`) and counts it for its caller ID's
+    /// health. Returns false when it was not a live call of ours.
     pub(super) async fn record_end(
         &self,
         call_id: &str,
         status: &str,
         duration: Option<std::time::Duration>,
+        fields: &serde_json::Value,
     ) -> Result<bool, StoreError> {
         let now = self.config.clock.now();
-        let redial = self.redial_after(call_id, status, now).await?;
+        let redial = self.redial_after(call_id, status, fields, now).await?;
         let from = self
             .store
             .end_call(call_id, status, duration, now, redial.as_ref())
@@ -97,11 +103,14 @@ impl<S: Store> Shared<S> {
     }
 
     /// The redial the cadence of `call_id`'s campaign gives its lead after `status`, with the
-    /// rules running now (none when no campaign has a cadence: no read).
+    /// rules running now (none when no campaign has a cadence: no read). A call whose record
+    /// says "stop calling me" (the rules' `opt_out`) or meets the cadence's `stop_when` ends
+    /// the lead at once.
     async fn redial_after(
         &self,
         call_id: &str,
         status: &str,
+        record: &serde_json::Value,
         ended_at: DateTime<Utc>,
     ) -> Result<Option<crate::cadence::Redial>, StoreError> {
         let rules = self.rules.load_full();
@@ -120,10 +129,24 @@ impl<S: Store> Shared<S> {
             .as_deref()
             .map(str::trim)
             .unwrap_or_default();
-        Ok(rules
-            .campaign(campaign)
-            .and_then(|c| c.cadence.as_ref())
-            .and_then(|cadence| cadence.next(lead.attempts, status, ended_at)))
+        let Some(cadence) = rules.campaign(campaign).and_then(|c| c.cadence.as_ref()) else {
+            return Ok(None);
+        };
+        let fields = crate::compliance::outcome_fields(record);
+        if let Some(opted_out) = rules
+            .compliance
+            .opt_out
+            .as_ref()
+            .and_then(|o| o.matches(&fields))
+        {
+            tracing::info!(lead = %lead.id, call_id, "cadence ended: the person opted out ({opted_out})");
+            return Ok(None);
+        }
+        if let Some(stop) = cadence.stopped_by(&fields) {
+            tracing::info!(lead = %lead.id, call_id, "cadence ended: stop_when {stop}");
+            return Ok(None);
+        }
+        Ok(cadence.next(lead.attempts, status, &fields, ended_at))
     }
 
     /// Polls a live call until it ends, then records the outcome and frees its slot.
@@ -197,9 +220,10 @@ impl<S: Store> Shared<S> {
                     // Recorded whatever it takes (a store restarting, connections cut): a call
                     // whose end is lost would keep its lead `placed` and its slot counted.
                     let status = record.status.clone();
+                    let fields = record.to_get_json();
                     let recorded = self
                         .until_recorded("a call's end", || async {
-                            self.record_end(call_id, &status, duration)
+                            self.record_end(call_id, &status, duration, &fields)
                                 .await
                                 .map(|_| ())
                         })

@@ -109,12 +109,25 @@ pub(super) fn compile_cadence(
             }
         },
     };
+    let errors_before = r
+        .out
+        .iter()
+        .filter(|d| d.severity == super::Severity::Error)
+        .count();
+    let stop_when = super::compliance::compile_outcome_matches(r, &cadence.stop_when);
+    ok &= r
+        .out
+        .iter()
+        .filter(|d| d.severity == super::Severity::Error)
+        .count()
+        == errors_before;
     let at = r.pos(raw.referenced);
     ok.then(|| Cadence {
         redial_on,
         delays,
         max_attempts,
         caller_id,
+        stop_when,
         defined_at: format!("{}:{}", at.file.display(), at.line),
     })
 }

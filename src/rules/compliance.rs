@@ -196,30 +196,7 @@ pub(super) fn compile_compliance(
             if raw.value.when.is_empty() {
                 r.error(raw, "`opt_out.when` is empty: list the call-record fields that mean \"stop calling me\"");
             }
-            let mut when = Vec::new();
-            for m in &raw.value.when {
-                let field: Vec<String> = m
-                    .value
-                    .field
-                    .value
-                    .split('.')
-                    .map(|p| p.trim().to_string())
-                    .collect();
-                if field.iter().any(String::is_empty) {
-                    r.error(
-                        &m.value.field,
-                        format!(
-                            "`field: {}` is not a dotted path like `collected_variables.do_not_call`",
-                            crate::bounded(&m.value.field.value, 60)
-                        ),
-                    );
-                    continue;
-                }
-                when.push(OutcomeMatch {
-                    field,
-                    equals: m.value.equals.value.0.clone(),
-                });
-            }
+            let when = compile_outcome_matches(&mut r, &raw.value.when);
             compliance.opt_out = Some(OptOut {
                 list,
                 defined_at: r.pos(raw.referenced).to_string(),
@@ -523,4 +500,37 @@ pub(super) fn compile_consent(r: &mut Reporter, raw: &Spanned<RawConsent>) -> Op
         states,
         max_age,
     })
+}
+
+/// Call-record fields and the values that match (`opt_out.when`, a cadence's `stop_when`),
+/// each path checked.
+pub(super) fn compile_outcome_matches(
+    r: &mut Reporter<'_>,
+    raw: &[Spanned<super::raw::RawOutcomeMatch>],
+) -> Vec<OutcomeMatch> {
+    let mut when = Vec::new();
+    for m in raw {
+        let field: Vec<String> = m
+            .value
+            .field
+            .value
+            .split('.')
+            .map(|p| p.trim().to_string())
+            .collect();
+        if field.iter().any(String::is_empty) {
+            r.error(
+                &m.value.field,
+                format!(
+                    "`field: {}` is not a dotted path like `collected_variables.do_not_call`",
+                    crate::bounded(&m.value.field.value, 60)
+                ),
+            );
+            continue;
+        }
+        when.push(OutcomeMatch {
+            field,
+            equals: m.value.equals.value.0.clone(),
+        });
+    }
+    when
 }

@@ -234,6 +234,9 @@ pub struct RawCadence {
     pub delays: Spanned<Vec<Spanned<String>>>,
     pub max_attempts: Spanned<u32>,
     pub caller_id: Option<Spanned<String>>,
+    /// Call-record fields that end the cadence (e.g. an appointment booked).
+    #[serde(default)]
+    pub stop_when: Vec<Spanned<RawOutcomeMatch>>,
 }
 
 #[derive(Debug, Deserialize)]

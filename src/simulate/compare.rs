@@ -147,6 +147,20 @@ impl fmt::Display for Comparison {
             drained(&self.before),
             drained(&self.after),
         )?;
+        let reached = |r: &Report| r.by_attempt.iter().map(|a| a.reached).sum::<usize>();
+        let dials = |r: &Report| r.by_attempt.iter().map(|a| a.calls).sum::<usize>();
+        writeln!(
+            out,
+            "  leads reached {} → {} ({:.0} → {:.0} per 1,000) with {} → {} dials ({} → {} redials)",
+            reached(&self.before),
+            reached(&self.after),
+            1000.0 * reached(&self.before) as f64 / self.before.leads.max(1) as f64,
+            1000.0 * reached(&self.after) as f64 / self.after.leads.max(1) as f64,
+            dials(&self.before),
+            dials(&self.after),
+            self.before.redials,
+            self.after.redials,
+        )?;
         let non_local = |r: &Report| r.states.iter().map(|s| s.non_local).sum::<usize>();
         writeln!(
             out,

@@ -118,6 +118,12 @@ pub struct Tally {
     pub rests: Vec<crate::health::Rest>,
     /// Each number's call instants, in order (to check every limit held).
     pub calls_at: BTreeMap<E164, Vec<DateTime<Utc>>>,
+    /// Calls by the attempt they were of their lead (index 0: first attempts), and of those
+    /// the answered ones: what each extra attempt of a cadence adds.
+    pub calls_by_attempt: Vec<usize>,
+    pub reached_by_attempt: Vec<usize>,
+    /// Redials the campaigns' cadences scheduled.
+    pub redials: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -170,6 +176,11 @@ pub const WINDOWS: [LimitWindow; 6] = [
 
 pub fn window_bit(window: LimitWindow) -> u8 {
     1 << WINDOWS.iter().position(|w| *w == window).unwrap_or(0)
+}
+
+/// The seed of a lead's `attempt`-th call's answer: the run's own for first calls.
+fn attempt_seed(seed: u64, attempt: u32) -> u64 {
+    seed ^ u64::from(attempt - 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Runs the list through the rules and reports.
@@ -257,6 +268,7 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
                 ..
             } => {
                 pool.record(from_phone_number, lead, at);
+                let attempt = pool.lead_history(&lead.key).map_or(1, |h| h.total()).max(1);
                 next_send = at + beat_chrono;
                 let answer_rate = options
                     .answer_rates
@@ -278,7 +290,12 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
                         );
                         (call.answered, call.short)
                     }
-                    None => (draw(options.seed, index) < answer_rate, false),
+                    // Each attempt of a lead answers or not on its own draw (the first on
+                    // the draw of runs without cadences).
+                    None => (
+                        draw(attempt_seed(options.seed, attempt), index) < answer_rate,
+                        false,
+                    ),
                 };
                 let duration = match (answered, short) {
                     (true, false) => options.call_duration,
@@ -305,15 +322,34 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
                         .push(at, outcome);
                     rest_numbers(rules, &mut histories, &mut pool, &mut tally, at);
                 }
-                live.push(Reverse(
-                    at + chrono::Duration::from_std(duration).unwrap_or_default(),
-                ));
+                let ends = at + chrono::Duration::from_std(duration).unwrap_or_default();
+                live.push(Reverse(ends));
                 tally.answered += usize::from(answered);
+                let slot = attempt as usize - 1;
+                if tally.calls_by_attempt.len() <= slot {
+                    tally.calls_by_attempt.resize(slot + 1, 0);
+                    tally.reached_by_attempt.resize(slot + 1, 0);
+                }
+                tally.calls_by_attempt[slot] += 1;
+                tally.reached_by_attempt[slot] += usize::from(answered);
                 numbers
                     .entry(from_phone_number)
                     .or_insert_with(new_number)
                     .calls_per_hour[hour] += 1;
                 count_presence(&mut tally, lead, from_phone_number, tier, &trace, at);
+                // An unanswered call is redialed as its campaign's cadence says (the model
+                // does not tell busy from no answer: both are `no-answer` here).
+                let redial = rules
+                    .campaign(&lead.campaign)
+                    .and_then(|c| c.cadence.as_ref())
+                    .filter(|_| !answered)
+                    .and_then(|c| c.next(attempt, "no-answer", &serde_json::Value::Null, ends));
+                if let Some(redial) = redial {
+                    tally.redials += 1;
+                    tally.outcomes[index] = Outcome::Waiting("cadence".to_string());
+                    due.push(Reverse((calendar.take(redial.due_at, at), index)));
+                    continue;
+                }
                 Outcome::Called {
                     at,
                     number: from_phone_number,
@@ -528,6 +564,41 @@ campaigns:
         let two_days = run(&rules(), &leads(40), &options(2));
         assert_eq!(two_days.called, 40);
         assert!(two_days.drained_at.is_some());
+    }
+
+    /// A cadence reaches more of the list: each extra attempt adds reached leads, fewer
+    /// than the one before, and every redial is a call the rules allowed.
+    #[test]
+    fn a_cadence_reaches_more_leads_and_says_what_each_attempt_adds() {
+        let with_cadence = RULES.replace(
+            "    agent: a\n",
+            "    agent: a\n    cadence: { redial_on: [no-answer], delays: [2h], max_attempts: 3 }\n",
+        );
+        let leads = leads(40);
+        let mut options = options(3);
+        options.answer_rate = 0.4;
+        let once = run(&rules(), &leads, &options);
+        let redialed = run(&rules_from(&with_cadence), &leads, &options);
+        assert_eq!(once.redials, 0);
+        assert_eq!(once.by_attempt.len(), 1);
+        assert!(redialed.redials > 0, "{redialed}");
+        assert_eq!(redialed.by_attempt.len(), 3, "{redialed}");
+        let reached = |r: &Report| r.by_attempt.iter().map(|a| a.reached).sum::<usize>();
+        assert_eq!(reached(&once), once.answered);
+        assert!(
+            reached(&redialed) > reached(&once),
+            "{} vs {}",
+            reached(&redialed),
+            reached(&once)
+        );
+        let [first, second, third] = [0, 1, 2].map(|i| redialed.by_attempt[i].reached);
+        assert!(
+            first > second && second >= third,
+            "{:?}",
+            redialed.by_attempt
+        );
+        assert_eq!(redialed.limit_violations, 0);
+        assert!(redialed.to_string().contains("cadence: "), "{redialed}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub struct Report {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub leads: usize,
+    /// Leads called at least once.
     pub called: usize,
     pub answered: usize,
     pub decisions: usize,
@@ -46,6 +47,20 @@ pub struct Report {
     /// What more numbers would change, each measured by running again with them (`None`:
     /// not asked for).
     pub advice: Option<Vec<Advice>>,
+    /// Per attempt of a lead (1: first calls, 2: first redials …): calls made, leads
+    /// reached (answered) on it, and those per 1,000 leads: what each extra attempt of a
+    /// cadence adds.
+    pub by_attempt: Vec<AttemptReport>,
+    /// Redials the campaigns' cadences scheduled.
+    pub redials: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptReport {
+    pub attempt: usize,
+    pub calls: usize,
+    pub reached: usize,
+    pub reached_per_1000_leads: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,12 +143,26 @@ impl Report {
             first_hour: options.first_hour(),
             queue_depth: tally.queue_depth.clone(),
             advice: None,
+            by_attempt: tally
+                .calls_by_attempt
+                .iter()
+                .zip(&tally.reached_by_attempt)
+                .enumerate()
+                .map(|(index, (&calls, &reached))| AttemptReport {
+                    attempt: index + 1,
+                    calls,
+                    reached,
+                    reached_per_1000_leads: 1000.0 * reached as f64 / leads.len().max(1) as f64,
+                })
+                .collect(),
+            redials: tally.redials,
         };
+        // Leads called at least once (a lead waiting for a cadence's redial was called).
+        report.called = tally.calls_by_attempt.first().copied().unwrap_or(0);
         let mut last_call = None;
         for outcome in &tally.outcomes {
             match outcome {
                 Outcome::Called { at, .. } => {
-                    report.called += 1;
                     last_call = last_call.max(Some(*at));
                 }
                 Outcome::Waiting(reason) => *report.waiting.entry(reason.clone()).or_default() += 1,
@@ -396,6 +425,27 @@ impl fmt::Display for Report {
             self.short,
             self.limit_violations
         )?;
+        if self.redials > 0 {
+            let marginal: Vec<String> = self
+                .by_attempt
+                .iter()
+                .map(|a| {
+                    let sign = if a.attempt == 1 { "" } else { "+" };
+                    format!("{}: {sign}{:.0}", a.attempt, a.reached_per_1000_leads)
+                })
+                .collect();
+            let reached: f64 = self
+                .by_attempt
+                .iter()
+                .map(|a| a.reached_per_1000_leads)
+                .sum();
+            writeln!(
+                out,
+                "cadence: {} redials; leads reached per 1,000: {reached:.0} (by attempt {})",
+                self.redials,
+                marginal.join(", ")
+            )?;
+        }
         if self.labelled > 0 || !self.rests.is_empty() {
             writeln!(
                 out,
