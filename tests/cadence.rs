@@ -2,6 +2,8 @@
 //! nobody answers. Each lead gets exactly its cadence's attempts, each from a caller ID it
 //! has not seen while another is eligible, and then ends with its last outcome.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use callroute::clock::Clock;
 use callroute::daemon::{Daemon, DaemonConfig};
 use callroute::rules::load_dir;
 use callroute::store::intake;
+use callroute::store::postgres::PgStore;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{LeadState, Store};
 use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, Simulator};
@@ -21,8 +24,8 @@ use callroute::synthflow::{Client, ClientConfig};
 const NUMBERS: [&str; 3] = ["+14155550100", "+14155550101", "+12125550107"];
 const ATTEMPTS: usize = 3;
 
-fn rules_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("callroute-cadence-{}", std::process::id()));
+fn rules_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("callroute-cadence-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let numbers: String = NUMBERS
@@ -58,6 +61,23 @@ campaigns:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_leads_are_redialed_from_another_caller_id_then_end() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    redialed_from_another_caller_id_then_end(store).await;
+}
+
+/// The same on PostgreSQL (the store several daemons share). Skipped without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_unanswered_leads_are_redialed_then_end() {
+    let Some(schema) = common::pg_schema("cadence_redial").await else {
+        return;
+    };
+    let store = PgStore::open_in_schema(&common::pg_url(), Some(&schema))
+        .await
+        .unwrap();
+    redialed_from_another_caller_id_then_end(store).await;
+}
+
+async fn redialed_from_another_caller_id_then_end<S: Store>(store: S) {
     let sim = Simulator::new(SimConfig {
         api_key: "k".into(),
         attempts_per_second: 20,
@@ -81,8 +101,7 @@ async fn unanswered_leads_are_redialed_from_another_caller_id_then_end() {
         unlisted_zones: Vec::new(),
     });
     let base = sim.start_local().await.unwrap();
-    let dir = rules_dir();
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let dir = rules_dir(store.engine());
     let leads = "id,phone,name,campaign\nA,+14155550123,Ann,c\nB,+14155550124,Bo,c\n";
     let intake = intake::parse(leads.as_bytes()).unwrap();
     // A minute of the daemon's clock passes in half a second.

@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn every_mistake_in_a_cadence_is_reported_where_it_is() {
         let found = diagnostics(
-            "{ redial_on: [no-answer, completed, ringing], delays: [10s, 2h, 90d, soon], max_attempts: 40, caller_id: other }",
+            "{ redial_on: [no-answer, completed, ringing], delays: [10s, 2h, 90d, soon], max_attempts: 40, caller_id: other, stop_when: [{ field: a..b, equals: x }] }",
         );
         let expect = [
             "6:39: error: `completed` means",
@@ -169,6 +169,7 @@ mod tests {
             "6:83: error: bad duration `soon`",
             "6:104: error: `max_attempts` must be between 1 and 20",
             "6:119: error: unknown `caller_id: other`",
+            "6:147: error: `field: a..b` is not a dotted path",
         ];
         for wanted in expect {
             assert!(
@@ -186,7 +187,7 @@ mod tests {
     #[test]
     fn a_good_cadence_compiles_and_sticky_against_different_is_warned() {
         let found = diagnostics(
-            "{ redial_on: [no-answer, busy], delays: [30m, 2h, 1d], max_attempts: 4, caller_id: different }",
+            "{ redial_on: [no-answer, busy], delays: [30m, 2h, 1d], max_attempts: 4, caller_id: different, stop_when: [{ field: appointment_booked, equals: true }] }",
         );
         assert!(found.iter().all(|d| d.contains("warning")), "{found:#?}");
         assert!(
