@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use callroute::cadence::Redial;
 use callroute::compliance::StoredEntry;
 use callroute::lead::RawLead;
+use callroute::store::outbox::CallEndReport;
 use callroute::store::postgres::PgStore;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{
@@ -94,6 +95,7 @@ suite!(
     enqueue_is_idempotent_by_id,
     a_lead_goes_from_queued_through_dialing_to_completed,
     a_call_end_with_a_redial_waits_once_for_the_next_attempt,
+    results_are_kept_until_delivered_and_taken_by_one_member,
     not_placed_attempts_retry_or_fail_and_do_not_count_as_usage,
     deferred_leads_wait_and_claims_are_released,
     held_leads_are_counted_by_reason_and_queued_again_at_once,
@@ -249,10 +251,11 @@ async fn a_call_end_with_a_redial_waits_once_for_the_next_attempt(db: &impl Db) 
         due_at: ended + Duration::minutes(30),
         reason: "cadence: attempt 2 of 3 after no-answer".into(),
     };
-    let from = store
-        .end_call("call-1", "no-answer", None, ended, Some(&redial))
-        .await
-        .unwrap();
+    let end = CallEndReport {
+        redial: Some(&redial),
+        ..CallEndReport::of("no-answer")
+    };
+    let from = store.end_call("call-1", &end, ended).await.unwrap();
     assert_eq!(from.as_deref(), Some("+14155550100"));
     let lead = store.lead("a").await.unwrap().unwrap();
     assert_eq!(lead.state, LeadState::Deferred);
@@ -263,10 +266,7 @@ async fn a_call_end_with_a_redial_waits_once_for_the_next_attempt(db: &impl Db) 
         store.live_calls().await.unwrap().is_empty(),
         "the call's slot is free"
     );
-    let again = store
-        .end_call("call-1", "no-answer", None, ended, Some(&redial))
-        .await
-        .unwrap();
+    let again = store.end_call("call-1", &end, ended).await.unwrap();
     assert!(again.is_none(), "a call ends once");
     assert_eq!(store.call_ends_since(t0()).await.unwrap().len(), 1);
     assert!(
@@ -295,6 +295,76 @@ async fn a_call_end_with_a_redial_waits_once_for_the_next_attempt(db: &impl Db) 
     let lead = store.lead("a").await.unwrap().unwrap();
     assert_eq!((lead.state, lead.attempts), (LeadState::Completed, 2));
     assert_eq!(lead.reason.as_deref(), Some("completed"));
+    // The results, written with the state changes: each call's end, then the lead finished.
+    let events = store
+        .outbox_events(t0(), t0() + Duration::days(1), 100)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["attempt.ended", "attempt.ended", "lead.finished"]);
+    assert_eq!(events[0].data["attempt"], 1);
+    assert_eq!(events[0].data["phone"], "+14155550123");
+    assert_eq!(events[0].data["caller_id"], "+14155550100");
+    assert_eq!(events[0].data["status"], "no-answer");
+    assert_eq!(events[0].data["next_attempt"]["attempt"], 2);
+    assert_eq!(events[1].data["attempt"], 2);
+    assert!(events[1].data["next_attempt"].is_null());
+    assert_eq!(events[2].data["result"], "reached");
+    assert_eq!(events[2].data["lead_id"], "a");
+}
+
+/// Events wait in the outbox until delivered: a member takes the due ones for a lease (no
+/// other member takes them meanwhile), a failed delivery comes back when its retry is due,
+/// a delivered one never again.
+async fn results_are_kept_until_delivered_and_taken_by_one_member(db: &impl Db) {
+    let (a, b) = (db.handle().await, db.handle().await);
+    a.join(&info("a")).await.unwrap();
+    b.join(&info("b")).await.unwrap();
+    let leads: Vec<_> = (0..3)
+        .map(|i| (format!("r{i}"), raw(&format!("+1415555013{i}"))))
+        .collect();
+    a.enqueue(&leads, t0()).await.unwrap();
+    for i in 0..3 {
+        a.reject(&format!("r{i}"), "suppressed", "on list dnc", t0())
+            .await
+            .unwrap();
+    }
+    let lease = std::time::Duration::from_secs(30);
+    let taken = a.claim_outbox(t0(), 2, lease).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    assert_eq!(taken[0].kind, "lead.finished");
+    assert_eq!(taken[0].data["result"], "suppressed");
+    let rest = b.claim_outbox(t0(), 10, lease).await.unwrap();
+    assert_eq!(
+        rest.len(),
+        1,
+        "the other member gets only what is not taken"
+    );
+    assert_ne!(rest[0].seq, taken[0].seq);
+    a.outbox_delivered(taken[0].seq, t0()).await.unwrap();
+    let retry_at = t0() + Duration::seconds(5);
+    a.outbox_failed(taken[1].seq, "HTTP 503", retry_at)
+        .await
+        .unwrap();
+    assert_eq!(a.outbox_backlog().await.unwrap(), (2, Some(t0())));
+    assert!(
+        a.claim_outbox(t0() + Duration::seconds(1), 10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = a.claim_outbox(retry_at, 10, lease).await.unwrap();
+    assert_eq!(again.len(), 1, "the failed one, due again");
+    assert_eq!(
+        (again[0].id.as_str(), again[0].tries),
+        (taken[1].id.as_str(), 1)
+    );
+    assert_eq!(again[0].last_error.as_deref(), Some("HTTP 503"));
+    // A lease that runs out (its member died) gives the event to another member.
+    let after_lease = t0() + Duration::seconds(31);
+    let orphan = a.claim_outbox(after_lease, 10, lease).await.unwrap();
+    assert_eq!(orphan.len(), 1);
+    assert_eq!(orphan[0].seq, rest[0].seq);
 }
 
 async fn not_placed_attempts_retry_or_fail_and_do_not_count_as_usage(db: &impl Db) {
@@ -928,7 +998,7 @@ async fn concurrent_starts_on_an_empty_postgres_schema_migrate_it_once() {
             .fetch_all(&mut connection)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2], "each migration applied once");
+    assert_eq!(versions, [1, 2, 3], "each migration applied once");
     let again = PgStore::migrate_only(&common::pg_store_url(&schema))
         .await
         .unwrap();

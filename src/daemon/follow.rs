@@ -75,11 +75,16 @@ impl<S: Store> Shared<S> {
         fields: &serde_json::Value,
     ) -> Result<bool, StoreError> {
         let now = self.config.clock.now();
-        let redial = self.redial_after(call_id, status, fields, now).await?;
-        let from = self
-            .store
-            .end_call(call_id, status, duration, now, redial.as_ref())
-            .await?;
+        let record = crate::compliance::outcome_fields(fields);
+        let (redial, finished) = self.redial_after(call_id, status, &record, now).await?;
+        let end = crate::store::outbox::CallEndReport {
+            status,
+            duration,
+            record: Some(&record),
+            redial: redial.as_ref(),
+            finished,
+        };
+        let from = self.store.end_call(call_id, &end, now).await?;
         match from {
             Some(from) => {
                 let next = redial
@@ -103,25 +108,26 @@ impl<S: Store> Shared<S> {
     }
 
     /// The redial the cadence of `call_id`'s campaign gives its lead after `status`, with the
-    /// rules running now (none when no campaign has a cadence: no read). A call whose record
-    /// says "stop calling me" (the rules' `opt_out`) or meets the cadence's `stop_when` ends
-    /// the lead at once.
+    /// rules running now (none when no campaign has a cadence: no read), or why the lead is
+    /// finished when its cadence says so. A call whose record (`fields`, flattened) says
+    /// "stop calling me" (the rules' `opt_out`) or meets the cadence's `stop_when` ends the
+    /// lead at once.
     async fn redial_after(
         &self,
         call_id: &str,
         status: &str,
-        record: &serde_json::Value,
+        fields: &serde_json::Value,
         ended_at: DateTime<Utc>,
-    ) -> Result<Option<crate::cadence::Redial>, StoreError> {
+    ) -> Result<(Option<crate::cadence::Redial>, Option<&'static str>), StoreError> {
         let rules = self.rules.load_full();
         if !rules.campaigns.values().any(|c| c.cadence.is_some()) {
-            return Ok(None);
+            return Ok((None, None));
         }
         let Some(lead) = self.store.lead_of_call(call_id).await? else {
-            return Ok(None);
+            return Ok((None, None));
         };
         if lead.state != LeadState::Placed {
-            return Ok(None);
+            return Ok((None, None));
         }
         let campaign = lead
             .raw
@@ -130,23 +136,24 @@ impl<S: Store> Shared<S> {
             .map(str::trim)
             .unwrap_or_default();
         let Some(cadence) = rules.campaign(campaign).and_then(|c| c.cadence.as_ref()) else {
-            return Ok(None);
+            return Ok((None, None));
         };
-        let fields = crate::compliance::outcome_fields(record);
         if let Some(opted_out) = rules
             .compliance
             .opt_out
             .as_ref()
-            .and_then(|o| o.matches(&fields))
+            .and_then(|o| o.matches(fields))
         {
             tracing::info!(lead = %lead.id, call_id, "cadence ended: the person opted out ({opted_out})");
-            return Ok(None);
+            return Ok((None, Some("stopped")));
         }
-        if let Some(stop) = cadence.stopped_by(&fields) {
+        if let Some(stop) = cadence.stopped_by(fields) {
             tracing::info!(lead = %lead.id, call_id, "cadence ended: stop_when {stop}");
-            return Ok(None);
+            return Ok((None, Some("stopped")));
         }
-        Ok(cadence.next(lead.attempts, status, &fields, ended_at))
+        let redial = cadence.next(lead.attempts, status, fields, ended_at);
+        let spent = redial.is_none() && cadence.redial_on.iter().any(|s| s == status);
+        Ok((redial, spent.then_some("cadence_spent")))
     }
 
     /// Polls a live call until it ends, then records the outcome and frees its slot.

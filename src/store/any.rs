@@ -256,14 +256,62 @@ impl Store for AnyStore {
     async fn end_call(
         &self,
         call_id: &str,
-        outcome: &str,
-        duration: Option<Duration>,
+        end: &super::outbox::CallEndReport<'_>,
         now: DateTime<Utc>,
-        redial: Option<&crate::cadence::Redial>,
     ) -> Result<Option<String>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.end_call(call_id, outcome, duration, now, redial).await,
-            AnyStore::Postgres(s) => s.end_call(call_id, outcome, duration, now, redial).await,
+            AnyStore::Sqlite(s) => s.end_call(call_id, end, now).await,
+            AnyStore::Postgres(s) => s.end_call(call_id, end, now).await,
+        }
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<super::outbox::OutboxEvent>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.claim_outbox(now, limit, lease).await,
+            AnyStore::Postgres(s) => s.claim_outbox(now, limit, lease).await,
+        }
+    }
+
+    async fn outbox_delivered(&self, seq: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.outbox_delivered(seq, now).await,
+            AnyStore::Postgres(s) => s.outbox_delivered(seq, now).await,
+        }
+    }
+
+    async fn outbox_failed(
+        &self,
+        seq: i64,
+        error: &str,
+        next_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.outbox_failed(seq, error, next_at).await,
+            AnyStore::Postgres(s) => s.outbox_failed(seq, error, next_at).await,
+        }
+    }
+
+    async fn outbox_events(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<super::outbox::OutboxEvent>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.outbox_events(from, to, limit).await,
+            AnyStore::Postgres(s) => s.outbox_events(from, to, limit).await,
+        }
+    }
+
+    async fn outbox_backlog(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.outbox_backlog().await,
+            AnyStore::Postgres(s) => s.outbox_backlog().await,
         }
     }
 

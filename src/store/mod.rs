@@ -9,6 +9,7 @@
 
 pub mod any;
 pub mod intake;
+pub mod outbox;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -697,19 +698,57 @@ pub trait Store: Send + Sync + 'static {
         duration: Option<std::time::Duration>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
-        self.end_call(call_id, outcome, duration, now, None)
+        async move {
+            let end = outbox::CallEndReport {
+                duration,
+                ..outbox::CallEndReport::of(outcome)
+            };
+            self.end_call(call_id, &end, now).await
+        }
     }
-    /// `complete`, or with `redial` the lead waits for its cadence's next attempt instead
-    /// (`deferred` until `redial.due_at`, reason code `cadence`), in the same transaction
-    /// as the end: a call's end is recorded once, so each attempt gets at most one redial.
+    /// `complete`, or with `end.redial` the lead waits for its cadence's next attempt
+    /// instead (`deferred` until `redial.due_at`, reason code `cadence`), in the same
+    /// transaction as the end, with the end's events for the user's systems
+    /// (`attempt.ended`, and `lead.finished` unless redialed): a call's end is recorded
+    /// once, so each attempt gets at most one redial and one event.
     fn end_call(
         &self,
         call_id: &str,
-        outcome: &str,
-        duration: Option<std::time::Duration>,
+        end: &outbox::CallEndReport<'_>,
         now: DateTime<Utc>,
-        redial: Option<&crate::cadence::Redial>,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Takes up to `limit` undelivered events due by `now` for this member to deliver, for
+    /// `lease` (then another member may take them), oldest first.
+    fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<outbox::OutboxEvent>, StoreError>> + Send;
+    /// Event `seq` was delivered (a 2xx) at `now`.
+    fn outbox_delivered(
+        &self,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A delivery of event `seq` failed with `error`; it is tried again at `next_at`.
+    fn outbox_failed(
+        &self,
+        seq: i64,
+        error: &str,
+        next_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Events written in [`from`, `to`), oldest first, at most `limit` (`results export`).
+    fn outbox_events(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<outbox::OutboxEvent>, StoreError>> + Send;
+    /// Undelivered events: how many, and when the oldest was written.
+    fn outbox_backlog(
+        &self,
+    ) -> impl Future<Output = Result<(u64, Option<DateTime<Utc>>), StoreError>> + Send;
     /// Calls that ended since `since`, oldest first (for number health).
     fn call_ends_since(
         &self,

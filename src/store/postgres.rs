@@ -149,6 +149,23 @@ ALTER TABLE attempts ADD COLUMN proof TEXT;
 ALTER TABLE attempts ADD COLUMN to_number TEXT;
 CREATE INDEX attempts_by_to_number ON attempts (to_number);
 ",
+    "
+CREATE TABLE outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    data TEXT NOT NULL,
+    tries BIGINT NOT NULL DEFAULT 0,
+    next_at BIGINT NOT NULL,
+    claimed_by TEXT,
+    claimed_until BIGINT,
+    delivered_at BIGINT,
+    last_error TEXT
+);
+CREATE INDEX outbox_due ON outbox (next_at) WHERE delivered_at IS NULL;
+CREATE INDEX outbox_by_at ON outbox (at);
+",
 ];
 
 /// The server's clock in epoch ms: leases use one clock for every member.
@@ -861,15 +878,34 @@ impl Store for PgStore {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_state(
-            lead_id,
-            LeadState::Rejected,
-            None,
-            Some(code),
-            Some(reason),
-            now,
-        )
-        .await
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query("UPDATE leads SET state = 'rejected', reason = $1, reason_code = $2, updated_at = $3 WHERE id = $4 RETURNING payload, attempts")
+            .bind(reason)
+            .bind(code)
+            .bind(ms(now))
+            .bind(lead_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(row) = row {
+            let payload: String = row.get("payload");
+            let facts = super::outbox::LeadFacts {
+                id: lead_id,
+                payload: &payload,
+                attempts: row.get::<i64, _>("attempts") as u32,
+            };
+            let result = if code == "suppressed" {
+                "suppressed"
+            } else {
+                "rejected"
+            };
+            insert_event(
+                &mut tx,
+                &super::outbox::lead_ended(&facts, result, reason, now),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     async fn rejected_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -1069,15 +1105,28 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         // An attempt that placed no call is not an attempt on the lead.
-        sqlx::query("UPDATE leads SET state = $1, owner = NULL, due_at = COALESCE($2, due_at), reason = $3, reason_code = NULL, attempts = GREATEST(attempts - 1, 0), updated_at = $4 WHERE id = $5")
+        let lead = sqlx::query("UPDATE leads SET state = $1, owner = NULL, due_at = COALESCE($2, due_at), reason = $3, reason_code = NULL, attempts = GREATEST(attempts - 1, 0), updated_at = $4 WHERE id = $5 RETURNING payload, attempts")
             .bind(state.as_str())
             .bind(due)
             .bind(reason)
             .bind(ms(now))
             .bind(&lead_id)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+        if state == LeadState::Failed {
+            let payload: String = lead.get("payload");
+            let facts = super::outbox::LeadFacts {
+                id: &lead_id,
+                payload: &payload,
+                attempts: lead.get::<i64, _>("attempts") as u32,
+            };
+            insert_event(
+                &mut tx,
+                &super::outbox::lead_ended(&facts, "failed", reason, now),
+            )
+            .await?;
+        }
         let payload = format!(
             "a|{}|{}|1|{}|{}|{}",
             self.member,
@@ -1097,12 +1146,11 @@ impl Store for PgStore {
     async fn end_call(
         &self,
         call_id: &str,
-        outcome: &str,
-        duration: Option<Duration>,
+        end: &super::outbox::CallEndReport<'_>,
         now: DateTime<Utc>,
-        redial: Option<&crate::cadence::Redial>,
     ) -> Result<Option<String>, StoreError> {
-        let next = super::after_the_call(outcome, redial);
+        let (outcome, duration) = (end.status, end.duration);
+        let next = super::after_the_call(outcome, end.redial);
         let mut tx = self.pool.begin().await.map_err(db)?;
         let done = sqlx::query("UPDATE leads SET state = $1, due_at = COALESCE($2, due_at), reason = $3, reason_code = $4, updated_at = $5 WHERE call_id = $6 AND state = 'placed'")
             .bind(next.state.as_str())
@@ -1142,8 +1190,110 @@ impl Store for PgStore {
             // Idle members re-read when the next lead is due.
             self.notify(&mut tx, "q").await?;
         }
+        let lead = sqlx::query("SELECT id, payload, attempts FROM leads WHERE call_id = $1")
+            .bind(call_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(row) = lead {
+            let (id, payload): (String, String) = (row.get("id"), row.get("payload"));
+            let facts = super::outbox::LeadFacts {
+                id: &id,
+                payload: &payload,
+                attempts: row.get::<i64, _>("attempts") as u32,
+            };
+            let caller_id = from.as_deref().unwrap_or_default();
+            for event in super::outbox::call_ended(&facts, call_id, caller_id, end, now) {
+                insert_event(&mut tx, &event).await?;
+            }
+        }
         tx.commit().await.map_err(db)?;
         Ok(Some(from.unwrap_or_default()))
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<super::outbox::OutboxEvent>, StoreError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let rows = sqlx::query(
+            "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE seq IN (
+                 SELECT seq FROM outbox WHERE delivered_at IS NULL AND next_at <= $3
+                 AND (claimed_until IS NULL OR claimed_until <= $3) ORDER BY seq LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING seq, id, kind, at, data, tries, delivered_at, last_error",
+        )
+        .bind(&*self.member)
+        .bind(ms(until))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut events: Vec<_> = rows.iter().map(rows::outbox_event).collect();
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    async fn outbox_delivered(&self, seq: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET delivered_at = $1, tries = tries + 1, claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE seq = $2")
+            .bind(ms(now))
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn outbox_failed(
+        &self,
+        seq: i64,
+        error: &str,
+        next_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET tries = tries + 1, next_at = $1, last_error = $2, claimed_by = NULL, claimed_until = NULL WHERE seq = $3")
+            .bind(ms(next_at))
+            .bind(crate::bounded(error, 500))
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn outbox_events(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<super::outbox::OutboxEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, id, kind, at, data, tries, delivered_at, last_error FROM outbox
+             WHERE at >= $1 AND at < $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(ms(from))
+        .bind(ms(to))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(rows::outbox_event).collect())
+    }
+
+    async fn outbox_backlog(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM outbox WHERE delivered_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok((
+            row.get::<i64, _>("n") as u64,
+            row.get::<Option<i64>, _>("oldest")
+                .and_then(DateTime::from_timestamp_millis),
+        ))
     }
 
     async fn call_ends_since(&self, since: DateTime<Utc>) -> Result<Vec<CallEnd>, StoreError> {
@@ -1505,6 +1655,22 @@ async fn append_result(
         .fetch_one(&mut *tx)
         .await
         .map_err(db)
+}
+
+/// Writes `event` in the transaction that made it (once: its id is unique).
+async fn insert_event(
+    tx: &mut sqlx::PgConnection,
+    event: &super::outbox::NewEvent,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO outbox (id, kind, at, data, next_at) VALUES ($1, $2, $3, $4, $3) ON CONFLICT (id) DO NOTHING")
+        .bind(&event.id)
+        .bind(event.kind)
+        .bind(ms(event.at))
+        .bind(event.data.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -188,3 +188,17 @@ pub(super) fn audit(row: &impl Columns) -> AuditEntry {
         detail: row.text("detail"),
     }
 }
+
+/// An `outbox` row (seq, id, kind, at, data, tries, delivered_at, last_error).
+pub(super) fn outbox_event(row: &impl Columns) -> super::outbox::OutboxEvent {
+    super::outbox::OutboxEvent {
+        seq: row.int("seq"),
+        id: row.text("id"),
+        kind: row.text("kind"),
+        timestamp: time(row.int("at")),
+        data: serde_json::from_str(&row.text("data")).unwrap_or(serde_json::Value::Null),
+        tries: row.int("tries") as u32,
+        delivered_at: row.maybe_int("delivered_at").map(time),
+        last_error: row.maybe_text("last_error"),
+    }
+}

@@ -18,6 +18,21 @@ use super::{
 use crate::lead::RawLead;
 
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    claimed_by TEXT,
+    claimed_until INTEGER,
+    delivered_at INTEGER,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE delivered_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_by_at ON outbox (at);
 CREATE TABLE IF NOT EXISTS leads (
     id TEXT PRIMARY KEY,
     payload TEXT NOT NULL,
@@ -738,15 +753,34 @@ impl Store for SqliteStore {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_state(
-            lead_id,
-            LeadState::Rejected,
-            None,
-            Some(code),
-            Some(reason),
-            now,
-        )
-        .await
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query("UPDATE leads SET state = 'rejected', reason = ?, reason_code = ?, updated_at = ? WHERE id = ? RETURNING payload, attempts")
+            .bind(reason)
+            .bind(code)
+            .bind(ms(now))
+            .bind(lead_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(row) = row {
+            let payload: String = row.get("payload");
+            let facts = super::outbox::LeadFacts {
+                id: lead_id,
+                payload: &payload,
+                attempts: row.get::<i64, _>("attempts") as u32,
+            };
+            let result = if code == "suppressed" {
+                "suppressed"
+            } else {
+                "rejected"
+            };
+            insert_event(
+                &mut tx,
+                &super::outbox::lead_ended(&facts, result, reason, now),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     async fn rejected_reasons(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -902,27 +936,39 @@ impl Store for SqliteStore {
             .map_err(db)?;
         // An attempt that placed no call is not an attempt on the lead (`attempts` counts
         // calls that may have happened, for lifetime caps).
-        sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, reason_code = NULL, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ?")
+        let row = sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, reason_code = NULL, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ? RETURNING payload, attempts")
             .bind(state.as_str())
             .bind(due)
             .bind(reason)
             .bind(ms(now))
             .bind(&lead_id)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+        if state == LeadState::Failed {
+            let payload: String = row.get("payload");
+            let facts = super::outbox::LeadFacts {
+                id: &lead_id,
+                payload: &payload,
+                attempts: row.get::<i64, _>("attempts") as u32,
+            };
+            insert_event(
+                &mut tx,
+                &super::outbox::lead_ended(&facts, "failed", reason, now),
+            )
+            .await?;
+        }
         tx.commit().await.map_err(db)
     }
 
     async fn end_call(
         &self,
         call_id: &str,
-        outcome: &str,
-        duration: Option<Duration>,
+        end: &super::outbox::CallEndReport<'_>,
         now: DateTime<Utc>,
-        redial: Option<&crate::cadence::Redial>,
     ) -> Result<Option<String>, StoreError> {
-        let next = super::after_the_call(outcome, redial);
+        let (outcome, duration) = (end.status, end.duration);
+        let next = super::after_the_call(outcome, end.redial);
         let mut tx = self.pool.begin().await.map_err(db)?;
         let done = sqlx::query("UPDATE leads SET state = ?, due_at = COALESCE(?, due_at), reason = ?, reason_code = ?, updated_at = ? WHERE call_id = ? AND state = 'placed'")
             .bind(next.state.as_str())
@@ -963,8 +1009,110 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         }
+        let lead = sqlx::query("SELECT id, payload, attempts FROM leads WHERE call_id = ?")
+            .bind(call_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(row) = lead {
+            let (id, payload): (String, String) = (row.get("id"), row.get("payload"));
+            let facts = super::outbox::LeadFacts {
+                id: &id,
+                payload: &payload,
+                attempts: row.get::<i64, _>("attempts") as u32,
+            };
+            let caller_id = from.as_deref().unwrap_or_default();
+            for event in super::outbox::call_ended(&facts, call_id, caller_id, end, now) {
+                insert_event(&mut tx, &event).await?;
+            }
+        }
         tx.commit().await.map_err(db)?;
         Ok(Some(from.unwrap_or_default()))
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<super::outbox::OutboxEvent>, StoreError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let rows = sqlx::query(
+            "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE seq IN (
+                 SELECT seq FROM outbox WHERE delivered_at IS NULL AND next_at <= ?
+                 AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY seq LIMIT ?)
+             RETURNING seq, id, kind, at, data, tries, delivered_at, last_error",
+        )
+        .bind(&*self.member)
+        .bind(ms(until))
+        .bind(ms(now))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut events: Vec<_> = rows.iter().map(rows::outbox_event).collect();
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    async fn outbox_delivered(&self, seq: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET delivered_at = ?, tries = tries + 1, claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE seq = ?")
+            .bind(ms(now))
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn outbox_failed(
+        &self,
+        seq: i64,
+        error: &str,
+        next_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET tries = tries + 1, next_at = ?, last_error = ?, claimed_by = NULL, claimed_until = NULL WHERE seq = ?")
+            .bind(ms(next_at))
+            .bind(crate::bounded(error, 500))
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn outbox_events(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<super::outbox::OutboxEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, id, kind, at, data, tries, delivered_at, last_error FROM outbox
+             WHERE at >= ? AND at < ? ORDER BY seq LIMIT ?",
+        )
+        .bind(ms(from))
+        .bind(ms(to))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(rows::outbox_event).collect())
+    }
+
+    async fn outbox_backlog(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM outbox WHERE delivered_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok((
+            row.get::<i64, _>("n") as u64,
+            row.get::<Option<i64>, _>("oldest")
+                .and_then(DateTime::from_timestamp_millis),
+        ))
     }
 
     async fn call_ends_since(&self, since: DateTime<Utc>) -> Result<Vec<CallEnd>, StoreError> {
@@ -1262,5 +1410,24 @@ async fn insert_audit<'e>(
         .execute(executor)
         .await
         .map_err(db)?;
+    Ok(())
+}
+
+/// Writes `event` in the transaction that made it (once: its id is unique).
+async fn insert_event(
+    tx: &mut sqlx::SqliteConnection,
+    event: &super::outbox::NewEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO outbox (id, kind, at, data, next_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&event.id)
+    .bind(event.kind)
+    .bind(ms(event.at))
+    .bind(event.data.to_string())
+    .bind(ms(event.at))
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
     Ok(())
 }
