@@ -22,6 +22,15 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     dialing: Option<RawDialing>,
     accounts: Option<Vec<RawAccount>>,
+    results: Option<RawResults>,
+}
+
+/// `results:`: where every call's end and every finished lead are delivered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResults {
+    url: Spanned<String>,
+    secret_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +101,9 @@ pub struct Config {
     pub dialing: DaemonConfig,
     /// Several Synthflow accounts (`accounts:`); empty: the one of `synthflow:`.
     pub accounts: Vec<AccountConfig>,
+    /// Where results are delivered (`results.url`); `None`: kept for `results export`.
+    pub results_url: Option<String>,
+    pub results_secret_file: Option<PathBuf>,
 }
 
 /// One Synthflow account (workspace) of `accounts:`.
@@ -132,6 +144,8 @@ impl Default for Config {
             admin: AdminConfig::default(),
             dialing: DaemonConfig::default(),
             accounts: Vec::new(),
+            results_url: None,
+            results_secret_file: None,
         }
     }
 }
@@ -227,6 +241,20 @@ impl Config {
             config.dialing.concurrency = positive(&mut r, &s.concurrency, "concurrency", 5);
             config.connect_timeout = duration(&mut r, &s.connect_timeout, config.connect_timeout);
             config.request_timeout = duration(&mut r, &s.request_timeout, config.request_timeout);
+        }
+        if let Some(results) = &raw.results {
+            let url = results.url.value.trim();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                r.error(
+                    &results.url,
+                    format!(
+                        "results.url `{}` must start with https:// (or http:// on a private network)",
+                        crate::bounded(url, 60)
+                    ),
+                );
+            }
+            config.results_url = Some(url.to_string());
+            config.results_secret_file = results.secret_file.as_ref().map(PathBuf::from);
         }
         if let Some(rules) = raw.rules {
             config.rules = PathBuf::from(rules);
@@ -382,6 +410,17 @@ impl Config {
         )
     }
 
+    /// The secret results are signed with, if any: `CALLROUTE_RESULTS_SECRET`, else
+    /// `results.secret_file`, else the systemd credential `callroute-results-secret`. A
+    /// Standard Webhooks secret: `whsec_` and base64. Never logged.
+    pub fn results_secret(&self) -> Result<Option<String>, KeyError> {
+        secret(
+            "CALLROUTE_RESULTS_SECRET",
+            self.results_secret_file.as_ref(),
+            "callroute-results-secret",
+        )
+    }
+
     /// The webhook secret, if any: `SYNTHFLOW_WEBHOOK_SECRET`, else its file, else the
     /// systemd credential `synthflow-webhook-secret`. Never logged.
     pub fn webhook_secret(&self) -> Result<Option<String>, KeyError> {
@@ -425,6 +464,7 @@ impl Config {
                 self.webhook_secret_file.as_ref(),
             ),
             ("admin.token_file", self.admin.token_file.as_ref()),
+            ("results.secret_file", self.results_secret_file.as_ref()),
         ]
         .into_iter()
         .chain(

@@ -70,6 +70,18 @@ fn describe() {
         "callroute_cadence_redials_total",
         "Redials a cadence scheduled when a call ended, by the attempt they will be (9: 9 or more)."
     );
+    describe_counter!(
+        "callroute_results_deliveries_total",
+        "Deliveries of results (the outbox) to `results.url`, by HTTP class (2xx, 4xx, 5xx) or `error`."
+    );
+    describe_gauge!(
+        "callroute_results_undelivered",
+        "Results (outbox events) not yet delivered."
+    );
+    describe_gauge!(
+        "callroute_results_oldest_undelivered_seconds",
+        "Age of the oldest result not yet delivered (0: none waiting)."
+    );
     describe_gauge!(
         "callroute_cadence_waiting",
         "Leads waiting for the next attempt of their campaign's cadence."

@@ -56,6 +56,24 @@ pub async fn run(
         });
     }
     let webhook_secret = config.webhook_secret().map_err(config_error)?;
+    let mut config = config;
+    if let Some(url) = &config.results_url {
+        let secret = config
+            .results_secret()
+            .map_err(config_error)?
+            .ok_or_else(|| config_error(format!(
+                "results.url {url} is set but no secret signs the results: set results.secret_file (or CALLROUTE_RESULTS_SECRET, or the credential callroute-results-secret) to a Standard Webhooks secret (whsec_ and base64)"
+            )))?;
+        if let Err(e) = standardwebhooks::Webhook::new(&secret) {
+            return Err(config_error(format!(
+                "the results secret is not a Standard Webhooks secret (whsec_ and base64): {e}"
+            )));
+        }
+        config.dialing.results = Some(crate::daemon::ResultsTarget {
+            url: url.clone(),
+            secret,
+        });
+    }
     let admin_token = config.admin_token().map_err(config_error)?;
     let risks = config.setup_risks(admin_token.is_some());
     for warning in &risks.warnings {

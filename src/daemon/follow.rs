@@ -85,6 +85,7 @@ impl<S: Store> Shared<S> {
             finished,
         };
         let from = self.store.end_call(call_id, &end, now).await?;
+        self.results_wake.notify_one();
         match from {
             Some(from) => {
                 let next = redial

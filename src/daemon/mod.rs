@@ -37,12 +37,14 @@ mod health;
 mod members;
 mod pools;
 mod reload;
+mod results;
 mod silence;
 mod status;
 
 pub use follow::WebhookOutcome;
 pub use members::MemberView;
 pub use reload::{ReloadOutcome, ReloadRecord, ReloadStatus};
+pub use results::ResultsTarget;
 pub use status::{
     AccountView, DecisionView, FullWindowView, HeldView, NumberView, RulesView, StatusView,
     WindowUseView,
@@ -125,6 +127,8 @@ pub struct DaemonConfig {
     pub drain_timeout: Duration,
     /// Longest idle sleep (new leads from other processes are noticed at least this often).
     pub idle_poll: Duration,
+    /// Where results (the outbox) are delivered; `None`: kept for `results export` only.
+    pub results: Option<ResultsTarget>,
     /// The clock decisions, the ledger and deferrals run on.
     pub clock: crate::clock::Clock,
 }
@@ -144,6 +148,7 @@ impl Default for DaemonConfig {
             absent_after: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
             idle_poll: Duration::from_secs(30),
+            results: None,
             clock: crate::clock::Clock::System,
         }
     }
@@ -334,6 +339,8 @@ struct Shared<S: Store> {
     /// Due instants handed out to deferred leads, one pacing interval apart.
     due_calendar: Mutex<crate::schedule::DueCalendar>,
     wake: Notify,
+    /// Rung when this daemon wrote results (a call's end): the deliverer looks at once.
+    results_wake: Notify,
     /// The most recent events (at most `RECENT_EVENTS`), for the demo's report and tests.
     events: Mutex<std::collections::VecDeque<Event>>,
     /// Each caller ID's recent call outcomes (number health).
@@ -464,6 +471,7 @@ impl<S: Store> Daemon<S> {
                 unattached: Mutex::new(Vec::new()),
                 due_calendar: Mutex::new(crate::schedule::DueCalendar::new(calendar_beat)),
                 wake: Notify::new(),
+                results_wake: Notify::new(),
                 events: Mutex::new(std::collections::VecDeque::new()),
                 decisions: Mutex::new(std::collections::VecDeque::new()),
                 histories: Mutex::new(HashMap::new()),
@@ -576,6 +584,11 @@ impl<S: Store> Daemon<S> {
         shared.unless_stopped(shared.sync_rest_attachments()).await;
         shared.adopt(taken);
         let heartbeat = tokio::spawn(shared.clone().keep_membership());
+        let results = shared
+            .config
+            .results
+            .clone()
+            .map(|target| tokio::spawn(shared.clone().deliver_results(target)));
         let feed = lock(&shared.feed)
             .take()
             .map(|feed| tokio::spawn(shared.clone().follow_feed(feed)));
@@ -596,6 +609,10 @@ impl<S: Store> Daemon<S> {
             heartbeat.abort();
             if let Some(feed) = feed {
                 feed.abort();
+            }
+            if let Some(results) = results {
+                // It stops at the stop; an event it held is sent after its lease.
+                let _ = tokio::time::timeout(Duration::from_secs(2), results).await;
             }
             shared.store.leave().await?;
             result

@@ -450,6 +450,13 @@ impl<S: Store> Daemon<S> {
                 .map_or(0, |(_, n)| *n);
             metrics::gauge!("callroute_cadence_waiting").set(waiting as f64);
         }
+        if let Ok((backlog, oldest)) = self.shared.store.outbox_backlog().await {
+            metrics::gauge!("callroute_results_undelivered").set(backlog as f64);
+            let age = oldest.map_or(0.0, |t| {
+                (self.now() - t).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            metrics::gauge!("callroute_results_oldest_undelivered_seconds").set(age);
+        }
     }
 
     /// Everything the status shows, as of now.
