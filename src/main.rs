@@ -141,6 +141,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: cli::compliance::AuditFormat,
     },
+    /// Results kept in the store (every call's end, every finished lead): what `results.url`
+    /// receives, for those who pull instead.
+    Results {
+        #[command(subcommand)]
+        command: ResultsCommand,
+    },
     /// Apply the store's pending schema migrations and exit (daemons also apply them at
     /// start, under a lock). A SQLite store is created or upgraded in place.
     Migrate {
@@ -250,6 +256,25 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ResultsCommand {
+    /// Every event written in a time range, oldest first, delivered or not.
+    Export {
+        #[arg(long, env = "CALLROUTE_CONFIG")]
+        config: Option<PathBuf>,
+        /// From this instant (RFC 3339) on.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Before this instant (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value_t = 100_000)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: cli::results::ExportFormat,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Text,
@@ -345,6 +370,27 @@ fn main() -> ExitCode {
             Ok(config) => runtime().and_then(|rt| {
                 rt.block_on(cli::compliance::audit(
                     &config, subject, from, to, limit, format,
+                ))
+            }),
+        },
+        Command::Results {
+            command:
+                ResultsCommand::Export {
+                    config,
+                    from,
+                    to,
+                    limit,
+                    format,
+                },
+        } => match load_config(config.as_deref()) {
+            Err(code) => Ok(code),
+            Ok(config) => runtime().and_then(|rt| {
+                rt.block_on(cli::results::export(
+                    &config,
+                    from.unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+                    to.unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+                    limit,
+                    format,
                 ))
             }),
         },

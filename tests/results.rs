@@ -118,7 +118,10 @@ campaigns:
     .unwrap();
     // One lead is on the do-not-call list: it finishes `suppressed` without a call.
     std::fs::write(dir.join("dnc.txt"), "+14155550129\n").unwrap();
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let db = dir.join("queue.db");
+    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
     let mut csv = String::from("id,phone,name,campaign\n");
     for i in 0..6 {
         csv += &format!("L{i},+1415555012{},N{i},c\n", i + 4);
@@ -226,5 +229,44 @@ campaigns:
             .all(|(s, n)| *n == 0 || matches!(s, LeadState::Completed | LeadState::Rejected)),
         "{leads:?}"
     );
+
+    // The same results, pulled: `results export` (JSON Lines, then CSV).
+    let config = dir.join("callroute.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "store: sqlite://{}\nrules: {}\n",
+            db.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let export = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callroute"))
+            .args(["results", "export", "--format", format, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lines: Vec<Value> = export("jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), delivered.len(), "{lines:?}");
+    assert!(lines.iter().all(|e| e["delivered_at"].is_string()));
+    assert!(
+        lines
+            .iter()
+            .all(|e| ids.contains(&e["id"].as_str().unwrap()))
+    );
+    let csv = export("csv");
+    assert!(csv.starts_with("seq,id,type,timestamp,lead_id,phone,attempt,caller_id,status,result,delivered_at,tries,data\n"), "{csv}");
+    assert_eq!(csv.lines().count(), delivered.len() + 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

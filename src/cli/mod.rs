@@ -42,3 +42,4 @@ impl std::io::Write for Stdout {
 
 pub mod compliance;
 pub mod pool;
+pub mod results;
