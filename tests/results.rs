@@ -180,7 +180,7 @@ campaigns:
     running.stop().await.unwrap();
     assert_eq!(backlog, (0, None));
 
-    let state = state.lock().unwrap();
+    let state = std::mem::take(&mut *state.lock().unwrap());
     assert_eq!(state.forged, 0, "every delivery verified");
     let delivered: Vec<&(String, u16, Value)> =
         state.seen.iter().filter(|(_, s, _)| *s == 204).collect();
