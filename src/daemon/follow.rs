@@ -121,7 +121,7 @@ impl<S: Store> Shared<S> {
         ended_at: DateTime<Utc>,
     ) -> Result<(Option<crate::cadence::Redial>, Option<&'static str>), StoreError> {
         let rules = self.rules.load_full();
-        if !rules.campaigns.values().any(|c| c.cadence.is_some()) {
+        if rules.cadences().next().is_none() {
             return Ok((None, None));
         }
         let Some(lead) = self.store.lead_of_call(call_id).await? else {
@@ -136,7 +136,15 @@ impl<S: Store> Shared<S> {
             .as_deref()
             .map(str::trim)
             .unwrap_or_default();
-        let Some(cadence) = rules.campaign(campaign).and_then(|c| c.cadence.as_ref()) else {
+        let Some(campaign) = rules.campaign(campaign) else {
+            return Ok((None, None));
+        };
+        // The route that takes the lead now, with the rules now running (a route's own
+        // cadence replaces the campaign's).
+        let route = crate::lead::Lead::from_raw(lead.raw.clone())
+            .ok()
+            .and_then(|parsed| crate::engine::route_of(campaign, &parsed));
+        let Some(cadence) = campaign.cadence_for(route) else {
             return Ok((None, None));
         };
         if let Some(opted_out) = rules

@@ -68,8 +68,7 @@ fn usage_lookback(rules: &RuleSet) -> chrono::Duration {
         .max()
         .unwrap_or_default();
     let longest_cadence = rules
-        .campaigns()
-        .filter_map(|c| c.cadence.as_ref())
+        .cadences()
         .map(|c| c.span() + Duration::from_secs(3600))
         .max()
         .unwrap_or_default()

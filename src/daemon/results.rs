@@ -56,6 +56,15 @@ impl<S: Store> Shared<S> {
         };
         while !self.stopping() {
             let now = self.config.clock.now();
+            // A read first: an idle deliverer takes no write lock.
+            let backlog = self.store.outbox_backlog().await;
+            if matches!(backlog, Ok((0, _))) {
+                tokio::select! {
+                    () = self.sleep_or_stop(IDLE_LOOK) => {}
+                    () = self.results_wake.notified() => {}
+                }
+                continue;
+            }
             let batch = match self.store.claim_outbox(now, BATCH, LEASE).await {
                 Ok(batch) => batch,
                 Err(e) => {

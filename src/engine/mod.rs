@@ -425,6 +425,11 @@ fn never_open() -> Decision {
     }
 }
 
+/// The route of `campaign` that takes `lead` now (the first whose `when` it meets).
+pub fn route_of<'r>(campaign: &'r Campaign, lead: &Lead) -> Option<&'r Route> {
+    match_route(campaign, lead, &mut Trace::default())
+}
+
 fn match_route<'r>(campaign: &'r Campaign, lead: &Lead, trace: &mut Trace) -> Option<&'r Route> {
     let facts = Facts {
         brand: campaign.brand_of(lead),

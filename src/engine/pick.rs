@@ -48,7 +48,7 @@ pub(super) fn pick_number(
     // A redial of a cadence: `same` keeps the last caller ID while it is usable; `different`
     // avoids every one the lead saw while another is eligible (and outranks `sticky`).
     let history = pool.lead_history(&lead.key).filter(|h| h.total() > 0);
-    let redial = campaign.cadence.as_ref().zip(history);
+    let redial = campaign.cadence_for(Some(route)).zip(history);
     let mut avoid: Vec<E164> = Vec::new();
     if let Some((cadence, history)) = redial {
         let attempt = format!(

@@ -1041,7 +1041,11 @@ impl Compiler {
                         &vocabulary,
                         &mut selections,
                     );
-                    if let Some(route) = route {
+                    if let Some(mut route) = route {
+                        route.cadence =
+                            raw_route.value.cadence.as_ref().and_then(|c| {
+                                super::cadence::compile_cadence(&mut r, &name.value, c)
+                            });
                         if let Some(shadow) = routes
                             .iter()
                             .find(|earlier| earlier.when.covers(&route.when))
@@ -1402,6 +1406,7 @@ fn compile_route(
         strategy_explicit: raw.strategy.is_some(),
         sticky,
         limits,
+        cadence: None,
     })
 }
 

@@ -106,6 +106,15 @@ impl RuleSet {
         self.campaigns.values()
     }
 
+    /// Every cadence of the rules: campaigns' and routes' own.
+    pub fn cadences(&self) -> impl Iterator<Item = &crate::cadence::Cadence> {
+        self.campaigns.values().flat_map(|c| {
+            c.cadence
+                .iter()
+                .chain(c.routes.iter().filter_map(|r| r.cadence.as_ref()))
+        })
+    }
+
     pub fn agent(&self, name: &str) -> Option<&Agent> {
         self.agents.get(name)
     }
@@ -322,6 +331,17 @@ pub struct Campaign {
 }
 
 impl Campaign {
+    /// The cadence a lead called through `route` follows: the route's own, else the
+    /// campaign's.
+    pub fn cadence_for<'a>(
+        &'a self,
+        route: Option<&'a Route>,
+    ) -> Option<&'a crate::cadence::Cadence> {
+        route
+            .and_then(|r| r.cadence.as_ref())
+            .or(self.cadence.as_ref())
+    }
+
     /// A lead's brand: its own, else the campaign's (routes match it, lists are scoped by it).
     pub fn brand_of<'a>(&'a self, lead: &'a crate::lead::Lead) -> Option<&'a str> {
         lead.brand.as_deref().or(self.brand.as_deref())
@@ -341,6 +361,8 @@ pub struct Route {
     pub strategy_explicit: bool,
     pub sticky: Option<Duration>,
     pub limits: Limits,
+    /// The route's own cadence: replaces the campaign's for leads this route calls.
+    pub cadence: Option<crate::cadence::Cadence>,
 }
 
 impl Route {

@@ -250,6 +250,8 @@ pub struct RawRoute {
     pub strategy: Option<Spanned<String>>,
     pub sticky: Option<Spanned<String>>,
     pub limits: Option<RawLimits>,
+    /// The route's own cadence (replaces the campaign's).
+    pub cadence: Option<Spanned<RawCadence>>,
 }
 
 /// Conditions on region and labels, used both for a route's `when` (against the lead) and for

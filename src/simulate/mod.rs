@@ -341,7 +341,7 @@ pub fn tally(rules: &RuleSet, leads: &[Lead], options: &SimulateOptions) -> Tall
                 // does not tell busy from no answer: both are `no-answer` here).
                 let redial = rules
                     .campaign(&lead.campaign)
-                    .and_then(|c| c.cadence.as_ref())
+                    .and_then(|c| c.cadence_for(crate::engine::route_of(c, lead)))
                     .filter(|_| !answered)
                     .and_then(|c| c.next(attempt, "no-answer", &serde_json::Value::Null, ends));
                 if let Some(redial) = redial {
@@ -599,6 +599,13 @@ campaigns:
         );
         assert_eq!(redialed.limit_violations, 0);
         assert!(redialed.to_string().contains("cadence: "), "{redialed}");
+        // A route's own cadence replaces the campaign's: here the route allows 2 attempts.
+        let route_own = with_cadence.replace(
+            "      - numbers: all\n",
+            "      - numbers: all\n        cadence: { redial_on: [no-answer], delays: [2h], max_attempts: 2 }\n",
+        );
+        let by_route = run(&rules_from(&route_own), &leads, &options);
+        assert_eq!(by_route.by_attempt.len(), 2, "{by_route}");
     }
 
     #[test]
