@@ -82,18 +82,38 @@ pub async fn run(
     if !risks.refusals.is_empty() {
         return Err(config_error(risks.refusals.join("; ")));
     }
-    let store = AnyStore::open(&config.store).await.map_err(|e| {
-        config_error(format!(
-            "cannot open the store {}: {e}",
-            redacted(&config.store)
-        ))
-    })?;
+    // A PostgreSQL server away (restarting, failing over, a connection cut while migrating)
+    // is not configuration: wait for it, saying so. A SQLite path that cannot be opened,
+    // a bad URL or a schema newer than this binary are.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let store = loop {
+        match AnyStore::open(&config.store).await {
+            Ok(store) => break store,
+            Err(e @ StoreError::Database(_))
+                if crate::store::postgres::is_postgres_url(&config.store) =>
+            {
+                tracing::warn!(
+                    "cannot open the store {} ({e}); trying again in 1 s",
+                    redacted(&config.store)
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    () = &mut shutdown => return Ok(()),
+                }
+            }
+            Err(e) => {
+                return Err(config_error(format!(
+                    "cannot open the store {}: {e}",
+                    redacted(&config.store)
+                )));
+            }
+        }
+    };
     crate::metrics::install();
     metrics::gauge!("callroute_rules_reload_success").set(1.0);
     // Anything `open` refuses (an agent naming no account, a store newer than this binary)
     // is configuration; a database error (a fail-over, a connection cut while the ledger is
     // read) is not: systemd must not be told never to restart for it, so it is tried again.
-    let mut shutdown = std::pin::pin!(shutdown);
     let rules = Arc::new(rules);
     let daemon = loop {
         let opened = Daemon::open_with_accounts(
