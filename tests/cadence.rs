@@ -17,8 +17,7 @@ use callroute::store::intake;
 use callroute::store::postgres::PgStore;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{LeadState, Store};
-use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, Simulator};
-use callroute::synthflow::{Client, ClientConfig};
+use callroute::synthflow::simulator::{CallBehaviour, SimConfig, Simulator};
 
 /// Two San Francisco numbers and one New York number; leads in San Francisco.
 const NUMBERS: [&str; 3] = ["+14155550100", "+14155550101", "+12125550107"];
@@ -79,26 +78,16 @@ async fn on_postgres_unanswered_leads_are_redialed_then_end() {
 
 async fn redialed_from_another_caller_id_then_end<S: Store>(store: S) {
     let sim = Simulator::new(SimConfig {
-        api_key: "k".into(),
         attempts_per_second: 20,
         concurrency: 20,
-        agents: vec![SimAgent {
-            model_id: "m-1".into(),
-            r#type: "outbound".into(),
-            attached: NUMBERS.iter().map(|n| n.to_string()).collect(),
-        }],
         calls: CallBehaviour {
             ring_ms: 20,
             talk_ms: 20,
             answer_rate: 0.0,
             ..CallBehaviour::default()
         },
-        faults: Default::default(),
         seed: 3,
-        webhook: None,
-        put_replaces: false,
-        workspace_numbers: None,
-        unlisted_zones: Vec::new(),
+        ..common::sim_config(&NUMBERS)
     });
     let base = sim.start_local().await.unwrap();
     let dir = rules_dir(store.engine());
@@ -107,13 +96,7 @@ async fn redialed_from_another_caller_id_then_end<S: Store>(store: S) {
     // A minute of the daemon's clock passes in half a second.
     let clock = Clock::simulated("2026-03-04T18:00:00Z".parse().unwrap(), 120.0);
     store.enqueue(&intake.leads, clock.now()).await.unwrap();
-    let client = Client::new(&ClientConfig {
-        base_url: base,
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    })
-    .unwrap();
+    let client = common::client(&base);
     let config = DaemonConfig {
         attempts_per_second: 10,
         concurrency: 5,

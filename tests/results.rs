@@ -2,6 +2,8 @@
 //! receiver as Standard Webhooks (checked with the specification's own Rust library), are
 //! tried again while the receiver is down, keep their id on every try, and are not lost.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +17,7 @@ use callroute::daemon::{Daemon, DaemonConfig, ResultsTarget};
 use callroute::rules::load_dir;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{LeadState, Store, intake};
-use callroute::synthflow::simulator::{CallBehaviour, SimAgent, SimConfig, Simulator};
-use callroute::synthflow::{Client, ClientConfig};
+use callroute::synthflow::simulator::{CallBehaviour, SimConfig, Simulator};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -65,26 +66,16 @@ async fn receiver(state: Arc<Mutex<Receiver>>) -> String {
 async fn every_end_and_finished_lead_reaches_the_receiver_signed_even_after_it_was_down() {
     let numbers = ["+14155550100", "+14155550101"];
     let sim = Simulator::new(SimConfig {
-        api_key: "k".into(),
         attempts_per_second: 20,
         concurrency: 20,
-        agents: vec![SimAgent {
-            model_id: "m-1".into(),
-            r#type: "outbound".into(),
-            attached: numbers.iter().map(|n| n.to_string()).collect(),
-        }],
         calls: CallBehaviour {
             ring_ms: 20,
             talk_ms: 20,
             answer_rate: 0.5,
             ..CallBehaviour::default()
         },
-        faults: Default::default(),
         seed: 5,
-        webhook: None,
-        put_replaces: false,
-        workspace_numbers: None,
-        unlisted_zones: Vec::new(),
+        ..common::sim_config(&numbers)
     });
     let base = sim.start_local().await.unwrap();
     let state = Arc::new(Mutex::new(Receiver {
@@ -128,13 +119,7 @@ campaigns:
     }
     let intake = intake::parse(csv.as_bytes()).unwrap();
     store.enqueue(&intake.leads, Utc::now()).await.unwrap();
-    let client = Client::new(&ClientConfig {
-        base_url: base,
-        api_key: "k".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    })
-    .unwrap();
+    let client = common::client(&base);
     let config = DaemonConfig {
         attempts_per_second: 10,
         concurrency: 5,
