@@ -365,6 +365,13 @@ async fn results_are_kept_until_delivered_and_taken_by_one_member(db: &impl Db) 
     let orphan = a.claim_outbox(after_lease, 10, lease).await.unwrap();
     assert_eq!(orphan.len(), 1);
     assert_eq!(orphan[0].seq, rest[0].seq);
+    // Old delivered events are dropped; undelivered ones only where nobody receives them.
+    let later = t0() + Duration::days(31);
+    assert_eq!(a.prune_outbox(t0(), false).await.unwrap(), 0, "none older");
+    assert_eq!(a.prune_outbox(later, false).await.unwrap(), 1);
+    assert_eq!(a.outbox_backlog().await.unwrap().0, 2);
+    assert_eq!(a.prune_outbox(later, true).await.unwrap(), 2);
+    assert_eq!(a.outbox_backlog().await.unwrap(), (0, None));
 }
 
 async fn not_placed_attempts_retry_or_fail_and_do_not_count_as_usage(db: &impl Db) {

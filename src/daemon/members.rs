@@ -81,8 +81,13 @@ impl<S: Store> Shared<S> {
     /// taken its claims and calls, and the store refuses attempts on claims it lost.
     pub(super) async fn keep_membership(self: Arc<Self>) {
         let every = (self.config.lease / 3).max(Duration::from_millis(100));
+        let mut pruned_at: Option<tokio::time::Instant> = None;
         loop {
             self.count_open_leads().await;
+            if pruned_at.is_none_or(|at| at.elapsed() >= OUTBOX_PRUNE_EVERY) {
+                pruned_at = Some(tokio::time::Instant::now());
+                self.prune_outbox().await;
+            }
             self.sleep_or_stop(every).await;
             if self.stopping() {
                 return;
@@ -105,6 +110,24 @@ impl<S: Store> Shared<S> {
                 }
                 Err(e) => tracing::warn!("heartbeat failed: {e}; trying again"),
             }
+        }
+    }
+
+    /// Drops results older than `OUTBOX_KEPT`: delivered ones, and without `results.url`
+    /// every one (nobody receives them; `results export` reads them until then).
+    async fn prune_outbox(&self) {
+        let before =
+            self.config.clock.now() - chrono::Duration::from_std(OUTBOX_KEPT).unwrap_or_default();
+        match self
+            .store
+            .prune_outbox(before, self.config.results.is_none())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!("results: {n} events older than 30 days dropped from the outbox")
+            }
+            Err(e) => tracing::warn!("results: cannot prune the outbox: {e}"),
         }
     }
 

@@ -78,6 +78,11 @@ fn usage_lookback(rules: &RuleSet) -> chrono::Duration {
         .max(chrono::Duration::from_std(longest_sticky.max(longest_cadence)).unwrap_or_default())
 }
 
+/// How long results stay in the outbox once delivered (or, without `results.url`, at all),
+/// and how often old ones are dropped.
+const OUTBOX_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
+const OUTBOX_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// How often an idle daemon looks whether another process wrote to the store.
 const STORE_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 

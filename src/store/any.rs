@@ -308,6 +308,17 @@ impl Store for AnyStore {
         }
     }
 
+    async fn prune_outbox(
+        &self,
+        before: DateTime<Utc>,
+        undelivered: bool,
+    ) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.prune_outbox(before, undelivered).await,
+            AnyStore::Postgres(s) => s.prune_outbox(before, undelivered).await,
+        }
+    }
+
     async fn outbox_backlog(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.outbox_backlog().await,

@@ -745,6 +745,14 @@ pub trait Store: Send + Sync + 'static {
         to: DateTime<Utc>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<outbox::OutboxEvent>, StoreError>> + Send;
+    /// Drops events written before `before` that were delivered, and with `undelivered`
+    /// those not delivered too (nobody receives them: kept for `results export` only).
+    /// Returns how many.
+    fn prune_outbox(
+        &self,
+        before: DateTime<Utc>,
+        undelivered: bool,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Undelivered events: how many, and when the oldest was written.
     fn outbox_backlog(
         &self,

@@ -1101,6 +1101,21 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(rows::outbox_event).collect())
     }
 
+    async fn prune_outbox(
+        &self,
+        before: DateTime<Utc>,
+        undelivered: bool,
+    ) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM outbox WHERE at < ? AND (delivered_at IS NOT NULL OR ?)")
+                .bind(ms(before))
+                .bind(undelivered)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
     async fn outbox_backlog(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM outbox WHERE delivered_at IS NULL",
