@@ -736,12 +736,16 @@ fn explain_lead(
             }
         }
     }
-    if let Some(path) = &history
-        && let Err(e) = replay_history(&mut pool, &lead, path)
-    {
-        eprintln!("error: bad history: {e:#}");
-        return Ok(ExitCode::from(EX_DATAERR));
-    }
+    let earlier = match &history {
+        None => Vec::new(),
+        Some(path) => match replay_history(&mut pool, &lead, path) {
+            Ok(earlier) => earlier,
+            Err(e) => {
+                eprintln!("error: bad history: {e:#}");
+                return Ok(ExitCode::from(EX_DATAERR));
+            }
+        },
+    };
     let rests = resting
         .iter()
         .map(|given| {
@@ -760,13 +764,39 @@ fn explain_lead(
     pool.set_rests(rests);
     let (decision, trace) = decide(rules, &lead, &pool, now);
     match format {
-        Format::Text => print!("{}", explain::to_text(&decision, &trace)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&explain::to_json(&decision, &trace))?
-        ),
+        Format::Text => {
+            print!("{}", explain::to_text(&decision, &trace));
+            for call in &earlier {
+                println!("  earlier  {call}");
+            }
+        }
+        Format::Json => {
+            let mut json = explain::to_json(&decision, &trace);
+            json["earlier"] = serde_json::json!(earlier);
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One of the explained lead's own earlier calls, as `--history` gave it.
+#[derive(serde::Serialize)]
+struct EarlierCall {
+    at: DateTime<Utc>,
+    from_phone_number: String,
+    status: Option<String>,
+}
+
+impl std::fmt::Display for EarlierCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} from {}: {}",
+            callroute::format_instant(self.at),
+            self.from_phone_number,
+            self.status.as_deref().unwrap_or("outcome not given")
+        )
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -775,9 +805,17 @@ struct PastCall {
     from_phone_number: String,
     at: String,
     lead: Option<serde_json::Value>,
+    /// How the call ended (a Synthflow status), shown for the explained lead's own calls.
+    status: Option<String>,
 }
 
-fn replay_history(pool: &mut PoolState, lead: &Lead, path: &Path) -> anyhow::Result<()> {
+/// Replays `path`'s calls into `pool`; returns the explained lead's own, oldest first.
+fn replay_history(
+    pool: &mut PoolState,
+    lead: &Lead,
+    path: &Path,
+) -> anyhow::Result<Vec<EarlierCall>> {
+    let mut earlier = Vec::new();
     use std::io::Read;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -811,14 +849,22 @@ fn replay_history(pool: &mut PoolState, lead: &Lead, path: &Path) -> anyhow::Res
             None => lead.clone(),
         };
         pool.record(number, &called, at);
+        if called.key == lead.key {
+            earlier.push(EarlierCall {
+                at,
+                from_phone_number: number.to_string(),
+                status: call.status,
+            });
+        }
     }
+    earlier.sort_by_key(|call| call.at);
     if reader.get_ref().limit() == 0 {
         anyhow::bail!(
             "{}: larger than {MAX_HISTORY_BYTES} bytes; give the recent calls only",
             path.display()
         );
     }
-    Ok(())
+    Ok(earlier)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

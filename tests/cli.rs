@@ -226,7 +226,7 @@ fn a_redial_is_explained_with_its_attempt_and_the_caller_ids_it_avoids() {
     let history = scratch.0.join("history.jsonl");
     std::fs::write(
         &history,
-        r#"{"from_phone_number":"+12125550107","at":"2026-03-03T10:00:00-05:00"}"#,
+        r#"{"from_phone_number":"+12125550107","at":"2026-03-03T10:00:00-05:00","status":"no-answer"}"#,
     )
     .unwrap();
     let out = callroute(&[
@@ -246,6 +246,10 @@ fn a_redial_is_explained_with_its_attempt_and_the_caller_ids_it_avoids() {
     assert!(
         text.contains("cadence  attempt 2 of 4 (cadence at rules/campaigns.yaml:")
             && text.contains("different from +12125550107"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  earlier  2026-03-03T15:00:00Z from +12125550107: no-answer"),
         "{text}"
     );
 }
