@@ -80,9 +80,15 @@ impl<S: Store> Shared<S> {
                 }
                 continue;
             }
+            let taken_at = tokio::time::Instant::now();
             for event in batch {
                 if self.stopping() {
                     return; // its lease runs out; the next start (or another member) sends it
+                }
+                if taken_at.elapsed() > LEASE / 2 {
+                    // A slow receiver: the rest of the batch is taken again when its lease
+                    // ends, rather than sent near its end while another member may take it.
+                    break;
                 }
                 let outcome = deliver(&http, &webhook, &target.url, &event).await;
                 let class = match &outcome {
