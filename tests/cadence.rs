@@ -17,7 +17,7 @@ use callroute::store::intake;
 use callroute::store::postgres::PgStore;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{LeadState, Store};
-use callroute::synthflow::simulator::{CallBehaviour, SimConfig, Simulator};
+use callroute::synthflow::simulator::Simulator;
 
 /// Two San Francisco numbers and one New York number; leads in San Francisco.
 const NUMBERS: [&str; 3] = ["+14155550100", "+14155550101", "+12125550107"];
@@ -77,18 +77,7 @@ async fn on_postgres_unanswered_leads_are_redialed_then_end() {
 }
 
 async fn redialed_from_another_caller_id_then_end<S: Store>(store: S) {
-    let sim = Simulator::new(SimConfig {
-        attempts_per_second: 20,
-        concurrency: 20,
-        calls: CallBehaviour {
-            ring_ms: 20,
-            talk_ms: 20,
-            answer_rate: 0.0,
-            ..CallBehaviour::default()
-        },
-        seed: 3,
-        ..common::sim_config(&NUMBERS)
-    });
+    let sim = Simulator::new(common::sim_config_answering(&NUMBERS, 0.0, 3));
     let base = sim.start_local().await.unwrap();
     let dir = rules_dir(store.engine());
     let leads = "id,phone,name,campaign\nA,+14155550123,Ann,c\nB,+14155550124,Bo,c\n";

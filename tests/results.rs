@@ -17,7 +17,7 @@ use callroute::daemon::{Daemon, DaemonConfig, ResultsTarget};
 use callroute::rules::load_dir;
 use callroute::store::sqlite::SqliteStore;
 use callroute::store::{LeadState, Store, intake};
-use callroute::synthflow::simulator::{CallBehaviour, SimConfig, Simulator};
+use callroute::synthflow::simulator::Simulator;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -65,18 +65,7 @@ async fn receiver(state: Arc<Mutex<Receiver>>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_end_and_finished_lead_reaches_the_receiver_signed_even_after_it_was_down() {
     let numbers = ["+14155550100", "+14155550101"];
-    let sim = Simulator::new(SimConfig {
-        attempts_per_second: 20,
-        concurrency: 20,
-        calls: CallBehaviour {
-            ring_ms: 20,
-            talk_ms: 20,
-            answer_rate: 0.5,
-            ..CallBehaviour::default()
-        },
-        seed: 5,
-        ..common::sim_config(&numbers)
-    });
+    let sim = Simulator::new(common::sim_config_answering(&numbers, 0.5, 5));
     let base = sim.start_local().await.unwrap();
     let state = Arc::new(Mutex::new(Receiver {
         down: true,

@@ -40,6 +40,23 @@ pub fn sim_config(attached: &[&str]) -> SimConfig {
     }
 }
 
+/// `sim_config` at 20 attempts/s and 20 live calls, calls that ring and talk 20 ms each,
+/// answered at `answer_rate`, drawn from `seed`.
+pub fn sim_config_answering(attached: &[&str], answer_rate: f64, seed: u64) -> SimConfig {
+    SimConfig {
+        attempts_per_second: 20,
+        concurrency: 20,
+        calls: CallBehaviour {
+            ring_ms: 20,
+            talk_ms: 20,
+            answer_rate,
+            ..CallBehaviour::default()
+        },
+        seed,
+        ..sim_config(attached)
+    }
+}
+
 /// A lead to enqueue: `phone` in `campaign`, named `N`.
 pub fn raw_lead(phone: &str, campaign: &str) -> callroute::lead::RawLead {
     callroute::lead::RawLead {
