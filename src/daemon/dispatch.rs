@@ -30,7 +30,6 @@ impl<S: Store> Shared<S> {
             // attempt did not happen; the lead goes again on a beat of its own.
             metrics::counter!("callroute_sends_late_total").increment(1);
             self.retries.sent_late.fetch_add(1, Ordering::Relaxed);
-            lock(&self.pool).forget(from, &lead.key, Some(lead.phone), at);
             let now = self.config.clock.now();
             let next = NotPlaced::Retry {
                 due_at: now,
@@ -44,6 +43,9 @@ impl<S: Store> Shared<S> {
                     self.store.attempt_not_placed(attempt_id, &next, now)
                 })
                 .await;
+            // Counted until the ledger says it was not placed: forgotten before, it would
+            // be a use the ledger holds and this daemon does not know (a commit's `Stale`).
+            lock(&self.pool).forget(from, &lead.key, Some(lead.phone), at);
             if let Err(e) = recorded {
                 tracing::error!(lead = %lead.key, attempt_id, "cannot record an attempt not sent: {e}; it will be reconciled at the next start");
             }
@@ -283,11 +285,12 @@ impl<S: Store> Shared<S> {
                 return Ok(());
             }
         };
-        lock(&self.pool).forget(from, &lead.key, Some(lead.phone), at);
         self.until_recorded("an attempt not placed", || {
             self.store.attempt_not_placed(attempt_id, &next, now)
         })
         .await?;
+        // Counted until the ledger says it was not placed (see above).
+        lock(&self.pool).forget(from, &lead.key, Some(lead.phone), at);
         // Back in the queue: the loop may be idle with nothing else due.
         self.wake.notify_one();
         let outcome = if matches!(next, NotPlaced::Fail { .. }) {
@@ -389,14 +392,6 @@ impl<S: Store> Shared<S> {
                             .await
                         }
                         None => {
-                            if let Ok(number) = E164::parse(&attempt.from_number) {
-                                lock(&self.pool).forget(
-                                    number,
-                                    &attempt.lead_id,
-                                    called_of(&attempt.to_number),
-                                    attempt.at,
-                                );
-                            }
                             let next = NotPlaced::Retry { due_at: now, reason: "no answer to the request, and no such call exists: sending again".into() };
                             self.event(
                                 &attempt.lead_id,
@@ -409,6 +404,15 @@ impl<S: Store> Shared<S> {
                                     self.store.attempt_not_placed(attempt.id, &next, now)
                                 })
                                 .await;
+                            // Counted until the ledger says it was not placed.
+                            if let Ok(number) = E164::parse(&attempt.from_number) {
+                                lock(&self.pool).forget(
+                                    number,
+                                    &attempt.lead_id,
+                                    called_of(&attempt.to_number),
+                                    attempt.at,
+                                );
+                            }
                             self.wake.notify_one();
                             result
                         }
