@@ -28,6 +28,14 @@ fn config_error(error: impl std::fmt::Display) -> ServiceError {
     ServiceError::Config(error.to_string())
 }
 
+/// Waits a second before a start-up step is tried again; true if `shutdown` came first.
+async fn stopped_within_a_second(shutdown: &mut (impl Future<Output = ()> + Unpin)) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
+        () = shutdown => true,
+    }
+}
+
 /// Runs the service until `shutdown` resolves; returns once it has drained.
 /// `warned`: the rules' warnings already logged (a reload logs only new ones).
 pub async fn run(
@@ -96,9 +104,8 @@ pub async fn run(
                     "cannot open the store {} ({e}); trying again in 1 s",
                     redacted(&config.store)
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    () = &mut shutdown => return Ok(()),
+                if stopped_within_a_second(&mut shutdown).await {
+                    return Ok(());
                 }
             }
             Err(e) => {
@@ -127,9 +134,8 @@ pub async fn run(
             Ok(daemon) => break Arc::new(daemon),
             Err(DaemonError::Store(e @ StoreError::Database(_))) => {
                 tracing::warn!("the store failed while starting ({e}); trying again in 1 s");
-                tokio::select! {
-                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    () = &mut shutdown => return Ok(()),
+                if stopped_within_a_second(&mut shutdown).await {
+                    return Ok(());
                 }
             }
             Err(e) => return Err(config_error(e)),

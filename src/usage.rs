@@ -52,9 +52,9 @@ pub struct NumberUsage {
 pub struct LeadHistory {
     attempts: VecDeque<DateTime<Utc>>,
     total: u32,
-    last: Option<(E164, DateTime<Utc>)>,
     /// Every caller ID the lead's attempts showed, with when (kept as long as the lead is:
-    /// a cadence's redial avoids them however long ago they were).
+    /// a cadence's redial avoids them however long ago they were); the last one is the
+    /// sticky assignment.
     shown: Vec<(E164, DateTime<Utc>)>,
 }
 
@@ -289,9 +289,6 @@ impl PoolState {
         prune(&mut history.attempts, at);
         history.total += 1;
         history.shown.push((number, at));
-        if history.last.is_none_or(|(_, last_at)| at >= last_at) {
-            history.last = Some((number, at));
-        }
     }
 
     /// Records a use another daemon made, unless it is known (the same lead at the same
@@ -331,15 +328,9 @@ impl PoolState {
     /// The number's uses at or after `since`, in epoch milliseconds (what a commit-time
     /// check compares with the ledger).
     pub fn uses_ms_since(&self, number: E164, since: DateTime<Utc>) -> Vec<i64> {
-        self.numbers.get(&number).map_or_else(Vec::new, |usage| {
-            let first = usage.uses.partition_point(|&t| t < since);
-            usage
-                .uses
-                .iter()
-                .skip(first)
-                .map(|t| t.timestamp_millis())
-                .collect()
-        })
+        self.numbers
+            .get(&number)
+            .map_or_else(Vec::new, |usage| ms_since(&usage.uses, since))
     }
 
     /// Takes back a call recorded at `at` that turned out not to be placed (a 429, a refused
@@ -374,9 +365,6 @@ impl PoolState {
             if let Some(index) = history.shown.iter().position(|&s| s == (number, at)) {
                 history.shown.remove(index);
             }
-            if history.last == Some((number, at)) {
-                history.last = history.shown.iter().max_by_key(|&&(_, t)| t).copied();
-            }
         }
     }
 
@@ -402,7 +390,7 @@ impl PoolState {
         self.called
             .retain(|_, calls| calls.back().is_some_and(|&at| at >= cutoff));
         self.leads.retain(|_, history| {
-            history.last.is_some_and(|(_, at)| at >= cutoff)
+            history.last().is_some_and(|(_, at)| at >= cutoff)
                 || history.attempts.back().is_some_and(|&at| at >= cutoff)
         });
     }
@@ -414,14 +402,9 @@ impl PoolState {
     /// Calls to the person's number `called` at or after `since`, in epoch milliseconds
     /// (what a commit-time check compares with the ledger).
     pub fn calls_to_ms_since(&self, called: E164, since: DateTime<Utc>) -> Vec<i64> {
-        self.called.get(&called).map_or_else(Vec::new, |calls| {
-            let first = calls.partition_point(|&t| t < since);
-            calls
-                .iter()
-                .skip(first)
-                .map(|t| t.timestamp_millis())
-                .collect()
-        })
+        self.called
+            .get(&called)
+            .map_or_else(Vec::new, |calls| ms_since(calls, since))
     }
 
     /// Calls to the person's number `called` at or after `since`, under any lead id.
@@ -444,6 +427,16 @@ impl PoolState {
             hit
         })
     }
+}
+
+/// `times` (sorted) at or after `since`, in epoch milliseconds.
+fn ms_since(times: &VecDeque<DateTime<Utc>>, since: DateTime<Utc>) -> Vec<i64> {
+    let first = times.partition_point(|&t| t < since);
+    times
+        .iter()
+        .skip(first)
+        .map(|t| t.timestamp_millis())
+        .collect()
 }
 
 fn insert_sorted(times: &mut VecDeque<DateTime<Utc>>, at: DateTime<Utc>) {
@@ -630,13 +623,10 @@ impl LeadHistory {
         self.total
     }
 
+    /// The latest call and its caller ID (of calls at the same instant, the one recorded
+    /// last).
     pub fn last(&self) -> Option<(E164, DateTime<Utc>)> {
-        self.last
-    }
-
-    /// Whether an attempt of the lead showed caller ID `number`.
-    pub fn showed(&self, number: E164) -> bool {
-        self.shown.iter().any(|&(n, _)| n == number)
+        self.shown.iter().max_by_key(|&&(_, at)| at).copied()
     }
 
     /// The caller IDs the lead's attempts showed, oldest first, each once.
@@ -665,7 +655,7 @@ impl LeadHistory {
                 rule.per_24h,
                 now,
             ),
-            gap(self.last.map(|(_, t)| t), rule.min_gap, now),
+            gap(self.last().map(|(_, t)| t), rule.min_gap, now),
         ]
         .into_iter()
         .flatten()

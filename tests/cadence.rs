@@ -87,12 +87,8 @@ async fn redialed_from_another_caller_id_then_end<S: Store>(store: S) {
     store.enqueue(&intake.leads, clock.now()).await.unwrap();
     let client = common::client(&base);
     let config = DaemonConfig {
-        attempts_per_second: 10,
-        concurrency: 5,
-        poll_interval: Duration::from_millis(20),
-        idle_poll: Duration::from_millis(50),
         clock,
-        ..DaemonConfig::default()
+        ..common::brisk_daemon_config()
     };
     let rules = Arc::new(load_dir(&dir).unwrap().rules);
     let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());

@@ -110,15 +110,11 @@ campaigns:
     store.enqueue(&intake.leads, Utc::now()).await.unwrap();
     let client = common::client(&base);
     let config = DaemonConfig {
-        attempts_per_second: 10,
-        concurrency: 5,
-        poll_interval: Duration::from_millis(20),
-        idle_poll: Duration::from_millis(50),
         results: Some(ResultsTarget {
             url,
             secret: SECRET.into(),
         }),
-        ..DaemonConfig::default()
+        ..common::brisk_daemon_config()
     };
     let rules = Arc::new(load_dir(&dir).unwrap().rules);
     let daemon = Arc::new(Daemon::start(store, rules, client, config).await.unwrap());

@@ -586,9 +586,7 @@ impl<S: Store> Shared<S> {
             .iter()
             .find(|r| &*r.name == route_name)?;
         let window = route.limits_for(info).longest_window()?;
-        // Whole milliseconds, as the ledger keeps them.
-        let since_ms = (now - window - chrono::Duration::seconds(1)).timestamp_millis();
-        let since = DateTime::<Utc>::from_timestamp_millis(since_ms)?;
+        let since = ledger_since(now, window)?;
         Some(crate::store::NumberUses {
             since,
             known_ms: pool.uses_ms_since(number, since),
@@ -606,10 +604,7 @@ impl<S: Store> Shared<S> {
         if !trace.attempt_counts.iter().any(|c| c.window == "per_24h") {
             return None;
         }
-        // Whole milliseconds, as the ledger keeps them.
-        let since_ms =
-            (now - chrono::Duration::hours(24) - chrono::Duration::seconds(1)).timestamp_millis();
-        let since = DateTime::<Utc>::from_timestamp_millis(since_ms)?;
+        let since = ledger_since(now, chrono::Duration::hours(24))?;
         Some(crate::store::PersonCalls {
             to_number: lead.phone.to_string(),
             uses: crate::store::NumberUses {
@@ -792,4 +787,11 @@ impl<S: Store> Shared<S> {
             greeting: campaign.and_then(|c| c.greeting.clone()),
         }
     }
+}
+
+/// Where a commit's check of the ledger starts for a limit of `window` at `now`: a second
+/// before the window, in whole milliseconds (as the ledger keeps them).
+fn ledger_since(now: DateTime<Utc>, window: chrono::Duration) -> Option<DateTime<Utc>> {
+    let since_ms = (now - window - chrono::Duration::seconds(1)).timestamp_millis();
+    DateTime::<Utc>::from_timestamp_millis(since_ms)
 }

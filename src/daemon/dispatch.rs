@@ -4,6 +4,14 @@
 
 use super::*;
 
+/// A use of a caller ID recorded in the pool, to take back when its attempt placed no call.
+struct TakenBack<'a> {
+    from: Option<E164>,
+    lead_key: &'a str,
+    called: Option<E164>,
+    at: DateTime<Utc>,
+}
+
 impl<S: Store> Shared<S> {
     /// The back-off after the `n`th failure in a row, jittered from the clock's low bits.
     pub(super) fn backoff(&self, n: u32) -> Duration {
@@ -38,14 +46,15 @@ impl<S: Store> Shared<S> {
                     late.as_millis()
                 ),
             };
+            let use_ = TakenBack {
+                from: Some(from),
+                lead_key: &lead.key,
+                called: Some(lead.phone),
+                at,
+            };
             let recorded = self
-                .until_recorded("an attempt not sent", || {
-                    self.store.attempt_not_placed(attempt_id, &next, now)
-                })
+                .not_placed("an attempt not sent", attempt_id, &next, now, use_)
                 .await;
-            // Counted until the ledger says it was not placed: forgotten before, it would
-            // be a use the ledger holds and this daemon does not know (a commit's `Stale`).
-            lock(&self.pool).forget(from, &lead.key, Some(lead.phone), at);
             if let Err(e) = recorded {
                 tracing::error!(lead = %lead.key, attempt_id, "cannot record an attempt not sent: {e}; it will be reconciled at the next start");
             }
@@ -117,6 +126,29 @@ impl<S: Store> Shared<S> {
         if let Err(e) = outcome {
             tracing::error!(lead = %lead.key, attempt_id, "cannot record the attempt's result: {e}; it will be reconciled at the next start");
         }
+    }
+
+    /// Records that attempt `attempt_id` placed no call (until the store takes it, see
+    /// `until_recorded`), then takes its use back from the pool. The use stays counted
+    /// until the ledger says it was not placed: forgotten before, it would be a use the
+    /// ledger holds and this daemon does not know (a commit's `Stale`).
+    async fn not_placed(
+        &self,
+        what: &str,
+        attempt_id: i64,
+        next: &NotPlaced,
+        now: DateTime<Utc>,
+        use_: TakenBack<'_>,
+    ) -> Result<(), StoreError> {
+        let recorded = self
+            .until_recorded(what, || {
+                self.store.attempt_not_placed(attempt_id, next, now)
+            })
+            .await;
+        if let Some(from) = use_.from {
+            lock(&self.pool).forget(from, use_.lead_key, use_.called, use_.at);
+        }
+        recorded
     }
 
     /// Retries a write of what became of an attempt until the store takes it: a store away
@@ -285,12 +317,14 @@ impl<S: Store> Shared<S> {
                 return Ok(());
             }
         };
-        self.until_recorded("an attempt not placed", || {
-            self.store.attempt_not_placed(attempt_id, &next, now)
-        })
-        .await?;
-        // Counted until the ledger says it was not placed (see above).
-        lock(&self.pool).forget(from, &lead.key, Some(lead.phone), at);
+        let use_ = TakenBack {
+            from: Some(from),
+            lead_key: &lead.key,
+            called: Some(lead.phone),
+            at,
+        };
+        self.not_placed("an attempt not placed", attempt_id, &next, now, use_)
+            .await?;
         // Back in the queue: the loop may be idle with nothing else due.
         self.wake.notify_one();
         let outcome = if matches!(next, NotPlaced::Fail { .. }) {
@@ -399,20 +433,21 @@ impl<S: Store> Shared<S> {
                                 Some(attempt.from_number.clone()),
                                 "call certainly absent after an unclear answer".into(),
                             );
+                            let use_ = TakenBack {
+                                from: E164::parse(&attempt.from_number).ok(),
+                                lead_key: &attempt.lead_id,
+                                called: called_of(&attempt.to_number),
+                                at: attempt.at,
+                            };
                             let result = self
-                                .until_recorded("an attempt proved absent", || {
-                                    self.store.attempt_not_placed(attempt.id, &next, now)
-                                })
+                                .not_placed(
+                                    "an attempt proved absent",
+                                    attempt.id,
+                                    &next,
+                                    now,
+                                    use_,
+                                )
                                 .await;
-                            // Counted until the ledger says it was not placed.
-                            if let Ok(number) = E164::parse(&attempt.from_number) {
-                                lock(&self.pool).forget(
-                                    number,
-                                    &attempt.lead_id,
-                                    called_of(&attempt.to_number),
-                                    attempt.at,
-                                );
-                            }
                             self.wake.notify_one();
                             result
                         }

@@ -134,12 +134,7 @@ async fn deliver(
     url: &str,
     event: &OutboxEvent,
 ) -> Result<u16, String> {
-    let body = serde_json::json!({
-        "type": event.kind,
-        "timestamp": event.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": event.data,
-    })
-    .to_string();
+    let body = event.webhook_body();
     let signed_at = Utc::now().timestamp();
     let signature = webhook
         .sign(&event.id, signed_at, body.as_bytes())

@@ -31,6 +31,18 @@ pub struct OutboxEvent {
     pub last_error: Option<String>,
 }
 
+impl OutboxEvent {
+    /// The body a delivery posts (Standard Webhooks: `type`, `timestamp`, `data`).
+    pub fn webhook_body(&self) -> String {
+        json!({
+            "type": self.kind,
+            "timestamp": instant(self.timestamp),
+            "data": self.data,
+        })
+        .to_string()
+    }
+}
+
 /// An event to write.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

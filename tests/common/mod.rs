@@ -57,6 +57,18 @@ pub fn sim_config_answering(attached: &[&str], answer_rate: f64, seed: u64) -> S
     }
 }
 
+/// A daemon for `sim_config_answering`'s account: 10 attempts/s, 5 live calls, polls every
+/// 20 ms, idle at most 50 ms.
+pub fn brisk_daemon_config() -> callroute::daemon::DaemonConfig {
+    callroute::daemon::DaemonConfig {
+        attempts_per_second: 10,
+        concurrency: 5,
+        poll_interval: Duration::from_millis(20),
+        idle_poll: Duration::from_millis(50),
+        ..callroute::daemon::DaemonConfig::default()
+    }
+}
+
 /// A lead to enqueue: `phone` in `campaign`, named `N`.
 pub fn raw_lead(phone: &str, campaign: &str) -> callroute::lead::RawLead {
     callroute::lead::RawLead {
